@@ -1,0 +1,1 @@
+"""NWB writers, release builder and validation."""

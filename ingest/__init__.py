@@ -1,0 +1,1 @@
+"""Readers of raw files and session manifests, and the synthetic ground-truth generator."""

@@ -1,0 +1,1 @@
+"""Neuropixels processing core: preprocessing, sorting, duplicate removal, waveforms and metrics."""

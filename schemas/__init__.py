@@ -1,0 +1,1 @@
+"""DataJoint table declarations; each make() fetches, calls one core function, inserts."""
