@@ -1,1 +1,42 @@
-"""DataJoint table declarations; each make() fetches, calls one core function, inserts."""
+"""DataJoint table declarations; each make() fetches, calls one core function, inserts.
+
+Every module declares a deferred ``schema = dj.Schema()``; :func:`activate` connects and activates them in
+dependency order under ``BRAINOBS_SCHEMA_PREFIX`` (``brainobs_subject``, ``brainobs_acquisition``, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from brainobs.settings import Settings
+
+SCHEMA_MODULES = ("subject", "acquisition")
+_active: Settings | None = None
+
+
+def active_settings() -> Settings:
+    """The settings the schemas were activated with (make() methods resolve raw paths and stores by them)."""
+    if _active is None:
+        raise RuntimeError("brainobs schemas are not activated: call brainobs.schemas.activate() first")
+    return _active
+
+
+def modules() -> list[ModuleType]:
+    """The schema modules, in dependency order."""
+    return [importlib.import_module(f"brainobs.schemas.{name}") for name in SCHEMA_MODULES]
+
+
+def activate(settings: Settings | None = None) -> list[ModuleType]:
+    """Connect to the configured database and declare (or attach to) every brainobs schema."""
+    from brainobs.database import connect
+
+    global _active
+    settings = settings or Settings.load()
+    _active = settings
+    connect(settings)
+    loaded = modules()
+    for name, module in zip(SCHEMA_MODULES, loaded, strict=True):
+        if not module.schema.is_activated():
+            module.schema.activate(settings.schema_prefix + name)
+    return loaded

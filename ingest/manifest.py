@@ -1,0 +1,283 @@
+"""Session manifests (docs/formats/manifest.md): parse, validate and turn into table rows.
+
+Errors name the manifest, the line and the problem. Nothing here touches the database: the result is a
+:class:`Manifest` of rows per table, which ``brainobs.schemas.loading`` inserts in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from brainobs.ingest.paths import DataPathError, relative_to_root, resolve_under
+
+
+class ManifestError(ValueError):
+    """The manifest is malformed or refers to something that does not exist."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        raise TypeError("expected text")
+    return str(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("expected an integer")
+    return value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("expected true or false")
+    return value
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def _datetime(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
+    return dt.datetime.fromisoformat(str(value)).replace(tzinfo=None)
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if str(value) not in allowed:
+            raise TypeError(f"expected one of {', '.join(allowed)}")
+        return str(value)
+
+    return check
+
+
+@dataclass(frozen=True)
+class Field:
+    parse: Callable[[Any], Any]
+    required: bool = True
+    default: Any = None
+    path: str = ""  # "file", "dir" or "any" for data-root paths
+
+
+@dataclass(frozen=True)
+class Section:
+    table: str
+    key: tuple[str, ...]
+    fields: dict[str, Field]
+
+
+SECTIONS: dict[str, Section] = {
+    "subjects": Section(
+        "Subject",
+        ("subject_id",),
+        {
+            "subject_id": Field(_text),
+            "sex": Field(_choice("M", "F", "U")),
+            "date_of_birth": Field(_date, required=False),
+            "species": Field(_text, required=False, default="Mus musculus"),
+            "full_genotype": Field(_text, required=False, default=""),
+            "driver_line": Field(_text, required=False, default=""),
+            "reporter_line": Field(_text, required=False, default=""),
+            "indicator": Field(_text),
+        },
+    ),
+    "sessions": Section(
+        "Session",
+        ("subject_id", "session_id"),
+        {
+            "session_id": Field(_integer),
+            "subject_id": Field(_text),
+            "session_type": Field(_text),
+            "modality": Field(_choice("ophys", "ecephys", "behavior")),
+            "session_start_time": Field(_datetime),
+            "rig": Field(_text, required=False, default=""),
+            "experience_level": Field(
+                _choice("Familiar", "Novel 1", "Novel >1", "None"), required=False, default="None"
+            ),
+            "passive": Field(_boolean, required=False, default=False),
+            "image_set": Field(_text, required=False, default=""),
+            "project_code": Field(_text, required=False, default=""),
+            "behavior_dir": Field(_text, required=False, default="", path="dir"),
+        },
+    ),
+    "containers": Section(
+        "Container",
+        ("subject_id", "container_id"),
+        {
+            "container_id": Field(_integer),
+            "subject_id": Field(_text),
+            "targeted_structure": Field(_text),
+            "imaging_depth": Field(_integer),
+        },
+    ),
+    "experiments": Section(
+        "Experiment",
+        ("subject_id", "session_id", "experiment_id"),
+        {
+            "experiment_id": Field(_integer),
+            "session_id": Field(_integer),
+            "container_id": Field(_integer),
+            "imaging_depth": Field(_integer),
+            "targeted_structure": Field(_text),
+            "frame_rate": Field(_number),
+            "width": Field(_integer),
+            "height": Field(_integer),
+            "pixel_size_um": Field(_number),
+            "movie_file": Field(_text, path="file"),
+        },
+    ),
+    "probe_insertions": Section(
+        "ProbeInsertion",
+        ("subject_id", "session_id", "probe_name"),
+        {
+            "session_id": Field(_integer),
+            "probe_name": Field(_text),
+            "probe_type": Field(_text, required=False, default="Neuropixels 1.0"),
+            "recording_format": Field(_choice("binary", "spikeglx", "openephys")),
+            "recording_path": Field(_text, path="any"),
+            "probe_file": Field(_text, required=False, default="", path="file"),
+            "sampling_rate": Field(_number),
+            "num_channels": Field(_integer),
+        },
+    ),
+}
+
+
+@dataclass
+class Row:
+    """One table row from the manifest, with where it came from."""
+
+    section: str
+    index: int
+    line: int
+    values: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        return f"{self.section}[{self.index}] (line {self.line})"
+
+
+@dataclass
+class Manifest:
+    path: Path
+    data_root: Path
+    rows: dict[str, list[Row]] = field(default_factory=dict)  # by section, in SECTIONS order
+
+    def error(self, message: str) -> ManifestError:
+        return ManifestError(f"{self.path}: {message}")
+
+
+def load_manifest(path: Path, data_root: Path | None = None) -> Manifest:
+    """Parse and validate ``path``; raw-data paths resolve under ``data_root`` (default: the manifest's folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    try:
+        node = yaml.compose(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ManifestError(f"{path}: {where}not valid YAML: {getattr(err, 'problem', err)}") from None
+    manifest = Manifest(path=path, data_root=(data_root or path.parent).resolve())
+    if node is None:
+        raise manifest.error("the manifest is empty")
+    if not isinstance(node, yaml.MappingNode):
+        raise manifest.error(f"line {node.start_mark.line + 1}: the manifest must be a mapping of sections")
+    document = yaml.safe_load(path.read_text())
+    lines = {key.value: value for key, value in node.value}
+    unknown = set(document) - set(SECTIONS) - {"version"}
+    if unknown:
+        name = sorted(unknown)[0]
+        line = next(k.start_mark.line + 1 for k, _ in node.value if k.value == name)
+        raise manifest.error(f"line {line}: unknown section {name!r}; expected {', '.join(SECTIONS)}")
+    if document.get("version", 1) != 1:
+        raise manifest.error(f"manifest version {document['version']!r} is not supported (expected 1)")
+    for name, section in SECTIONS.items():
+        items = document.get(name) or []
+        if not isinstance(items, list):
+            raise manifest.error(f"line {lines[name].start_mark.line + 1}: section {name!r} must be a list")
+        manifest.rows[name] = [
+            _parse_row(manifest, name, section, i, item, lines[name].value[i]) for i, item in enumerate(items)
+        ]
+    _link_subjects(manifest)
+    return manifest
+
+
+def _parse_row(manifest: Manifest, name: str, section: Section, index: int, item: Any, node: Any) -> Row:
+    line = node.start_mark.line + 1
+    if not isinstance(item, dict):
+        raise manifest.error(f"line {line}: {name}[{index}] must be a mapping of fields")
+    field_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
+    unknown = set(item) - set(section.fields)
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise manifest.error(f"line {field_lines[bad]}: {name}[{index}]: unknown field {bad!r}")
+    values: dict[str, Any] = {}
+    for fname, spec in section.fields.items():
+        raw = item.get(fname)
+        if raw is None:
+            if spec.required:
+                raise manifest.error(f"line {line}: {name}[{index}]: missing required field {fname!r}")
+            values[fname] = spec.default
+            continue
+        try:
+            value = spec.parse(raw)
+        except (TypeError, ValueError) as err:
+            raise manifest.error(
+                f"line {field_lines[fname]}: {name}[{index}].{fname} = {raw!r}: {err}"
+            ) from None
+        if spec.path and value:
+            try:
+                target = resolve_under(manifest.data_root, value)
+            except DataPathError as err:
+                raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname}: {err}") from None
+            if spec.path == "file" and not target.is_file():
+                raise manifest.error(
+                    f"line {field_lines[fname]}: {name}[{index}].{fname}: {target} is not a file"
+                )
+            if spec.path == "dir" and not target.is_dir():
+                raise manifest.error(
+                    f"line {field_lines[fname]}: {name}[{index}].{fname}: {target} is not a folder"
+                )
+            value = relative_to_root(manifest.data_root, target)
+        values[fname] = value
+    return Row(section=name, index=index, line=line, values=values)
+
+
+def _link_subjects(manifest: Manifest) -> None:
+    """Give experiments and insertions the subject of their session when the session is in the manifest."""
+    subject_of = {r.values["session_id"]: r.values["subject_id"] for r in manifest.rows["sessions"]}
+    container_subject = {
+        r.values["container_id"]: r.values["subject_id"] for r in manifest.rows["containers"]
+    }
+    for section in ("experiments", "probe_insertions"):
+        for row in manifest.rows[section]:
+            subject = subject_of.get(row.values["session_id"])
+            if subject is not None:
+                row.values["subject_id"] = subject
+    for row in manifest.rows["experiments"]:
+        subject = row.values.get("subject_id")
+        owner = container_subject.get(row.values["container_id"])
+        if subject is not None and owner is not None and owner != subject:
+            raise manifest.error(
+                f"{row.where}: container {row.values['container_id']} belongs to subject {owner!r} "
+                f"but session {row.values['session_id']} to subject {subject!r}"
+            )

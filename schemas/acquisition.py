@@ -1,0 +1,75 @@
+"""Sessions, containers, 2-photon experiments and Neuropixels probe insertions.
+
+Identity hierarchy: Subject -> Session (one continuous recording) -> Experiment (one imaging plane of one
+session); Container is one imaging plane followed across sessions; ProbeInsertion is one probe of an ecephys
+session. Raw files are referenced by path relative to the data root, never copied into the database.
+"""
+
+import datajoint as dj
+
+schema = dj.Schema()
+
+
+@schema
+class Session(dj.Manual):
+    definition = """
+    # one continuous recording of one subject
+    -> Subject
+    session_id : int64
+    ---
+    session_type : varchar(64)
+    modality : enum('ophys', 'ecephys', 'behavior')
+    session_start_time : datetime
+    rig = "" : varchar(32)
+    experience_level = "None" : enum('Familiar', 'Novel 1', 'Novel >1', 'None')
+    passive = 0 : bool
+    image_set = "" : varchar(16)
+    project_code = "" : varchar(64)
+    behavior_dir = "" : varchar(255)          # behavior/stimulus/sync folder, relative to the data root
+    """
+
+
+@schema
+class Container(dj.Manual):
+    definition = """
+    # one imaging plane followed across sessions
+    -> Subject
+    container_id : int64
+    ---
+    targeted_structure : varchar(32)
+    imaging_depth : int32                     # um
+    """
+
+
+@schema
+class Experiment(dj.Manual):
+    definition = """
+    # one imaging plane of one 2-photon session
+    -> Session
+    experiment_id : int64
+    ---
+    -> Container
+    imaging_depth : int32                     # um
+    targeted_structure : varchar(32)
+    frame_rate : float64                      # Hz, per plane
+    width : int32                             # pixels
+    height : int32                            # pixels
+    pixel_size_um : float64                   # um per pixel
+    movie_file : varchar(255)                 # relative to the data root
+    """
+
+
+@schema
+class ProbeInsertion(dj.Manual):
+    definition = """
+    # one Neuropixels probe of an ecephys session
+    -> Session
+    probe_name : varchar(16)
+    ---
+    probe_type : varchar(32)
+    recording_format : enum('binary', 'spikeglx', 'openephys')
+    recording_path : varchar(255)             # relative to the data root
+    probe_file = "" : varchar(255)            # probeinterface JSON, relative to the data root (binary only)
+    sampling_rate : float64                   # Hz
+    num_channels : int32
+    """

@@ -1,0 +1,71 @@
+"""Shared fixtures: a real database for every `db` test, and a tiny synthetic survey.
+
+The database is BRAINOBS_TEST_DATABASE_URL when set (tests/run.sh sets it to the MariaDB server for the
+second pass), else an embedded PostgreSQL server under a temporary BRAINOBS_HOME, stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from brainobs.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def test_home() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="bo-", dir="/tmp"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(test_home: Path) -> Settings:
+    """Settings of the test database; schema names carry this run's pid so runs never collide."""
+    url = os.environ.get("BRAINOBS_TEST_DATABASE_URL", "embedded")
+    return Settings(
+        database_url=url,
+        home=test_home,
+        data_root=test_home / "data",
+        schema_prefix=f"bot{os.getpid()}_",
+    )
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings):
+    """Every brainobs schema, activated on the test database; dropped (and the server stopped) at the end."""
+    from brainobs.schemas import activate
+
+    from brainobs.database import EmbeddedServer
+
+    modules = activate(settings)
+    yield modules
+    for module in reversed(modules):
+        module.schema.drop(prompt=False)
+    if settings.database.backend == "embedded":
+        EmbeddedServer(settings.home).stop()
+
+
+@pytest.fixture
+def db(database):
+    """The schemas, emptied of subjects (and so of everything downstream) before the test."""
+    from brainobs.schemas.subject import Subject
+
+    Subject.delete(prompt=False)
+    return database
+
+
+@pytest.fixture(scope="session")
+def tiny_survey(tmp_path_factory) -> Path:
+    """The `tiny` synthetic survey (seed 0), generated once per test run."""
+    from brainobs.ingest.synthetic import generate_survey
+
+    out = tmp_path_factory.mktemp("tiny-survey")
+    generate_survey(out, preset="tiny", seed=0)
+    return out

@@ -1,0 +1,79 @@
+import logging
+
+import pytest
+
+from brainobs.database import DatabaseError, connect
+from brainobs.settings import DatabaseURL, Settings, SettingsError, redact_url
+
+SECRET = "s3cr3t-Pa55"
+
+
+def test_defaults_without_environment(tmp_path):
+    settings = Settings.load(config_file=tmp_path / "none.toml", environ={})
+    assert settings.database_url == "embedded"
+    assert settings.schema_prefix == "brainobs_"
+    assert settings.database.backend == "embedded"
+    assert settings.store_location.endswith(".brainobs/store")
+
+
+def test_environment_overrides_toml(tmp_path):
+    toml = tmp_path / "brainobs.toml"
+    toml.write_text('schema_prefix = "from_toml_"\nhome = "/srv/bo"\n')
+    settings = Settings.load(config_file=toml, environ={"BRAINOBS_SCHEMA_PREFIX": "from_env_"})
+    assert settings.schema_prefix == "from_env_"
+    assert str(settings.home) == "/srv/bo"
+
+
+def test_toml_with_unknown_key_is_refused(tmp_path):
+    toml = tmp_path / "brainobs.toml"
+    toml.write_text('databse_url = "embedded"\n')
+    with pytest.raises(SettingsError, match="unknown settings.*databse_url"):
+        Settings.load(config_file=toml, environ={})
+
+
+@pytest.mark.parametrize(
+    ("url", "backend", "host", "port", "database"),
+    [
+        ("postgresql://alice:pw@db.lab.org:5433/brain", "postgresql", "db.lab.org", 5433, "brain"),
+        ("postgres://alice@db", "postgresql", "db", None, ""),
+        ("mysql://bob:pw@127.0.0.1:3307", "mysql", "127.0.0.1", 3307, ""),
+    ],
+)
+def test_database_url_parsing(url, backend, host, port, database):
+    parsed = DatabaseURL.parse(url)
+    assert (parsed.backend, parsed.host, parsed.port, parsed.database) == (backend, host, port, database)
+
+
+def test_bad_scheme_and_bad_prefix_are_refused():
+    with pytest.raises(SettingsError, match="unknown scheme 'sqlite'"):
+        DatabaseURL.parse("sqlite:///x.db")
+    with pytest.raises(SettingsError, match="BRAINOBS_SCHEMA_PREFIX"):
+        Settings.load(environ={"BRAINOBS_SCHEMA_PREFIX": "Bad-Prefix"})
+
+
+def test_password_never_in_repr_str_or_parsed_url():
+    url = f"mysql://bob:{SECRET}@db.lab.org:3306"
+    settings = Settings.load(
+        environ={"BRAINOBS_DATABASE_URL": url, "BRAINOBS_STORE_URL": f"s3://k:{SECRET}@b/x"}
+    )
+    for text in (repr(settings), str(settings), str(settings.database), repr(settings.database)):
+        assert SECRET not in text
+        assert "***" in text or "password" not in text
+    assert redact_url(f"see {url} and postgresql://u:{SECRET}@h/db") == (
+        "see mysql://bob:***@db.lab.org:3306 and postgresql://u:***@h/db"
+    )
+
+
+def test_password_not_in_connection_error_or_logs(caplog, tmp_path):
+    # nothing listens on port 9; the error must name the server but not the password
+    settings = Settings(database_url=f"mysql://bob:{SECRET}@127.0.0.1:9", home=tmp_path)
+    with caplog.at_level(logging.DEBUG), pytest.raises(DatabaseError) as raised:
+        connect(settings, reset=True)
+    assert "127.0.0.1" in str(raised.value)
+    assert SECRET not in str(raised.value)
+    assert (
+        raised.value.__cause__ is None
+        and raised.value.__context__ is None
+        or SECRET not in repr(raised.value.__context__)
+    )
+    assert SECRET not in caplog.text
