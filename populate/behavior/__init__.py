@@ -1,0 +1,1 @@
+"""Behavior and stimulus core: running speed, stimulus presentations, trials, performance, clock alignment."""
