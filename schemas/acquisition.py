@@ -7,6 +7,8 @@ session. Raw files are referenced by path relative to the data root, never copie
 
 import datajoint as dj
 
+from brainobs.schemas.subject import Subject  # noqa: F401 - referenced by the table definitions
+
 schema = dj.Schema()
 
 

@@ -1,6 +1,7 @@
 """Subjects and the calcium indicators they express."""
 
 import datajoint as dj
+
 from brainobs.populate.ophys.indicators import DECAY_TIMES
 
 schema = dj.Schema()
