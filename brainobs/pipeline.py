@@ -40,6 +40,13 @@ def manual_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
     ]
 
 
+def schedule_defaults(settings: Settings | None = None) -> None:
+    """Let every schema with selection tables select new items for its default parameter set."""
+    for module in activate(settings):
+        if hasattr(module, "schedule_defaults"):
+            module.schedule_defaults()
+
+
 @dataclass(frozen=True)
 class TableStatus:
     table: str
@@ -73,7 +80,11 @@ def populate_all(
     reserve_jobs: bool = False,
     display_progress: bool = True,
 ) -> dict[str, dict]:
-    """Populate every computed table (or those named) in dependency order; errors are recorded, not raised."""
+    """Populate every computed table (or those named) in dependency order; errors are recorded, not raised.
+
+    First, each schema's ``schedule_defaults()`` pairs new items with the default parameter sets.
+    """
+    schedule_defaults(settings)
     results = {}
     for table in computed_tables(settings):
         if tables and table.__name__ not in tables:
