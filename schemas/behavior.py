@@ -53,16 +53,19 @@ class SessionSync(dj.Imported):
     def make(self, key):
         files = read_behavior(stores.raw_path((Session & key).fetch1("behavior_dir")))
         info = files.session
+        ophys_frame_times = np.asarray(
+            [] if files.ophys_frame_times is None else files.ophys_frame_times, dtype=np.float64
+        )
         self.insert1(
             {
                 **key,
                 "display_frame_rate": info.display_frame_rate_hz,
                 "monitor_delay": info.monitor_delay_s,
                 "n_display_frames": len(files.vsync_times),
-                "n_ophys_frames": len(files.ophys_frame_times),
+                "n_ophys_frames": len(ophys_frame_times),
                 "passive": info.passive,
                 "vsync_times": np.asarray(files.vsync_times, dtype=np.float64),
-                "ophys_frame_times": np.asarray(files.ophys_frame_times, dtype=np.float64),
+                "ophys_frame_times": ophys_frame_times,
             }
         )
 

@@ -26,13 +26,23 @@ def test_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(test_home: Path) -> Settings:
+def tiny_survey(test_home: Path) -> Path:
+    """The `tiny` synthetic survey (seed 0), generated once per test run; it is the tests' data root."""
+    from brainobs.ingest.synthetic import generate_survey
+
+    out = test_home / "data"
+    generate_survey(out, preset="tiny", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def settings(test_home: Path, tiny_survey: Path) -> Settings:
     """Settings of the test database; schema names carry this run's pid so runs never collide."""
     url = os.environ.get("BRAINOBS_TEST_DATABASE_URL", "embedded")
     return Settings(
         database_url=url,
         home=test_home,
-        data_root=test_home / "data",
+        data_root=tiny_survey,
         schema_prefix=f"bot{os.getpid()}_",
     )
 
@@ -59,13 +69,3 @@ def db(database):
 
     Subject.delete(prompt=False)
     return database
-
-
-@pytest.fixture(scope="session")
-def tiny_survey(tmp_path_factory) -> Path:
-    """The `tiny` synthetic survey (seed 0), generated once per test run."""
-    from brainobs.ingest.synthetic import generate_survey
-
-    out = tmp_path_factory.mktemp("tiny-survey")
-    generate_survey(out, preset="tiny", seed=0)
-    return out

@@ -1,0 +1,70 @@
+"""The Allen Brain Observatory parameter preset for 2-photon processing.
+
+One flat, JSON-serialisable dict: a parameter-set table hashes it, so the same values can never be
+stored under two names. Keys are prefixed by the stage that reads them. Values follow
+reference/allen-methods.md; where Allen leaves a suite2p setting at its default, that default is
+written here so the hash covers every value handed to suite2p.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from brainobs.populate.ophys.dff import LONG_WINDOW_S, SHORT_WINDOW_S
+from brainobs.populate.ophys.neuropil import FOLDS, SMOOTHING
+from brainobs.populate.ophys.rois import ASPECT_RATIO_THRESHOLD, BINARY_QUANTILE, NPIXEL_THRESHOLD
+
+ALLEN_OPHYS_PARAMS: dict[str, Any] = {
+    # --- motion correction (suite2p rigid phase correlation, optional non-rigid pass)
+    "registration_nonrigid": False,
+    "registration_reference_max_frames": 5000,  # frames sampled evenly for the reference image
+    "registration_maxregshift": 0.2,  # fraction of the frame's smaller side
+    "registration_smooth_sigma": 1.15,  # px, spatial smoothing of the phase correlation
+    "registration_smooth_sigma_time": 0.0,  # frames, temporal smoothing of the phase correlation
+    "registration_spatial_taper": 3.45,  # px, suite2p default
+    "registration_norm_frames": True,  # suite2p default: clip frames to the reference's 1-99th percentile
+    "registration_batch_size": 500,
+    "registration_snr_thresh": 1.2,  # non-rigid: blocks below this SNR are smoothed
+    "registration_block_size": [128, 128],  # non-rigid block (height, width), px
+    "registration_maxregshift_nonrigid": 5,  # px, non-rigid shift relative to the rigid one
+    "registration_subpixel": 10,  # non-rigid subpixel precision (1/subpixel px), suite2p default
+    "registration_empty_frame_sigma": 5.0,  # robust (IQR) sigmas below the median frame mean
+    "registration_outlier_detrend_window_s": 3.0,  # median filter on the offsets
+    "registration_outlier_max_shift_fraction": 0.05,  # residual clip, fraction of frame size (25 px at 512)
+    "registration_motion_border_max_shift_px": 30.0,  # larger shifts are outliers for the motion border
+    # --- segmentation (suite2p sparse detection, no classifier)
+    "segmentation_bin_duration_s": 3.7,  # nbinned = nframes / (3.7 * fs)
+    "segmentation_spatial_scale": 0,  # 0 = multi-scale, estimated from the data
+    "segmentation_threshold_scaling": 0.75,
+    "segmentation_max_overlap": 0.75,
+    "segmentation_highpass_time_bins": 100,  # running-mean high-pass over binned frames
+    "segmentation_highpass_neuropil_px": 25,  # spatial high-pass before detection, suite2p default
+    "segmentation_max_rois": 5000,
+    "segmentation_diameter_px": 12,  # only for suite2p's soma crop and size normalisation
+    "segmentation_soma_crop": True,
+    "segmentation_npix_norm_min": 0.0,
+    "segmentation_npix_norm_max": 100.0,
+    # --- ROI post-processing (Allen)
+    "roi_aspect_ratio_threshold": ASPECT_RATIO_THRESHOLD,  # dropped when min(h/w, w/h) <= this
+    "roi_binary_quantile": BINARY_QUANTILE,  # mask = weights >= this quantile of the ROI's weights
+    "roi_npixel_threshold": NPIXEL_THRESHOLD,  # small_size when the mask has <= this many pixels
+    # --- neuropil subtraction
+    "neuropil_lambda": SMOOTHING,  # smoothness of F_C in the r fit
+    "neuropil_folds": FOLDS,
+    # --- dF/F
+    "dff_long_window_s": LONG_WINDOW_S,
+    "dff_short_window_s": SHORT_WINDOW_S,
+    "dff_clamp_long_window": True,  # movies shorter than the long window use the longest odd window they hold
+    # --- L0 events
+    "events_noise_multiplier": None,  # None: 2.0 near 31 Hz, 2.6 near 11 Hz; required at other rates
+}
+
+
+def allen_ophys_params(**overrides: Any) -> dict[str, Any]:
+    """A copy of `ALLEN_OPHYS_PARAMS` with ``overrides`` applied; unknown keys are refused."""
+    unknown = sorted(set(overrides) - set(ALLEN_OPHYS_PARAMS))
+    if unknown:
+        raise KeyError(f"unknown ophys parameters {unknown}; known: {sorted(ALLEN_OPHYS_PARAMS)}")
+    params = {key: (list(value) if isinstance(value, list) else value) for key, value in ALLEN_OPHYS_PARAMS.items()}
+    params.update(overrides)
+    return params
