@@ -1,0 +1,1 @@
+"""brainobs benchmarks: python -m benchmarks.<name>."""

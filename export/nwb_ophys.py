@@ -1,0 +1,226 @@
+"""The ophys experiment file: one imaging plane with its session's behavior and stimulus.
+
+Layout (Allen Brain Observatory names where standard NWB types fit):
+- /general/devices/<device_name>, /general/optophysiology/imaging_plane_1: indicator, excitation and
+  emission wavelengths (nm), imaging rate, location = targeted structure (CCF acronym), pixel pitch
+  (grid_spacing, um); the depth below the pia is origin_coords[2] (um) and in the description.
+- /processing/ophys/image_segmentation/cell_specimen_table: PlaneSegmentation, id = cell_roi_id, full-FOV
+  image_mask, columns cell_specimen_id (-1: none), x, y, width, height, valid_roi,
+  max_correction_{up,down,left,right} (pixels, the experiment's values on every row), r and RMSE (neuropil
+  correction), event_lambda and event_noise_std (L0 event detection).
+- RoiResponseSeries "traces" (frames x ROIs) in dff (DfOverF), corrected_fluorescence, demixed_trace and
+  neuropil_trace (Fluorescence); "events" in event_detection (Fluorescence). They share one time base:
+  the dF/F series holds the timestamps, the others link to them.
+- /processing/ophys/images: max_projection, average_image, segmentation_mask_image (GrayscaleImage;
+  a boolean mask image is stored as uint8 0/1).
+- /processing/ophys/ophys_motion_correction_x and _y: TimeSeries, pixels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from hdmf.common import VectorData
+from pynwb import NWBFile, ProcessingModule, TimeSeries
+from pynwb.base import Images
+from pynwb.image import GrayscaleImage
+from pynwb.ophys import (
+    DfOverF,
+    Fluorescence,
+    ImageSegmentation,
+    ImagingPlane,
+    OpticalChannel,
+    PlaneSegmentation,
+    RoiResponseSeries,
+)
+
+from brainobs.export.bundles import OphysExperimentBundle, ProjectionImages, RoiTable, RoiTraces
+from brainobs.export.nwb_behavior import add_behavior
+from brainobs.export.nwb_common import dataset, new_nwbfile, table_expectations, time_base, time_expectation
+from brainobs.export.provenance import add_provenance
+from brainobs.export.readback import Expectation
+
+MODULE = "ophys"
+PLANE_SEGMENTATION = "cell_specimen_table"
+ROI_COLUMNS = {
+    "cell_specimen_id": "cell specimen (the same cell across sessions of the container); -1 where none",
+    "x": "column of the top-left corner of the ROI's bounding box (pixels)",
+    "y": "row of the top-left corner of the ROI's bounding box (pixels)",
+    "width": "width of the ROI's bounding box (pixels)",
+    "height": "height of the ROI's bounding box (pixels)",
+    "valid_roi": "whether the ROI passed the ROI filters (is a cell)",
+    "max_correction_up": "largest motion correction upward in the experiment (pixels)",
+    "max_correction_down": "largest motion correction downward in the experiment (pixels)",
+    "max_correction_left": "largest motion correction leftward in the experiment (pixels)",
+    "max_correction_right": "largest motion correction rightward in the experiment (pixels)",
+    "r": "neuropil contamination ratio of the ROI (corrected = demixed - r * neuropil)",
+    "RMSE": "root-mean-square error of the neuropil fit (fluorescence units)",
+    "event_lambda": "L0 penalty chosen by event detection",
+    "event_noise_std": "robust noise standard deviation of the dF/F trace used by event detection",
+}
+# (container name, container type, series name, bundle field, unit, description)
+TRACE_SERIES = (
+    ("dff", DfOverF, "traces", "dff", "n.a.", "dF/F of every ROI (unitless)"),
+    ("corrected_fluorescence", Fluorescence, "traces", "corrected", "a.u.", "neuropil-corrected fluorescence"),
+    ("demixed_trace", Fluorescence, "traces", "demixed", "a.u.", "fluorescence after demixing overlapping ROIs"),
+    ("neuropil_trace", Fluorescence, "traces", "neuropil", "a.u.", "neuropil fluorescence around each ROI"),
+    ("event_detection", Fluorescence, "events", "events", "n.a.", "L0 event magnitudes in dF/F units, 0 where none"),
+)
+
+
+def build_ophys_nwbfile(bundle: OphysExperimentBundle, source_sha256: str) -> tuple[NWBFile, list[Expectation]]:
+    """The NWBFile of one experiment, and what to verify when it is read back."""
+    plane_info = bundle.plane
+    nwbfile = new_nwbfile(bundle.session, bundle.subject, bundle.provenance)
+    device = nwbfile.create_device(
+        name=plane_info.device_name,
+        description=plane_info.device_description,
+        manufacturer=plane_info.device_manufacturer,
+    )
+    depth = plane_info.imaging_depth_um
+    container = f", container {plane_info.container_id}" if plane_info.container_id is not None else ""
+    imaging_plane = nwbfile.create_imaging_plane(
+        name="imaging_plane_1",
+        optical_channel=OpticalChannel(
+            name="channel_1",
+            description=f"{plane_info.indicator} emission",
+            emission_lambda=plane_info.emission_lambda_nm,
+        ),
+        description=f"ophys experiment {plane_info.experiment_id}{container}: "
+        f"{plane_info.targeted_structure} at {depth:g} um below the pia",
+        device=device,
+        excitation_lambda=plane_info.excitation_lambda_nm,
+        imaging_rate=plane_info.imaging_rate_hz,
+        indicator=plane_info.indicator,
+        location=plane_info.targeted_structure,
+        grid_spacing=[plane_info.pixel_size_um, plane_info.pixel_size_um],
+        grid_spacing_unit="micrometers",
+        origin_coords=[0.0, 0.0, depth],
+        origin_coords_unit="micrometers",
+    )
+    ophys = nwbfile.create_processing_module(MODULE, "2-photon processing: segmentation, traces, events, motion")
+    segmentation, expectations = _plane_segmentation(bundle, imaging_plane)
+    ophys.add(ImageSegmentation(name="image_segmentation", plane_segmentations=[segmentation]))
+    expectations += _traces(ophys, segmentation, bundle.traces)
+    expectations += _images(ophys, bundle.images)
+    expectations += _motion(ophys, bundle)
+    if bundle.behavior is not None:
+        expectations += add_behavior(nwbfile, bundle.behavior)
+    expectations += add_provenance(nwbfile, bundle.provenance, source_sha256)
+    return nwbfile, expectations
+
+
+def _read_segmentation(nwbfile: NWBFile) -> PlaneSegmentation:
+    return nwbfile.processing[MODULE]["image_segmentation"][PLANE_SEGMENTATION]
+
+
+def _plane_segmentation(
+    bundle: OphysExperimentBundle, imaging_plane: ImagingPlane
+) -> tuple[PlaneSegmentation, list[Expectation]]:
+    rois: RoiTable = bundle.rois
+    motion = bundle.motion
+    n = rois.n_roi
+    values = {
+        "cell_specimen_id": np.asarray(rois.cell_specimen_id, dtype=np.int64),
+        "x": np.asarray(rois.x, dtype=np.int64),
+        "y": np.asarray(rois.y, dtype=np.int64),
+        "width": np.asarray(rois.width, dtype=np.int64),
+        "height": np.asarray(rois.height, dtype=np.int64),
+        "valid_roi": np.asarray(rois.valid_roi, dtype=bool),
+        **{
+            f"max_correction_{side}": np.full(n, float(getattr(motion, f"max_correction_{side}")))
+            for side in ("up", "down", "left", "right")
+        },
+        "r": np.asarray(rois.r, dtype=np.float64),
+        "RMSE": np.asarray(rois.rmse, dtype=np.float64),
+        "event_lambda": np.asarray(bundle.traces.lambdas, dtype=np.float64),
+        "event_noise_std": np.asarray(bundle.traces.noise_stds, dtype=np.float64),
+    }
+    columns = [
+        VectorData(name="image_mask", description="full field-of-view mask of the ROI", data=dataset(rois.image_mask))
+    ]
+    columns += [
+        VectorData(name=name, description=ROI_COLUMNS[name], data=dataset(column)) for name, column in values.items()
+    ]
+    segmentation = PlaneSegmentation(
+        name=PLANE_SEGMENTATION,
+        description="segmented ROIs of the experiment (id = cell_roi_id), all of them, valid or not",
+        imaging_plane=imaging_plane,
+        id=np.asarray(rois.cell_roi_id, dtype=np.int64),
+        columns=columns,
+    )
+    stored = {"id": np.asarray(rois.cell_roi_id, dtype=np.int64), "image_mask": rois.image_mask, **values}
+    return segmentation, table_expectations(f"{MODULE}/{PLANE_SEGMENTATION}", _read_segmentation, stored)
+
+
+def _traces(ophys: ProcessingModule, segmentation: PlaneSegmentation, traces: RoiTraces) -> list[Expectation]:
+    expectations: list[Expectation] = []
+    reference = None
+    region = np.arange(traces.n_roi)
+    for container_name, container_type, series_name, field, unit, description in TRACE_SERIES:
+        data = getattr(traces, field)
+        container = container_type(name=container_name)
+        ophys.add(container)
+        with warnings.catch_warnings():
+            # hdmf warns that the region's table shares no ancestor with the series, which gets one when added.
+            warnings.filterwarnings("ignore", message="The linked table for DynamicTableRegion", category=UserWarning)
+            series = RoiResponseSeries(
+                name=series_name,
+                description=description,
+                data=dataset(data),
+                rois=segmentation.create_roi_table_region(description="all ROIs", region=region.tolist()),
+                unit=unit,
+                **time_base(traces.timestamps, reference),
+            )
+            container.add_roi_response_series(series)
+        reference = reference or series
+        read = lambda f, c=container_name, s=series_name: f.processing[MODULE][c][s]  # noqa: E731
+        label = f"{MODULE}/{container_name}/{series_name}"
+        expectations.append(Expectation(f"{label}/data", lambda f, read=read: read(f).data[:], data))
+        expectations.append(Expectation(f"{label}/rois", lambda f, read=read: read(f).rois.data[:], region))
+    read_dff = lambda f: f.processing[MODULE]["dff"]["traces"]  # noqa: E731
+    expectations.append(time_expectation(f"{MODULE}/dff/traces", read_dff, traces.timestamps))
+    return expectations
+
+
+def _images(ophys: ProcessingModule, images: ProjectionImages) -> list[Expectation]:
+    stored = {}
+    for name in ProjectionImages.names():
+        data = np.asarray(getattr(images, name))
+        stored[name] = data.astype(np.uint8) if data.dtype == bool else data
+    ophys.add(
+        Images(
+            name="images",
+            description="summary images of the registered movie",
+            images=[
+                GrayscaleImage(name=name, data=dataset(data), description=name.replace("_", " "))
+                for name, data in stored.items()
+            ],
+        )
+    )
+    return [
+        Expectation(f"{MODULE}/images/{name}", lambda f, name=name: f.processing[MODULE]["images"][name].data[:], data)
+        for name, data in stored.items()
+    ]
+
+
+def _motion(ophys: ProcessingModule, bundle: OphysExperimentBundle) -> list[Expectation]:
+    expectations = []
+    dff_series = ophys["dff"]["traces"]
+    for axis in ("x", "y"):
+        data = getattr(bundle.motion, axis)
+        name = f"ophys_motion_correction_{axis}"
+        ophys.add(
+            TimeSeries(
+                name=name,
+                description=f"rigid motion correction along {axis} applied to each frame",
+                data=dataset(data),
+                unit="pixels",
+                **time_base(bundle.traces.timestamps, dff_series),
+            )
+        )
+        expectations.append(
+            Expectation(f"{MODULE}/{name}/data", lambda f, n=name: f.processing[MODULE][n].data[:], data)
+        )
+    return expectations

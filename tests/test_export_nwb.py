@@ -1,0 +1,173 @@
+"""Exported NWB files: their content read back with pynwb, nwbinspector's verdict, and pynapple as a reader."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pynwb import NWBHDF5IO
+
+from brainobs.export.bundles import source_digest
+from brainobs.export.provenance import read_provenance
+from brainobs.export.validation import inspect_nwb
+from brainobs.export.writer import WriteResult, export_ecephys_session, export_ophys_experiment
+from tests.test_export_bundles import make_ecephys_bundle, make_ophys_bundle
+
+
+@pytest.fixture(scope="module")
+def ophys(tmp_path_factory) -> tuple[WriteResult, object]:
+    bundle = make_ophys_bundle()
+    return export_ophys_experiment(bundle, tmp_path_factory.mktemp("ophys") / "experiment.nwb"), bundle
+
+
+@pytest.fixture(scope="module")
+def ecephys(tmp_path_factory) -> tuple[WriteResult, object]:
+    bundle = make_ecephys_bundle()
+    return export_ecephys_session(bundle, tmp_path_factory.mktemp("ecephys") / "session.nwb"), bundle
+
+
+def _read(path: Path):
+    io = NWBHDF5IO(path, "r")
+    return io, io.read()
+
+
+def test_ophys_layout_and_values(ophys) -> None:
+    result, bundle = ophys
+    io, nwbfile = _read(result.path)
+    with io:
+        assert nwbfile.subject.species == "Mus musculus"
+        assert nwbfile.subject.age == "P112D"
+        assert nwbfile.subject.genotype == bundle.subject.genotype
+        plane = nwbfile.imaging_planes["imaging_plane_1"]
+        assert (plane.excitation_lambda, plane.imaging_rate, plane.location) == (910.0, 31.0, "VISp")
+        assert plane.indicator == "GCaMP6f"
+        assert plane.origin_coords[2] == 175.0
+        ophys_module = nwbfile.processing["ophys"]
+        table = ophys_module["image_segmentation"]["cell_specimen_table"]
+        np.testing.assert_array_equal(table.id[:], bundle.rois.cell_roi_id)
+        np.testing.assert_array_equal(table["cell_specimen_id"][:], bundle.rois.cell_specimen_id)
+        np.testing.assert_array_equal(table["valid_roi"][:], bundle.rois.valid_roi)
+        assert table["image_mask"].data.shape == (4, 64, 64)
+        np.testing.assert_array_equal(table["max_correction_left"][:], np.full(4, 3.0))
+        np.testing.assert_allclose(table["r"][:], bundle.rois.r)
+        np.testing.assert_allclose(table["event_lambda"][:], bundle.traces.lambdas)
+        dff = ophys_module["dff"]["traces"]
+        assert dff.data.shape == (200, 4)  # time first
+        np.testing.assert_array_equal(dff.data[:, 2], bundle.traces.dff[:, 2])
+        np.testing.assert_array_equal(dff.timestamps[:], bundle.traces.timestamps)
+        neuropil = ophys_module["neuropil_trace"]["traces"]
+        np.testing.assert_array_equal(neuropil.timestamps[:], bundle.traces.timestamps)  # linked to dF/F's
+        assert ophys_module["event_detection"]["events"].data.shape == (200, 4)
+        images = ophys_module["images"]
+        assert set(images.images) == {"max_projection", "average_image", "segmentation_mask_image"}
+        assert ophys_module["ophys_motion_correction_x"].unit == "pixels"
+        assert nwbfile.processing["behavior"]["running_speed"].unit == "cm/s"
+        assert len(nwbfile.trials) == 6 and len(nwbfile.intervals["stimulus_presentations"]) == 8
+        presentations = nwbfile.intervals["stimulus_presentations"]
+        assert "orientation" not in presentations.colnames  # NaN in every row
+        assert "params" not in presentations.colnames
+        assert list(nwbfile.epochs["stimulus_block_name"][:]) == ["images_A", "gray"]
+        np.testing.assert_array_equal(nwbfile.trials["lick_times"][0], [1.4, 1.5])
+    assert result.counts["ophys/cell_specimen_table/rows"] == 4
+    assert result.counts["intervals/trials/rows"] == 6
+    assert len(result.checksums) > 40  # every array was compared
+
+
+def test_ecephys_layout_and_values(ecephys) -> None:
+    result, bundle = ecephys
+    io, nwbfile = _read(result.path)
+    with io:
+        assert set(nwbfile.devices) == {"probeA", "probeB"}
+        assert set(nwbfile.electrode_groups) == {"probeA", "probeB"}
+        electrodes = nwbfile.electrodes.to_dataframe()
+        assert list(electrodes.index) == list(bundle.channels.channel_id)
+        assert electrodes["location"].iloc[3] == "CA1"
+        np.testing.assert_array_equal(electrodes["probe_vertical_position"], bundle.channels.probe_vertical_position)
+        np.testing.assert_array_equal(electrodes["rel_y"], bundle.channels.probe_vertical_position)
+        units = nwbfile.units
+        assert units.resolution == pytest.approx(1 / 30000)
+        assert list(units.id[:]) == [950910000, 950910001]
+        np.testing.assert_array_equal(units["spike_times"][1], bundle.units.spike_times[1])
+        np.testing.assert_array_equal(units["spike_amplitudes"][0], bundle.units.spike_amplitudes[0])
+        assert units["waveform_mean"].data.shape == (2, 82, 3)
+        assert list(units["electrodes"][1].index) == [850000007, 850000008, 850000009]
+        assert units["electrode_group"][1].name == "probeB"
+        for column in ("firing_rate", "presence_ratio", "isi_violations", "PT_ratio", "quality", "peak_channel_id"):
+            assert column in units.colnames
+        assert list(units["quality"][:]) == ["good", "noise"]
+        assert np.isnan(units["velocity_below"][0])
+    assert result.counts["units/spikes"] == 79
+
+
+def test_provenance_in_file(ophys) -> None:
+    result, bundle = ophys
+    io, nwbfile = _read(result.path)
+    with io:
+        provenance = read_provenance(nwbfile)
+        generated_by = [tuple(row) for row in nwbfile.was_generated_by]
+    assert provenance["software"]["suite2p"] == "1.1.0"
+    assert provenance["dff"] == {
+        "paramset_hash": "9e22aa",
+        "long_window_s": 600,
+        "short_window_s": 3.33,
+        "filter.order": 2,
+    }
+    assert provenance["export"]["source_sha256"] == source_digest(bundle) == result.source_sha256
+    assert generated_by[0][0] == "brainobs"
+
+
+@pytest.mark.parametrize("which", ["ophys", "ecephys"])
+def test_inspector_finds_nothing(which: str, request) -> None:
+    result, _ = request.getfixturevalue(which)
+    report = inspect_nwb(result.path)
+    print(report.summary())
+    assert report.passed, report.summary()
+    assert not report.findings, report.summary()  # not even a suggestion
+
+
+def test_unknown_electrode_location_is_the_one_finding(tmp_path: Path) -> None:
+    """Channels outside any structure say "unknown", which nwbinspector reports as a best-practice violation."""
+    bundle = make_ecephys_bundle()
+    location = bundle.channels.location.copy()
+    location[0] = "unknown"
+    bundle = dataclasses.replace(bundle, channels=dataclasses.replace(bundle.channels, location=location))
+    result = export_ecephys_session(bundle, tmp_path / "session.nwb")
+    report = inspect_nwb(result.path)
+    assert [(f.level, f.check) for f in report.findings] == [
+        ("BEST_PRACTICE_VIOLATION", "check_electrodes_location_allen_ccf")
+    ]
+    assert inspect_nwb(result.path, ignore=["check_electrodes_location_allen_ccf"]).passed
+
+
+def test_regular_timestamps_become_a_rate(tmp_path: Path) -> None:
+    bundle = make_ophys_bundle()
+    regular = 0.5 + np.arange(200) / 31.0
+    bundle = dataclasses.replace(bundle, traces=dataclasses.replace(bundle.traces, timestamps=regular))
+    result = export_ophys_experiment(bundle, tmp_path / "experiment.nwb")
+    io, nwbfile = _read(result.path)
+    with io:
+        dff = nwbfile.processing["ophys"]["dff"]["traces"]
+        assert dff.timestamps is None
+        assert dff.rate == pytest.approx(31.0) and dff.starting_time == pytest.approx(0.5)
+    assert inspect_nwb(result.path).passed
+
+
+def test_pynapple_reads_units_and_dff(ophys, ecephys) -> None:
+    nap = pytest.importorskip("pynapple")
+    ophys_result, ophys_bundle = ophys
+    ecephys_result, ecephys_bundle = ecephys
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dff = nap.load_file(str(ophys_result.path))["dff/traces"]
+        units = nap.load_file(str(ecephys_result.path))["units"]
+    assert dff.shape == (200, 4)
+    np.testing.assert_allclose(dff.times(), ophys_bundle.traces.timestamps)
+    np.testing.assert_allclose(dff.values[:, 1], ophys_bundle.traces.dff[:, 1])
+    assert list(units.keys()) == [950910000, 950910001]
+    np.testing.assert_allclose(units[950910001].times(), ecephys_bundle.units.spike_times[1])
+    assert list(units.metadata["quality"]) == ["good", "noise"]
+    rates = units.restrict(nap.IntervalSet(0.0, 6.5)).rate
+    assert rates.iloc[0] == pytest.approx(48 / 6.5, rel=1e-6)

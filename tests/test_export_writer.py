@@ -1,0 +1,127 @@
+"""Writer discipline: temporary name, read-back comparison, rename; nothing under the final name on failure."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainobs.export import writer
+from brainobs.export.bundles import BundleError, source_digest
+from brainobs.export.nwb_ophys import build_ophys_nwbfile
+from brainobs.export.readback import Expectation, VerificationError, checksum
+from brainobs.export.writer import export_ophys_experiment, file_sha256, write_verified
+from tests.test_export_bundles import make_ophys_bundle
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _build_with(bundle, tamper):
+    """A build whose expectations are changed by `tamper`, as if the file held something else."""
+
+    def build():
+        nwbfile, expectations = build_ophys_nwbfile(bundle, source_digest(bundle))
+        return nwbfile, tamper(expectations)
+
+    return build
+
+
+def test_success_renames_a_verified_file(tmp_path: Path) -> None:
+    result = export_ophys_experiment(make_ophys_bundle(), tmp_path / "experiment.nwb")
+    assert _leftovers(tmp_path) == ["experiment.nwb"]
+    assert result.size == result.path.stat().st_size
+    assert result.sha256 == file_sha256(result.path)
+    assert result.checksums["ophys/dff/traces/data"] == checksum(make_ophys_bundle().traces.dff)
+    assert set(result.seconds) == {"build", "write", "verify", "sha256", "fsync"}
+
+
+def test_mismatch_on_read_back_leaves_nothing(tmp_path: Path) -> None:
+    bundle = make_ophys_bundle()
+
+    def one_value_off(expectations: list[Expectation]) -> list[Expectation]:
+        changed = []
+        for expectation in expectations:
+            if expectation.label == "ophys/dff/traces/data":
+                value = expectation.value.copy()
+                value[17, 1] += 1e-6
+                expectation = dataclasses.replace(expectation, value=value)
+            changed.append(expectation)
+        return changed
+
+    with pytest.raises(VerificationError, match="ophys/dff/traces/data: values differ"):
+        write_verified(_build_with(bundle, one_value_off), tmp_path / "experiment.nwb", "digest")
+    assert _leftovers(tmp_path) == []
+
+
+def test_count_and_shape_mismatches_are_named(tmp_path: Path) -> None:
+    bundle = make_ophys_bundle()
+
+    def wrong(expectations: list[Expectation]) -> list[Expectation]:
+        return [
+            *expectations,
+            Expectation(
+                "ophys/cell_specimen_table/rows",
+                lambda f: len(f.processing["ophys"]["image_segmentation"]["cell_specimen_table"]),
+                5,
+            ),
+            Expectation(
+                "ophys/images/average_image",
+                lambda f: f.processing["ophys"]["images"]["average_image"].data[:],
+                np.zeros((3, 3)),
+            ),
+            Expectation("missing/thing", lambda f: f.processing["nowhere"], np.zeros(1)),
+        ]
+
+    with pytest.raises(VerificationError) as error:
+        write_verified(_build_with(bundle, wrong), tmp_path / "experiment.nwb", "digest")
+    message = str(error.value)
+    assert "ophys/cell_specimen_table/rows: 4 in the file, 5 in the bundle" in message
+    assert "ophys/images/average_image: shape (64, 64) in the file, (3, 3) in the bundle" in message
+    assert "missing/thing: cannot be read back" in message
+    assert _leftovers(tmp_path) == []
+
+
+def test_failure_while_building_or_writing_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    def broken_build():
+        raise BundleError("column 'x' holds mixed values")
+
+    with pytest.raises(BundleError):
+        write_verified(broken_build, tmp_path / "experiment.nwb", "digest")
+    assert _leftovers(tmp_path) == []
+
+    def failing_replace(source, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        export_ophys_experiment(make_ophys_bundle(), tmp_path / "experiment.nwb")
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_rewrite_keeps_the_earlier_file(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.nwb"
+    first = export_ophys_experiment(make_ophys_bundle(), path)
+    with pytest.raises(VerificationError):
+        write_verified(
+            _build_with(make_ophys_bundle(seed=3), lambda e: [*e, Expectation("n", lambda f: 1, 2)]), path, "d"
+        )
+    assert _leftovers(tmp_path) == ["experiment.nwb"]
+    assert file_sha256(path) == first.sha256
+
+
+def test_overwrite_and_names(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.nwb"
+    export_ophys_experiment(make_ophys_bundle(), path)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_ophys_experiment(make_ophys_bundle(), path, overwrite=False)
+    with pytest.raises(ValueError, match="must end in .nwb"):
+        export_ophys_experiment(make_ophys_bundle(), tmp_path / "experiment.h5")
+    mtime = os.stat(path).st_mtime_ns
+    export_ophys_experiment(make_ophys_bundle(), path)
+    assert os.stat(path).st_mtime_ns >= mtime
+    assert _leftovers(tmp_path) == ["experiment.nwb"]
