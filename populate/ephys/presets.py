@@ -1,0 +1,70 @@
+"""Neuropixels processing presets, as plain data (JSON-able; hashed into parameter tables).
+
+Numbers that reference/allen-methods.md pins (duplicate window, waveform window, metric parameters,
+release filters) are written here once and pinned by tests.
+"""
+
+from __future__ import annotations
+
+PREPROCESSING_PRESETS: dict[str, dict] = {
+    # Allen: common-median reference before the sorter, which filters and whitens on its own.
+    "allen": {"filter": "highpass", "freq_min": 300.0, "freq_max": None, "common_reference": "median"},
+    "bandpass": {"filter": "bandpass", "freq_min": 300.0, "freq_max": 6000.0, "common_reference": "median"},
+}
+
+# The CPU default was chosen on a generated recording (docs/formats/ephys.md, "Sorter choice"): lupin reached
+# the best accuracy per unit of time among the SpikeInterface CPU sorters and needs no extra package.
+# tridesclous2 and spykingcircus2 need the `hdbscan` package.
+SORTER_PRESETS: dict[str, dict] = {
+    "cpu_default": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
+    "lupin": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
+    "tridesclous2": {
+        "sorter_name": "tridesclous2",
+        "params": {"seed": 0},
+        "requires_gpu": False,
+        "requires_packages": ["hdbscan"],
+    },
+    "spykingcircus2": {
+        "sorter_name": "spykingcircus2",
+        "params": {"seed": 0, "apply_motion_correction": False},
+        "requires_gpu": False,
+        "requires_packages": ["hdbscan"],
+    },
+    "kilosort4": {"sorter_name": "kilosort4", "params": {}, "requires_gpu": True, "requires_packages": ["kilosort"]},
+}
+
+DUPLICATE_REMOVAL = {
+    "within_unit_window_s": 0.000166,
+    "between_unit_window_s": 0.000166,
+    "between_unit_channel_distance": 5,
+}
+
+MEAN_WAVEFORM = {"samples_before_peak": 20, "num_samples": 82, "max_spikes": 100}
+
+ALLEN_METRIC_PARAMS = {
+    "isi_threshold_s": 0.0015,
+    "min_isi_s": 0.0,
+    "presence_num_bin_edges": 100,
+    "amplitude_cutoff_num_bins": 500,
+    "amplitude_cutoff_smoothing_bins": 3,
+    "amplitude_cutoff_max": 0.5,
+    "pc_num_channels": 13,
+    "pc_max_spikes_per_unit": 500,
+    "nn_max_spikes": 10000,
+    "nn_num_neighbors": 4,
+    "drift_interval_s": 100.0,
+    "drift_min_spikes_per_interval": 10,
+    "seed": 9999,
+}
+
+# Release unit filters (query-time presets): (column, operator, value), all must hold.
+UNIT_FILTER_PRESETS: dict[str, list[tuple[str, str, object]]] = {
+    "visual_coding": [
+        ("amplitude_cutoff", "<=", 0.1),
+        ("presence_ratio", ">=", 0.95),
+        ("isi_violations", "<=", 0.5),
+        ("quality", "==", "good"),
+        ("in_brain", "==", True),
+    ],
+    "visual_behavior": [],
+}

@@ -1,0 +1,103 @@
+"""Allen metric definitions on hand-computed spike trains, and where they differ from SpikeInterface's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from spikeinterface.metrics.quality import misc_metrics as si
+
+from brainobs.populate.ephys import allen_metrics as am
+from brainobs.populate.ephys.presets import ALLEN_METRIC_PARAMS, MEAN_WAVEFORM
+
+
+def test_pinned_parameters():
+    p = ALLEN_METRIC_PARAMS
+    assert p["isi_threshold_s"] == 0.0015
+    assert p["presence_num_bin_edges"] == 100
+    assert (p["amplitude_cutoff_num_bins"], p["amplitude_cutoff_smoothing_bins"], p["amplitude_cutoff_max"]) == (
+        500,
+        3,
+        0.5,
+    )
+    assert (p["pc_num_channels"], p["pc_max_spikes_per_unit"], p["nn_max_spikes"], p["nn_num_neighbors"]) == (
+        13,
+        500,
+        10000,
+        4,
+    )
+    assert (p["drift_interval_s"], p["drift_min_spikes_per_interval"]) == (100.0, 10)
+    assert MEAN_WAVEFORM == {"samples_before_peak": 20, "num_samples": 82, "max_spikes": 100}
+
+
+def test_firing_rate_uses_epoch_bounds_not_recording_duration():
+    times = np.array([1.0, 2.0, 3.0, 11.0])
+    assert am.firing_rate(times, 1.0, 11.0) == pytest.approx(0.4)  # 4 spikes / 10 s
+    # SpikeInterface divides by the recording duration (here 20 s)
+    assert len(times) / 20.0 == pytest.approx(0.2)
+    assert np.isnan(am.firing_rate(times, 5.0, 5.0))
+
+
+def test_presence_ratio_99_bins_over_100():
+    always = 0.05 + 0.1 * np.arange(99)  # one spike in each 0.1 s bin between 0 and 9.9 s
+    assert am.presence_ratio(always, 0.0, 9.9) == pytest.approx(0.99)
+    # SpikeInterface's low-level function divides by the number of bins: 1.0
+    assert si.presence_ratio(always, bin_edges=np.linspace(0.0, 9.9, 100)) == pytest.approx(1.0)
+    first_half = always[:50]
+    assert am.presence_ratio(first_half, 0.0, 9.9) == pytest.approx(0.50)
+
+
+def test_isi_violations_hill_rate():
+    times = np.array([0.0, 10.0, 10.001, 20.0, 30.0, 30.0005, 40.0, 50.0, 60.0, 100.0])
+    rate, count = am.isi_violations(times, 0.0, 100.0)
+    # v = 2, N = 10: (2 / (2 * 10 * 0.0015)) / (10 / 100) = 66.667 / 0.1
+    assert count == 2
+    assert rate == pytest.approx(666.6667, rel=1e-6)
+    # min_isi drops 30.0005 first: v = 1, N = 9 -> (1 / (2 * 9 * 0.0009)) / (9 / 100)
+    rate, count = am.isi_violations(times, 0.0, 100.0, min_isi_s=0.0006)
+    assert (count, rate) == (1, pytest.approx(685.871, rel=1e-5))
+    # SpikeInterface normalises by the recording duration (say 200 s): twice the Allen value here
+    si_ratio, _, si_count = si.isi_violations([times], total_duration_s=200.0)
+    assert si_count == 2 and si_ratio == pytest.approx(1333.333, rel=1e-6)
+
+
+def test_amplitude_cutoff_truncated_gaussian():
+    rng = np.random.default_rng(0)
+    full = rng.normal(100.0, 10.0, 200_000)
+    assert am.amplitude_cutoff(full) < 0.02
+    # cut at mean - 1 sd: 15.9 % of the spikes missing. Allen's estimate is the mirrored tail over the
+    # observed spikes, 0.159 / 0.841 = 0.189; SpikeInterface's is missing / (observed + missing) = 0.159.
+    cut = full[full > 90.0]
+    assert am.amplitude_cutoff(cut) == pytest.approx(0.189, abs=0.02)
+    assert si.amplitude_cutoff(cut, num_histogram_bins=500) == pytest.approx(0.159, abs=0.02)
+    # more than half missing: capped at 0.5
+    assert am.amplitude_cutoff(full[full > 105.0]) == 0.5
+    assert np.isnan(am.amplitude_cutoff(np.array([]))) and np.isnan(am.amplitude_cutoff(np.ones(5)))
+
+
+def test_snr_on_hand_made_waveforms():
+    waveforms = np.array([[0.0, -10.0, 5.0, 0.0], [0.0, -6.0, 3.0, 0.0]])
+    # mean [0, -8, 4, 0]: range 12; residuals +-[0, 2, 1, 0]: std sqrt(10 / 8)
+    assert am.snr(waveforms) == pytest.approx(12 / (2 * np.sqrt(1.25)))
+    assert np.isnan(am.snr(np.zeros((3, 4))))
+
+
+def test_drift_in_100_s_bins_with_10_spikes():
+    times = np.concatenate([np.linspace(1, 99, 12), np.linspace(101, 199, 12), np.linspace(201, 299, 5)])
+    times = np.concatenate([times, np.linspace(301, 399, 12), [100.0]])
+    depths = np.concatenate([np.full(12, 10.0), np.full(12, 30.0), np.full(5, 90.0), np.full(12, 20.0), [500.0]])
+    # medians 10, 30, (5 spikes: skipped), 20; the spike exactly on a bin edge belongs to no bin
+    max_drift, cumulative = am.drift_metrics(times, depths, 0.0, 399.0)
+    assert max_drift == 20.0
+    assert cumulative == 20.0  # |30 - 10|; changes next to the skipped bin are not counted
+    assert am.drift_metrics(times[:5], depths[:5], 0.0, 399.0) == (pytest.approx(np.nan, nan_ok=True),) * 2
+
+
+def test_silhouette_is_worst_pair():
+    features = np.array([0.0, 2.0, 10.0, 12.0, 4.0, 6.0])[:, None]
+    labels = np.array(["a", "a", "b", "b", "c", "c"])
+    scores = am.silhouette_scores(features, labels)
+    # pairs: a-b 0.798, a-c 0.467, b-c 0.657 (worked by hand from the silhouette definition)
+    assert scores["a"] == pytest.approx((0.6 + 1 / 3) / 2, abs=1e-3)
+    assert scores["b"] == pytest.approx((0.6 + 5 / 7) / 2, abs=1e-3)
+    assert scores["c"] == pytest.approx(scores["a"])
+    assert np.isnan(am.silhouette_scores(features[:3], labels[:3])["b"])

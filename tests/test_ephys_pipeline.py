@@ -1,0 +1,88 @@
+"""Per-unit records and metrics from a sorting of a tiny generated recording; end-to-end sort (slow)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from spikeinterface.core import NumpySorting
+
+from brainobs.ingest.ephys_files import open_recording
+from brainobs.ingest.synthetic.ephys import load_truth, write_recording
+from brainobs.populate.ephys.metrics import METRIC_COLUMNS
+from brainobs.populate.ephys.pipeline import UNIT_COLUMNS, curate_units
+from brainobs.populate.ephys.preprocessing import preprocess
+from brainobs.populate.ephys.sorting import run_sorter
+from brainobs.populate.scoring.ephys import score_sorting
+
+FS = 30000.0
+T_START = 100.0
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ephys_pipeline")
+    manifest = write_recording(
+        root / "rec", root / "truth", num_channels=16, duration_s=10.0, seed=8, t_start_s=T_START
+    )
+    recording = open_recording(
+        "binary", root / "rec" / manifest["recording_path"], root / "rec" / manifest["probe_file"], FS, 16
+    )
+    truth, units = load_truth(root / "truth")
+    return root, preprocess(recording), truth, units
+
+
+def test_curate_truth_units(tiny):
+    _, recording, truth, truth_units = tiny
+    result = curate_units(recording, truth)  # t_start_s from the files
+    units, metrics = result.units, result.metrics
+    assert units["unit_id"].tolist() == truth_units["unit_id"].tolist()
+    assert list(metrics.columns) == list(METRIC_COLUMNS)
+    for row, truth_row in zip(units.itertuples(), truth_units.itertuples(), strict=True):
+        samples = truth.get_unit_spike_train(row.unit_id)
+        kept = row.num_spikes + row.duplicates_removed
+        assert kept == samples.size
+        assert row.spike_times[0] == pytest.approx(T_START + samples[0] / FS)  # session clock
+        assert row.spike_times.size == row.spike_amplitudes.size == row.num_spikes
+        assert row.mean_waveform.shape == (82, row.waveform_channels.size)
+        assert row.peak_channel in row.waveform_channels and row.waveform_channels.size <= 13
+        if truth_row.snr >= 5:
+            # the trough sits at sample 20 on the peak channel (truth spikes are aligned on it)
+            column = int(np.flatnonzero(row.waveform_channels == row.peak_channel)[0])
+            assert abs(int(np.argmin(row.mean_waveform[:, column])) - 20) <= 1
+            # peak-to-peak (Allen) and absolute-peak (truth) channels may differ, but not by much
+            assert abs(row.peak_channel - truth_row.peak_channel) <= 4
+    # well-isolated truth units: high hit rate, no refractory violations, plausible shapes
+    assert (metrics["isi_violations"] == 0).all()
+    assert (metrics["nn_hit_rate"] > 0.8).all()
+    assert metrics["waveform_duration"].between(0.2, 1.5).all()
+    assert (metrics["presence_ratio"] <= 0.99).all()
+    spans = [t.max() - t.min() for t in units["spike_times"]]
+    assert metrics["firing_rate"].max() == pytest.approx(units["num_spikes"].max() / max(spans), rel=0.01)
+    # Allen's SNR ranks units like the generator's SNR
+    order = np.corrcoef(np.argsort(np.argsort(metrics["snr"])), np.argsort(np.argsort(truth_units["snr"])))
+    assert order[0, 1] > 0.5
+
+
+@pytest.mark.slow
+def test_sort_tiny_recording_with_cpu_default(tiny, tmp_path):
+    _, recording, truth, truth_units = tiny
+    started = time.perf_counter()
+    sorting = run_sorter(recording, "cpu_default", tmp_path / "sorter", n_jobs=1)
+    elapsed = time.perf_counter() - started
+    score = score_sorting(sorting, truth, truth_units)
+    print(f"cpu_default sorted 10 s x 16 channels in {elapsed:.1f} s: {score.summary()}")
+    assert (truth_units["snr"] >= 5).sum() >= 3
+    assert score.fraction_high_snr_well_detected >= 0.7
+    high = score.per_unit[score.per_unit["snr"] >= 5]
+    assert high["accuracy"].median() >= 0.8
+
+
+def test_units_without_spikes_give_empty_tables(tiny):
+    _, recording, truth, _ = tiny
+    empty = NumpySorting.from_unit_dict([{7: np.array([], dtype=np.int64)}], FS)
+    result = curate_units(recording, empty)
+    assert result.units.empty and result.metrics.empty and result.analyzer is None
+    assert list(result.metrics.columns) == list(METRIC_COLUMNS)
+    assert list(result.units.columns) == list(UNIT_COLUMNS)
