@@ -37,11 +37,80 @@ def run_demo(settings: Settings, console: Console) -> None:
     started = time.perf_counter()
     for name, result in populate_all(settings, display_progress=True).items():
         failed = len(result["error_list"])
-        console.print(
-            f"  {name}: {result['success_count']} made" + (f", [red]{failed} failed[/red]" if failed else "")
-        )
+        console.print(f"  {name}: {result['success_count']} made" + (f", [red]{failed} failed[/red]" if failed else ""))
     console.print(f"pipeline ran in {time.perf_counter() - started:.0f} s")
     view = Table("table", "rows", title="what the database holds")
     for table in manual_tables(settings) + computed_tables(settings):
         view.add_row(table.__name__, str(len(table())))
     console.print(view)
+    for summary in (_ophys_summary, _container_summary, _ephys_summary, _behavior_summary):
+        console.print(summary())
+    _release_summary(settings, console)
+
+
+def _ophys_summary() -> Table:
+    import numpy as np
+
+    from brainobs.schemas import ophys
+
+    view = Table("experiment", "ROIs", "valid ROIs", "events", title="2-photon experiments")
+    for row in (ophys.Segmentation * ophys.EventDetection).to_dicts(order_by="experiment_id"):
+        key = {"experiment_id": row["experiment_id"], "ophys_paramset": row["ophys_paramset"]}
+        events = ophys.EventDetection.Event & key
+        n_events = sum(int(np.count_nonzero(np.asarray(e))) for e in events.to_arrays("events"))
+        view.add_row(str(row["experiment_id"]), str(row["n_rois"]), str(row["n_valid"]), str(n_events))
+    return view
+
+
+def _container_summary() -> Table:
+    from brainobs.schemas.matching import CellMatching
+
+    view = Table("container", "sessions", "cells", "tracked in all sessions", title="containers")
+    for row in CellMatching.to_dicts(order_by="container_id"):
+        view.add_row(
+            str(row["container_id"]), str(row["n_experiments"]), str(row["n_cells"]), str(row["n_cells_all_sessions"])
+        )
+    return view
+
+
+def _ephys_summary() -> Table:
+    from brainobs.schemas.ephys import SpikeSorting, units_table
+
+    view = Table("session", "probe", "sorter", "units", "pass Visual Coding", title="Neuropixels")
+    for row in SpikeSorting.to_dicts(order_by="session_id"):
+        key = {"session_id": row["session_id"], "probe_name": row["probe_name"]}
+        passing = units_table(key, preset="visual_coding")
+        view.add_row(
+            str(row["session_id"]), row["probe_name"], row["sorter_name"], str(row["n_units"]), str(len(passing))
+        )
+    return view
+
+
+def _behavior_summary() -> Table:
+    from brainobs.schemas.behavior import Performance
+
+    view = Table("session", "go trials", "hit rate", "false-alarm rate", "d'", "engaged", title="behavior")
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for row in Performance.to_dicts(order_by="session_id"):
+        view.add_row(
+            str(row["session_id"]),
+            str(row["n_go"]),
+            number(row["hit_rate"]),
+            number(row["false_alarm_rate"]),
+            number(row["dprime"]),
+            number(row["engaged_fraction"]),
+        )
+    return view
+
+
+def _release_summary(settings: Settings, console: Console) -> None:
+    from brainobs.export.publish import publish
+
+    result = publish("demo", settings.home.resolve() / "releases", settings=settings)
+    size = sum(f.size for f in result.files)
+    state = result.validation.summary().splitlines()[0] if result.validation else "not validated"
+    console.print(f"release 'demo': {result.folder}  {len(result.files)} files, {size / 1e6:.1f} MB")
+    console.print(f"  {state}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import datajoint as dj
 
-from brainobs.schemas import activate
+from brainobs.schemas import activate, modules
 from brainobs.settings import Settings
 
 
@@ -42,7 +42,8 @@ def manual_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
 
 def schedule_defaults(settings: Settings | None = None) -> None:
     """Let every schema with selection tables select new items for its default parameter set."""
-    for module in activate(settings):
+    activate(settings)
+    for module in modules():
         if hasattr(module, "schedule_defaults"):
             module.schedule_defaults()
 
@@ -82,13 +83,14 @@ def populate_all(
 ) -> dict[str, dict]:
     """Populate every computed table (or those named) in dependency order; errors are recorded, not raised.
 
-    First, each schema's ``schedule_defaults()`` pairs new items with the default parameter sets.
+    Before each table, every schema's ``schedule_defaults()`` pairs new items (including rows the tables
+    before it just made) with the default parameter sets.
     """
-    schedule_defaults(settings)
     results = {}
     for table in computed_tables(settings):
         if tables and table.__name__ not in tables:
             continue
+        schedule_defaults(settings)
         results[table.__name__] = table().populate(
             reserve_jobs=reserve_jobs, suppress_errors=True, display_progress=display_progress
         )

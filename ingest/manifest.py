@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from brainobs.ingest.paths import DataPathError, relative_to_root, resolve_under
 
 
@@ -156,6 +157,7 @@ SECTIONS: dict[str, Section] = {
             "probe_file": Field(_text, required=False, default="", path="file"),
             "sampling_rate": Field(_number),
             "num_channels": Field(_integer),
+            "targeted_structure": Field(_text, required=False, default=""),
         },
     ),
 }

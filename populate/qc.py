@@ -70,7 +70,9 @@ DEFAULT_QC_THRESHOLDS: dict[str, float] = {
     "negative_baseline_fraction_fail": 0.2,
     "negative_transient_fraction_warn": 0.1,
     "negative_transient_fraction_fail": 0.3,
-    "frame_count_mismatch_fail": 0,  # movie frames vs. sync pulses: any difference fails
+    "frame_count_mismatch_fail": 0,
+    "dropped_frames_fraction_warn": 0.001,  # display frames that took over 1.5x the median interval
+    "dropped_frames_fraction_fail": 0.01,  # movie frames vs. sync pulses: any difference fails
     "container_min_sessions": 3,
     "container_max_sessions": 11,
     "match_fraction_warn": 0.5,  # fraction of ROIs matched between each pair of sessions (lowest pair)
@@ -182,3 +184,14 @@ def container_checks(n_sessions: int, lowest_match_fraction: float, t: dict) -> 
             higher_is_worse=False,
         ),
     ]
+
+
+def dropped_frames_check(vsync_times: np.ndarray, t: dict) -> Check:
+    """Fraction of display frames whose interval exceeds 1.5 times the median (a dropped frame)."""
+    intervals = np.diff(np.asarray(vsync_times, float))
+    if intervals.size == 0:
+        return Check("dropped_frames_fraction", float("nan"), 0.0, Outcome.NOT_SET, "no display frames")
+    fraction = float(np.mean(intervals > 1.5 * np.median(intervals)))
+    return limit_check(
+        "dropped_frames_fraction", fraction, t["dropped_frames_fraction_warn"], t["dropped_frames_fraction_fail"]
+    )

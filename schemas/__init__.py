@@ -11,7 +11,7 @@ from types import ModuleType
 
 from brainobs.settings import Settings
 
-SCHEMA_MODULES = ("subject", "acquisition", "behavior", "ophys", "matching", "workers")
+SCHEMA_MODULES = ("subject", "acquisition", "behavior", "ophys", "matching", "ephys", "qc", "release", "workers")
 _active: Settings | None = None
 
 

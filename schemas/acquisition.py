@@ -72,6 +72,7 @@ class ProbeInsertion(dj.Manual):
     recording_format : enum('binary', 'spikeglx', 'openephys')
     recording_path : varchar(255)             # relative to the data root
     probe_file = "" : varchar(255)            # probeinterface JSON, relative to the data root (binary only)
+    targeted_structure = "" : varchar(32)     # where the probe was aimed: its channels' location until registered
     sampling_rate : float64                   # Hz
     num_channels : int32
     """

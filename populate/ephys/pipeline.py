@@ -34,21 +34,28 @@ def curate_units(
     t_start_s: float | None = None,
     analyzer_folder: Path | None = None,
     n_jobs: int = 1,
+    with_metrics: bool = True,
 ) -> CuratedUnits:
     """Remove duplicate spikes, then extract per-unit records and metrics from the preprocessed recording.
 
     t_start_s (session-clock time of sample 0) defaults to the recording's start time, which open_recording
     sets from the files. Units left without spikes are dropped; a sorting without units gives empty tables.
     quality is "good" for every unit: no sorter we run labels noise.
-    BLAS/OpenMP threads are capped at n_jobs.
+    BLAS/OpenMP threads are capped at n_jobs. with_metrics=False leaves metrics empty (compute them later
+    from the analyzer saved in analyzer_folder with compute_unit_metrics).
     """
     t_start_s = recording.get_start_time() if t_start_s is None else t_start_s
     with threadpool_limits(limits=n_jobs):
-        return _curate(recording, sorting, t_start_s, analyzer_folder, n_jobs)
+        return _curate(recording, sorting, t_start_s, analyzer_folder, n_jobs, with_metrics)
 
 
 def _curate(
-    recording: BaseRecording, sorting: BaseSorting, t_start_s: float, analyzer_folder: Path | None, n_jobs: int
+    recording: BaseRecording,
+    sorting: BaseSorting,
+    t_start_s: float,
+    analyzer_folder: Path | None,
+    n_jobs: int,
+    with_metrics: bool,
 ) -> CuratedUnits:
     sorting = _with_spikes(sorting)
     channels = peak_channels(recording, sorting) if sorting.get_num_units() else {}
@@ -62,7 +69,10 @@ def _curate(
     units = unit_table(analyzer, t_start_s=t_start_s)
     units["duplicates_removed"] = units["unit_id"].map(removed).astype(int)
     units["quality"] = "good"
-    metrics = compute_unit_metrics(analyzer, units, n_jobs=n_jobs)
+    if with_metrics:
+        metrics = compute_unit_metrics(analyzer, units, n_jobs=n_jobs)
+    else:
+        metrics = pd.DataFrame(columns=list(METRIC_COLUMNS), index=pd.Index(units["unit_id"], name="unit_id"))
     return CuratedUnits(units=units, metrics=metrics, sorting=cleaned, analyzer=analyzer)
 
 

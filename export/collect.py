@@ -1,0 +1,209 @@
+"""Assemble export bundles from the tables (the only module of ``brainobs.export`` that reads the database).
+
+Session start times are stored without a time zone; NWB needs one, and brainobs treats them as UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib.metadata import version
+
+import numpy as np
+import pandas as pd
+
+import brainobs
+from brainobs.export import bundles
+from brainobs.schemas import behavior, ophys
+from brainobs.schemas.acquisition import Experiment, Session
+from brainobs.schemas.matching import CellMatching
+from brainobs.schemas.subject import Subject
+
+SOFTWARE = ("datajoint", "suite2p", "spikeinterface", "pynwb", "numpy", "scipy")
+
+
+def software_versions() -> dict[str, str]:
+    return {"brainobs": brainobs.__version__, **{name: version(name) for name in SOFTWARE}}
+
+
+def subject_info(key: dict) -> bundles.SubjectInfo:
+    row = (Subject & key).fetch1()
+    born = row["date_of_birth"]
+    return bundles.SubjectInfo(
+        subject_id=row["subject_id"],
+        sex=row["sex"],
+        genotype=row["full_genotype"] or "unknown",
+        species=row["species"],
+        date_of_birth=dt.datetime.combine(born, dt.time(), tzinfo=dt.UTC) if born else None,
+    )
+
+
+def session_info(key: dict) -> bundles.SessionInfo:
+    row = (Session & key).fetch1()
+    passive = "passive viewing" if row["passive"] else "active change detection"
+    return bundles.SessionInfo(
+        session_id=str(row["session_id"]),
+        session_start_time=row["session_start_time"].replace(tzinfo=dt.UTC),
+        session_description=f"{row['session_type']}: {row['modality']} session, {passive}, image set "
+        f"{row['image_set'] or 'none'}, experience level {row['experience_level']}",
+        experiment_description=f"brainobs {row['project_code'] or 'survey'} session",
+        institution="brainobs",
+        keywords=(row["modality"], "visual cortex", "change detection"),
+    )
+
+
+def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
+    """Running speed, licks, rewards, stimulus presentations and blocks, trials; None without a sync record."""
+    if not behavior.SessionSync & key:
+        return None
+    running = (behavior.RunningSpeed & key).fetch1()
+    licks = (behavior.Licks & key).fetch1()
+    rewards = (behavior.Rewards & key).fetch1()
+    presentations = pd.DataFrame((behavior.StimulusPresentations.Presentation & key).to_dicts())
+    presentations = presentations.sort_values("presentation_id").drop(
+        columns=[*key, "session_id", "subject_id", "presentation_id"], errors="ignore"
+    )
+    for column in ("orientation", "position_x", "position_y", "movie_frame_index"):
+        presentations[column] = pd.to_numeric(presentations[column], errors="coerce").astype(float)
+    trials = pd.DataFrame((behavior.Trials.Trial & key).to_dicts())
+    display_rate = (behavior.SessionSync & key).fetch1("display_frame_rate")
+    return bundles.BehaviorBundle(
+        running_speed=bundles.RunningSpeed(np.asarray(running["timestamps"]), np.asarray(running["speed"])),
+        licks=bundles.Licks(
+            np.asarray(licks["lick_times"], float),
+            np.round(np.asarray(licks["lick_times"], float) * display_rate).astype(np.int64),
+        )
+        if licks["n_licks"]
+        else None,
+        rewards=bundles.Rewards(
+            np.asarray(rewards["reward_times"], float),
+            np.asarray(rewards["volumes"], float),
+            np.asarray(rewards["auto_rewarded"], bool),
+        )
+        if rewards["n_rewards"]
+        else None,
+        stimulus_presentations=presentations.reset_index(drop=True) if len(presentations) else None,
+        stimulus_blocks=_blocks(presentations) if len(presentations) else None,
+        trials=_trials(trials) if len(trials) else None,
+        column_descriptions={
+            "reward_rate": "rewards per minute over the trials around this one (Visual Behavior convention)",
+            "engaged": "True when reward_rate is above 2 per minute",
+        },
+    )
+
+
+def _blocks(presentations: pd.DataFrame) -> pd.DataFrame:
+    grouped = presentations.groupby("stimulus_block", sort=True)
+    return pd.DataFrame(
+        {
+            "stimulus_block": grouped["stimulus_block"].first().to_numpy(),
+            "stimulus_block_kind": grouped["stimulus_block_kind"].first().to_numpy(),
+            "active": grouped["active"].first().to_numpy(),
+            "start_time": grouped["start_time"].min().to_numpy(),
+            "stop_time": grouped["stop_time"].max().to_numpy(),
+            "n_presentations": grouped.size().to_numpy(),
+        }
+    ).sort_values("start_time", kind="stable")
+
+
+def _trials(trials: pd.DataFrame) -> pd.DataFrame:
+    trials = trials.sort_values("trial_id").rename(columns={"trial_id": "trial_index"})
+    trials = trials.drop(columns=["subject_id", "session_id"])
+    for column in ("change_time", "response_latency", "reward_rate"):
+        trials[column] = trials[column].astype(float)
+    trials["lick_times"] = [np.asarray(times, float).ravel() for times in trials["lick_times"]]
+    if not any(len(times) for times in trials["lick_times"]):  # passive: an empty ragged column breaks readers
+        trials = trials.drop(columns=["lick_times"])
+    empty = [c for c in ("change_time", "response_latency", "reward_rate") if trials[c].isna().all()]
+    return trials.drop(columns=empty).reset_index(drop=True)
+
+
+def _frame_times(key: dict, n_frames: int, frame_rate: float) -> np.ndarray:
+    """2-photon frame times from the sync record; frame index / rate when it has no matching record."""
+    sync = (behavior.SessionSync & key).to_dicts()
+    if sync and len(times := np.asarray(sync[0]["ophys_frame_times"])) == n_frames:
+        return times.astype(float)
+    return np.arange(n_frames) / frame_rate
+
+
+def _time_first(part, key: dict, attribute: str) -> np.ndarray:
+    stacked = ophys.stack(part, key, attribute)
+    return np.ascontiguousarray(stacked.T)
+
+
+def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
+    """Everything one experiment's NWB file holds; ``key`` names the experiment and its parameter sets."""
+    experiment = (Experiment & key).fetch1()
+    height, width = experiment["height"], experiment["width"]
+    motion = (ophys.MotionCorrection & key).fetch1()
+    rois = (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id")
+    masks = np.zeros((len(rois), height, width), dtype=bool)
+    for i, roi in enumerate(rois):
+        masks[i, np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = True
+    specimens = {
+        row["cell_roi_id"]: row["cell_specimen_id"]
+        for row in (CellMatching.CellSpecimen & key).to_dicts()
+    }
+    neuropil = (ophys.NeuropilCorrection.Trace & key).to_dicts(order_by="cell_roi_id")
+    events = (ophys.EventDetection.Event & key).to_dicts(order_by="cell_roi_id")
+    n_frames = motion["n_frames"]
+
+    def column(rows: list[dict], name: str) -> np.ndarray:
+        return np.array([np.nan if row[name] is None else row[name] for row in rows], dtype=float)
+
+    segmentation_image = np.zeros((height, width), dtype=np.uint16)
+    for i, roi in enumerate(rois):
+        segmentation_image[np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = i + 1
+    params = (ophys.OphysParamSet & key).fetch1()
+    return bundles.OphysExperimentBundle(
+        subject=subject_info(key),
+        session=session_info(key),
+        plane=bundles.ImagingPlaneInfo(
+            experiment_id=experiment["experiment_id"],
+            indicator=(Subject & key).fetch1("indicator"),
+            imaging_rate_hz=experiment["frame_rate"],
+            targeted_structure=experiment["targeted_structure"],
+            imaging_depth_um=float(experiment["imaging_depth"]),
+            pixel_size_um=experiment["pixel_size_um"],
+            container_id=experiment["container_id"],
+        ),
+        rois=bundles.RoiTable(
+            cell_roi_id=np.array([r["cell_roi_id"] for r in rois], dtype=np.int64),
+            cell_specimen_id=np.array([specimens.get(r["cell_roi_id"], -1) for r in rois], dtype=np.int64),
+            x=np.array([r["x"] for r in rois], dtype=np.int64),
+            y=np.array([r["y"] for r in rois], dtype=np.int64),
+            width=np.array([r["width"] for r in rois], dtype=np.int64),
+            height=np.array([r["height"] for r in rois], dtype=np.int64),
+            valid_roi=np.array([bool(r["valid_roi"]) for r in rois]),
+            image_mask=masks,
+            r=column(neuropil, "r"),
+            rmse=column(neuropil, "rmse"),
+        ),
+        traces=bundles.RoiTraces(
+            timestamps=_frame_times(key, n_frames, experiment["frame_rate"]),
+            dff=_time_first(ophys.DeltaFOverF.Trace, key, "dff"),
+            corrected=_time_first(ophys.NeuropilCorrection.Trace, key, "corrected_trace"),
+            demixed=_time_first(ophys.Demixing.Trace, key, "demixed_trace"),
+            neuropil=_time_first(ophys.Fluorescence.Trace, key, "neuropil_trace"),
+            events=_time_first(ophys.EventDetection.Event, key, "events"),
+            lambdas=column(events, "l0_lambda"),
+            noise_stds=column(events, "noise_std"),
+        ),
+        motion=bundles.MotionCorrection(
+            x=np.asarray(motion["x_offset"], float),
+            y=np.asarray(motion["y_offset"], float),
+            max_correction_up=motion["max_correction_up"],
+            max_correction_down=motion["max_correction_down"],
+            max_correction_left=motion["max_correction_left"],
+            max_correction_right=motion["max_correction_right"],
+        ),
+        images=bundles.ProjectionImages(
+            max_projection=np.asarray(motion["max_image"], float),
+            average_image=np.asarray(motion["average_image"], float),
+            segmentation_mask_image=segmentation_image,
+        ),
+        behavior=behavior_bundle(key),
+        provenance=bundles.Provenance(
+            parameter_sets=(bundles.ParameterSet("ophys", params["param_hash"], params["params"]),),
+            software=software_versions(),
+        ),
+    )

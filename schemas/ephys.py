@@ -1,0 +1,276 @@
+"""Neuropixels as tables: recording, hashed sorting parameter sets, spike sorting with per-unit rows,
+and unit metrics under the Allen names.
+
+EphysRecording -> SortingSelection (recording x parameter set) -> SpikeSorting (Part Unit) -> UnitMetrics
+(Part Unit). Sorter output and the SortingAnalyzer live in the object store, not in the database.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import datajoint as dj
+import numpy as np
+import pandas as pd
+
+from brainobs.ingest.ephys_files import channel_geometry, open_recording
+from brainobs.populate.ephys.filters import filter_units
+from brainobs.populate.ephys.metrics import METRIC_COLUMNS, compute_unit_metrics
+from brainobs.populate.ephys.pipeline import curate_units
+from brainobs.populate.ephys.preprocessing import preprocess
+from brainobs.populate.ephys.presets import (
+    ALLEN_METRIC_PARAMS,
+    DUPLICATE_REMOVAL,
+    MEAN_WAVEFORM,
+    PREPROCESSING_PRESETS,
+    SORTER_PRESETS,
+)
+from brainobs.populate.ephys.sorting import run_sorter
+from brainobs.schemas import stores
+from brainobs.schemas.acquisition import ProbeInsertion
+from brainobs.schemas.params import insert_params
+
+schema = dj.Schema()
+DEFAULT_PARAMSET = "cpu_default"
+OUTSIDE_BRAIN = ("", "unknown", "root", "out of brain")
+
+
+def sorting_params(sorter: str) -> dict:
+    """Every parameter of one sorting preset: preprocessing, sorter, duplicates, waveforms, metrics."""
+    return {
+        "preprocessing": PREPROCESSING_PRESETS["allen"],
+        "sorter": SORTER_PRESETS[sorter],
+        "duplicate_removal": DUPLICATE_REMOVAL,
+        "mean_waveform": MEAN_WAVEFORM,
+        "metrics": ALLEN_METRIC_PARAMS,
+    }
+
+
+@schema
+class EphysRecording(dj.Imported):
+    definition = """
+    # a probe's raw recording, read and validated through SpikeInterface
+    -> ProbeInsertion
+    ---
+    sampling_rate : float64               # Hz
+    duration : float64                    # s
+    n_channels : int32
+    t_start : float64                     # s, session-clock time of sample 0
+    """
+
+    class Channel(dj.Part):
+        definition = """
+        -> master
+        channel_index : int32
+        ---
+        channel_id : varchar(32)
+        contact_id = "" : varchar(32)
+        x_um : float64
+        y_um : float64
+        shank : int16
+        location : varchar(32)             # brain structure; "unknown" outside the brain or unregistered
+        """
+
+    def make(self, key):
+        insertion = (ProbeInsertion & key).fetch1()
+        recording = _open(insertion)
+        location = insertion["targeted_structure"] or "unknown"
+        self.insert1(
+            {
+                **key,
+                "sampling_rate": recording.get_sampling_frequency(),
+                "duration": recording.get_total_duration(),
+                "n_channels": recording.get_num_channels(),
+                "t_start": float(recording.get_start_time()),
+            }
+        )
+        self.Channel.insert(
+            {
+                **key,
+                **{name: row[name] for name in ("channel_index", "channel_id", "contact_id", "x_um", "y_um")},
+                "shank": int(row["shank"]),
+                "location": location,
+            }
+            for row in channel_geometry(recording).to_dict("records")
+        )
+
+
+def _open(insertion: dict):
+    return open_recording(
+        insertion["recording_format"],
+        stores.raw_path(insertion["recording_path"]),
+        stores.raw_path(insertion["probe_file"]) if insertion["probe_file"] else None,
+        insertion["sampling_rate"],
+        insertion["num_channels"],
+    )
+
+
+@schema
+class SortingParamSet(dj.Lookup):
+    definition = """
+    # spike-sorting parameters, hashed: preprocessing, sorter, duplicate removal, waveforms, metrics
+    sorting_paramset : varchar(32)
+    ---
+    params : json
+    param_hash : char(64)
+    description = "" : varchar(255)
+    unique index (param_hash)
+    """
+
+    @classmethod
+    def insert_defaults(cls) -> None:
+        insert_params(cls, DEFAULT_PARAMSET, sorting_params("cpu_default"), "CPU default (lupin)")
+        insert_params(cls, "kilosort4", sorting_params("kilosort4"), "Kilosort4 (needs a GPU and kilosort)")
+
+
+@schema
+class SortingSelection(dj.Manual):
+    definition = """
+    # a recording to sort with a parameter set
+    -> EphysRecording
+    -> SortingParamSet
+    """
+
+
+def schedule_defaults() -> int:
+    """Pair every recording not yet selected with the CPU default sorting parameter set."""
+    SortingParamSet.insert_defaults()
+    new = (EphysRecording - SortingSelection).proj() * (SortingParamSet & {"sorting_paramset": DEFAULT_PARAMSET}).proj()
+    keys = new.keys()
+    SortingSelection.insert(keys, skip_duplicates=True)
+    return len(keys)
+
+
+def _folder(key: dict, name: str):
+    return stores.path("ephys", stores.key_name(key), name)
+
+
+@schema
+class SpikeSorting(dj.Computed):
+    definition = """
+    # common-median reference, the sorter, duplicate-spike removal (0.166 ms, 5 channels), mean waveforms
+    -> SortingSelection
+    ---
+    sorter_name : varchar(32)
+    n_units : int32
+    output_dir : varchar(255)             # sorter output and SortingAnalyzer, relative to the object store
+    """
+
+    class Unit(dj.Part):
+        definition = """
+        -> master
+        unit_id : int32
+        ---
+        peak_channel : int32              # channel_index of the largest mean waveform
+        num_spikes : int32
+        spike_times : <npy@main>          # s, session clock
+        spike_amplitudes : <npy@main>     # uV at the peak channel
+        mean_waveform : <blob>            # (82 samples, channels) uV, 20 samples before the peak
+        waveform_channels : <blob>        # channel_index of each mean_waveform column
+        snr : float64                     # Allen definition, peak channel
+        amplitude : float64               # uV
+        duplicates_removed : int32
+        quality : varchar(16)
+        """
+
+    def make_fetch(self, key):
+        return (ProbeInsertion & key).fetch1(), (SortingParamSet & key).fetch1("params")
+
+    def make_compute(self, key, insertion, params):
+        recording = preprocess(_open(insertion), params["preprocessing"])
+        sorting = run_sorter(recording, params["sorter"], _folder(key, "sorter"), n_jobs=1)
+        analyzer_folder = _folder(key, "analyzer")
+        if analyzer_folder.exists():
+            shutil.rmtree(analyzer_folder)
+        curated = curate_units(recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False)
+        return (curated.units,)
+
+    def make_insert(self, key, units):
+        params = (SortingParamSet & key).fetch1("params")
+        self.insert1(
+            {
+                **key,
+                "sorter_name": params["sorter"]["sorter_name"],
+                "n_units": len(units),
+                "output_dir": stores.relative(_folder(key, "sorter").parent),
+            }
+        )
+        self.Unit.insert(
+            {
+                **key,
+                "unit_id": int(row["unit_id"]),
+                "peak_channel": int(row["peak_channel"]),
+                "num_spikes": int(row["num_spikes"]),
+                "spike_times": np.asarray(row["spike_times"], dtype=np.float64),
+                "spike_amplitudes": np.asarray(row["spike_amplitudes"], dtype=np.float64),
+                "mean_waveform": np.asarray(row["mean_waveform"], dtype=np.float32),
+                "waveform_channels": np.asarray(row["waveform_channels"], dtype=np.int32),
+                "snr": float(row["snr"]),
+                "amplitude": float(row["amplitude"]),
+                "duplicates_removed": int(row["duplicates_removed"]),
+                "quality": str(row["quality"]),
+            }
+            for row in units.to_dict("records")
+        )
+
+
+# Allen metric name -> attribute (DataJoint attributes are lower case); snr and amplitude live in SpikeSorting.Unit
+STORED_METRICS = {name: name.lower() for name in METRIC_COLUMNS if name not in ("snr", "amplitude")}
+
+
+@schema
+class UnitMetrics(dj.Computed):
+    definition = """
+    # quality and waveform metrics through SpikeInterface's SortingAnalyzer, named as the Allen release
+    -> SpikeSorting
+    """
+
+    class Unit(dj.Part):
+        definition = "-> master\n-> SpikeSorting.Unit\n---\n" + "\n".join(
+            f"{attribute} = null : float64" for attribute in STORED_METRICS.values()
+        )
+
+    def make_fetch(self, key):
+        return (len(SpikeSorting.Unit & key),)
+
+    def make_compute(self, key, n_units):
+        if n_units == 0:
+            return (pd.DataFrame(columns=list(METRIC_COLUMNS)),)
+        import spikeinterface as si
+
+        analyzer = si.load_sorting_analyzer(_folder(key, "analyzer"))
+        units = pd.DataFrame((SpikeSorting.Unit & key).to_dicts(order_by="unit_id"))[["unit_id", "snr", "amplitude"]]
+        return (compute_unit_metrics(analyzer, units),)
+
+    def make_insert(self, key, metrics):
+        self.insert1(key)
+        self.Unit.insert(
+            {**key, "unit_id": int(unit_id), **{a: _finite_or_none(row[n]) for n, a in STORED_METRICS.items()}}
+            for unit_id, row in metrics.iterrows()
+        )
+
+
+def _finite_or_none(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def units_table(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:
+    """Units with their metrics, peak-channel location and in_brain flag, as pandas; optionally filtered
+    by a unit filter preset ("visual_coding", "visual_behavior")."""
+    query = SpikeSorting.Unit.proj("peak_channel", "num_spikes", "snr", "amplitude", "quality") * UnitMetrics.Unit
+    for restriction in (*restrictions, keywords):
+        query = query & restriction
+    units = query.to_pandas().reset_index().rename(columns={a: n for n, a in STORED_METRICS.items()})
+    if units.empty:
+        return units
+    channels = pd.DataFrame((EphysRecording.Channel & query.proj()).to_dicts())
+    channels = channels.rename(columns={"channel_index": "peak_channel"})
+    shared = [c for c in ProbeInsertion.primary_key if c in units.columns]
+    units = units.merge(channels[[*shared, "peak_channel", "location"]], how="left", on=[*shared, "peak_channel"])
+    units["in_brain"] = ~units["location"].fillna("unknown").isin(OUTSIDE_BRAIN)
+    return filter_units(units, preset) if preset else units

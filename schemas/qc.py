@@ -1,0 +1,184 @@
+"""QC: one row per named check (value, threshold, outcome, reason) for experiments, sessions and containers.
+
+QC (experiment QC), ContainerQC and SessionQC each hold the worst outcome of their Part ``Check`` rows.
+
+The computed outcome of an item is the worst of its checks (NOT_SET < PASS < WARNING < FAIL < CRITICAL).
+Reviewers record overrides in the *Override tables; :func:`effective_outcome` applies them on top,
+never changing the computed rows.
+"""
+
+from __future__ import annotations
+
+import datajoint as dj
+import numpy as np
+
+from brainobs.populate import qc
+from brainobs.schemas.behavior import SessionSync
+from brainobs.schemas.matching import CellMatching
+from brainobs.schemas.ophys import Demixing, MotionCorrection, NeuropilCorrection, Segmentation
+from brainobs.schemas.params import insert_params
+
+schema = dj.Schema()
+DEFAULT_PARAMSET = "default"
+OUTCOMES = ", ".join(f"'{o.name}'" for o in qc.Outcome)
+
+
+@schema
+class QCParamSet(dj.Lookup):
+    definition = """
+    # QC thresholds, hashed
+    qc_paramset : varchar(32)
+    ---
+    params : json
+    param_hash : char(64)
+    description = "" : varchar(255)
+    unique index (param_hash)
+    """
+
+    @classmethod
+    def insert_default(cls) -> str:
+        return insert_params(cls, DEFAULT_PARAMSET, qc.DEFAULT_QC_THRESHOLDS, "brainobs default thresholds")
+
+
+def schedule_defaults() -> int:
+    QCParamSet.insert_default()
+    return 0
+
+
+def _check_rows(key: dict, checks: list[qc.Check]) -> list[dict]:
+    return [
+        {
+            **key,
+            "check_name": c.name,
+            "value": float(c.value) if np.isfinite(c.value) else None,
+            "threshold": float(c.threshold) if np.isfinite(c.threshold) else None,
+            "outcome": c.outcome.name,
+            "reason": c.reason[:255],
+        }
+        for c in checks
+    ]
+
+
+CHECK_PART = f"""
+-> master
+check_name : varchar(48)
+---
+value = null : float64
+threshold = null : float64
+outcome : enum({OUTCOMES})
+reason : varchar(255)
+"""
+
+
+@schema
+class QC(dj.Computed):
+    definition = f"""
+    # QC of one processed 2-photon experiment (the release gate of the Allen Brain Observatory)
+    -> NeuropilCorrection
+    -> QCParamSet
+    ---
+    outcome : enum({OUTCOMES})             # worst of the checks
+    """
+
+    class Check(dj.Part):
+        definition = CHECK_PART
+
+    @property
+    def key_source(self):
+        return NeuropilCorrection.proj() * QCParamSet.proj()
+
+    def make(self, key):
+        t = (QCParamSet & key).fetch1("params")
+        motion = (MotionCorrection & key).fetch1()
+        border = max(motion[f"max_correction_{side}"] for side in ("left", "right", "up", "down"))
+        checks = qc.motion_checks(np.asarray(motion["x_offset"]), np.asarray(motion["y_offset"]), border, t)
+        checks += qc.intensity_checks(np.asarray(motion["frame_mean"]), t)
+        checks.append(qc.saturation_check(motion["max_image"], motion["saturation_level"], t))
+        demixed = (Demixing.Trace & key).to_dicts()
+        checks += qc.roi_checks(
+            (Segmentation & key).fetch1("n_valid"),
+            np.array([r for r in (NeuropilCorrection.Trace & key).to_arrays("r") if r is not None], dtype=float),
+            np.array([row["negative_baseline"] for row in demixed], dtype=bool),
+            np.array([row["negative_transient"] for row in demixed], dtype=bool),
+            t,
+        )
+        sync = (SessionSync & key).to_dicts()
+        checks.append(qc.alignment_check(motion["n_frames"], sync[0]["n_ophys_frames"] if sync else None, t))
+        self.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
+        self.Check.insert(_check_rows(key, checks))
+
+
+@schema
+class ContainerQC(dj.Computed):
+    definition = f"""
+    # QC of one matched container: session count (3-11) and the lowest pairwise match fraction
+    -> CellMatching
+    -> QCParamSet
+    ---
+    outcome : enum({OUTCOMES})
+    """
+
+    class Check(dj.Part):
+        definition = CHECK_PART
+
+    def make(self, key):
+        t = (QCParamSet & key).fetch1("params")
+        match = (CellMatching & key).fetch1()
+        lowest = match["lowest_match_fraction"]
+        checks = qc.container_checks(match["n_experiments"], float("nan") if lowest is None else lowest, t)
+        self.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
+        self.Check.insert(_check_rows(key, checks))
+
+
+@schema
+class SessionQC(dj.Computed):
+    definition = f"""
+    # QC of a session's sync record: dropped display frames
+    -> SessionSync
+    -> QCParamSet
+    ---
+    outcome : enum({OUTCOMES})
+    """
+
+    class Check(dj.Part):
+        definition = CHECK_PART
+
+    def make(self, key):
+        t = (QCParamSet & key).fetch1("params")
+        vsync = np.asarray((SessionSync & key).fetch1("vsync_times"))
+        checks = [qc.dropped_frames_check(vsync, t)]
+        self.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
+        self.Check.insert(_check_rows(key, checks))
+
+
+OVERRIDE = f"""
+-> master
+---
+outcome : enum({OUTCOMES})                 # the reviewer's outcome, applied on top of the computed one
+reviewer : varchar(64)
+reason : varchar(1024)
+override_time = CURRENT_TIMESTAMP : datetime
+"""
+
+
+@schema
+class QCOverride(dj.Manual):
+    definition = OVERRIDE.replace("-> master", "-> QC")
+
+
+@schema
+class ContainerQCOverride(dj.Manual):
+    definition = OVERRIDE.replace("-> master", "-> ContainerQC")
+
+
+@schema
+class SessionQCOverride(dj.Manual):
+    definition = OVERRIDE.replace("-> master", "-> SessionQC")
+
+
+def effective_outcome(table: type[dj.Computed], override: type[dj.Manual], key: dict) -> qc.Outcome:
+    """The reviewer's outcome when one was recorded, else the computed one."""
+    reviewed = (override & key).to_dicts()
+    if reviewed:
+        return qc.Outcome[reviewed[0]["outcome"]]
+    return qc.Outcome[(table & key).fetch1("outcome")]

@@ -1,0 +1,207 @@
+"""The whole pipeline on the tiny survey (2-photon, matching, Neuropixels, QC, release), scored against truth."""
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.db, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def processed(database, settings):
+    """The tiny survey ingested and run through every table (once for this module)."""
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.pipeline import populate_all
+    from brainobs.schemas.loading import insert_manifest
+    from brainobs.schemas.subject import Subject
+
+    Subject.delete(prompt=False)
+    insert_manifest(load_manifest(settings.data_root / "manifest.yaml", settings.data_root))
+    results = populate_all(settings, display_progress=False)
+    failures = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
+    assert not failures, failures
+    return settings.data_root
+
+
+def _detected_in_fov(key: dict, truth, shape: tuple[int, int]) -> list:
+    """Detected ROIs moved from registered coordinates (the reference image's) into the truth's FOV ones.
+
+    A registered frame shows FOV position p at p + c, with c = true shift - estimated offset (constant)."""
+    from brainobs.schemas import ophys
+
+    motion = (ophys.MotionCorrection & key).fetch1()
+    cy = int(round(np.median(truth.shifts_y - np.asarray(motion["y_offset"]))))
+    cx = int(round(np.median(truth.shifts_x - np.asarray(motion["x_offset"]))))
+    detected = []
+    for roi in (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id"):
+        ys, xs = np.asarray(roi["ypix"]) - cy, np.asarray(roi["xpix"]) - cx
+        inside = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
+        detected.append((ys[inside], xs[inside], np.ones(int(inside.sum()))))
+    return detected
+
+
+def _experiments():
+    from brainobs.schemas.acquisition import Experiment
+
+    return Experiment.to_dicts(order_by="experiment_id")
+
+
+def test_every_stage_has_one_row_per_experiment(processed):
+    from brainobs.schemas import ophys
+
+    n = len(_experiments())
+    assert n == 3
+    for table in (
+        ophys.MotionCorrection,
+        ophys.Segmentation,
+        ophys.Fluorescence,
+        ophys.Demixing,
+        ophys.NeuropilCorrection,
+        ophys.DeltaFOverF,
+        ophys.EventDetection,
+    ):
+        assert len(table()) == n, table.__name__
+    for part in (ophys.Fluorescence.Trace, ophys.DeltaFOverF.Trace, ophys.EventDetection.Event):
+        assert len(part()) == len(ophys.Segmentation.ROI()), part.__name__
+
+
+def test_registration_and_detection_against_truth(processed):
+    from brainobs.ingest.synthetic.truth import load_ophys_truth
+    from brainobs.populate.scoring.rois import registration_rmse, score_roi_detection
+    from brainobs.schemas import ophys
+
+    scores = []
+    for experiment in _experiments():
+        key = {"experiment_id": experiment["experiment_id"]}
+        truth = load_ophys_truth(processed, experiment["experiment_id"])
+        motion = (ophys.MotionCorrection & key).fetch1()
+        rmse = registration_rmse(
+            np.asarray(motion["y_offset"]), np.asarray(motion["x_offset"]), truth.shifts_y, truth.shifts_x
+        )
+        assert rmse <= 0.5, f"experiment {key}: registration RMSE {rmse:.2f} px"
+        shape = (experiment["height"], experiment["width"])
+        score = score_roi_detection(_detected_in_fov(key, truth, shape), truth.footprints, shape)
+        scores.append((key, score.f1, score.n_detected, score.n_truth))
+    assert all(f1 >= 0.9 for _, f1, _, _ in scores), f"(key, F1, detected, true cells): {scores}"
+
+
+def test_corrected_traces_follow_the_true_calcium(processed):
+    from brainobs.ingest.synthetic.truth import load_ophys_truth
+    from brainobs.populate.scoring.rois import score_roi_detection
+    from brainobs.populate.scoring.traces import trace_correlations
+    from brainobs.schemas import ophys
+
+    correlations = []
+    for experiment in _experiments():
+        key = {"experiment_id": experiment["experiment_id"]}
+        truth = load_ophys_truth(processed, experiment["experiment_id"])
+        shape = (experiment["height"], experiment["width"])
+        score = score_roi_detection(_detected_in_fov(key, truth, shape), truth.footprints, shape)
+        corrected = ophys.stack(ophys.NeuropilCorrection.Trace, key, "corrected_trace")
+        match = [(m.detected_index, m.truth_index) for m in score.matches]
+        correlations.extend(trace_correlations(corrected, truth.calcium, match))
+    median = float(np.nanmedian(correlations))
+    assert median >= 0.9, f"median corrected-trace correlation {median:.3f}"
+
+
+def test_events_and_dff_windows(processed):
+    from brainobs.schemas import ophys
+
+    for row in ophys.EventDetection.to_dicts():
+        assert row["gamma"] == pytest.approx(np.exp(-1 / (0.347 * 31.0)))
+        assert row["noise_multiplier"] == 2.0
+    for row in ophys.DeltaFOverF.to_dicts():
+        assert row["short_window"] == 103  # 3.333 s at 31 Hz
+    n_events = sum(int(np.count_nonzero(np.asarray(e))) for e in ophys.EventDetection.Event.to_arrays("events"))
+    assert n_events > 0
+
+
+def test_cell_matching_recovers_identities_across_sessions(processed):
+    from brainobs.ingest.synthetic.truth import load_ophys_truth
+    from brainobs.populate.scoring.matching import score_matching
+    from brainobs.populate.scoring.rois import score_roi_detection
+    from brainobs.schemas.matching import CellMatching, cells_table
+
+    match = CellMatching.fetch1()
+    assert match["outcome"] == "matched" and match["n_experiments"] == 3
+    cells = cells_table(container_id=match["container_id"])
+    assert len(cells) == len(cells.drop_duplicates(["experiment_id", "cell_roi_id"]))
+    truth: dict[int, dict[int, int]] = {}
+    for experiment in _experiments():
+        key = {"experiment_id": experiment["experiment_id"]}
+        cell_truth = load_ophys_truth(processed, experiment["experiment_id"])
+        shape = (experiment["height"], experiment["width"])
+        score = score_roi_detection(_detected_in_fov(key, cell_truth, shape), cell_truth.footprints, shape)
+        true_cell = {m.detected_index: int(cell_truth.cell_ids[m.truth_index]) for m in score.matches}
+        rois = cells[cells["experiment_id"] == experiment["experiment_id"]]["cell_roi_id"]
+        truth[experiment["experiment_id"]] = {int(r): true_cell.get(int(r), -1) for r in rois}
+    predicted = {(int(r.experiment_id), int(r.cell_roi_id)): int(r.cell_specimen_id) for r in cells.itertuples()}
+    result = score_matching(predicted, truth)
+    assert result.pair_recall >= 0.9, result
+    assert result.pair_false_merge_rate <= 0.1, result
+
+
+def test_units_are_sorted_scored_and_filtered(processed):
+    from spikeinterface.core import NumpySorting
+
+    from brainobs import api
+    from brainobs.ingest.synthetic.ephys import load_truth
+    from brainobs.ingest.synthetic.truth import load_survey_truth
+    from brainobs.populate.scoring.ephys import score_sorting
+    from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics
+
+    sorting = SpikeSorting.fetch1()
+    assert sorting["sorter_name"] == "lupin" and sorting["n_units"] > 0
+    assert len(UnitMetrics.Unit()) == sorting["n_units"]
+    units = api.units()
+    for column in ("firing_rate", "presence_ratio", "isi_violations", "amplitude_cutoff", "PT_ratio", "in_brain"):
+        assert column in units.columns
+    assert units["presence_ratio"].max() <= 0.99  # Allen: 99 bins, divided by 100
+    passing = api.units(preset="visual_coding")
+    assert len(passing) <= len(units)
+    assert (passing["amplitude_cutoff"] <= 0.1).all() and (passing["presence_ratio"] >= 0.95).all()
+    survey = load_survey_truth(processed)
+    truth_sorting, truth_units = load_truth(processed / survey.probe_insertions[0]["truth_dir"])
+    recording = EphysRecording.fetch1()
+    samples = {
+        unit: np.round((times - recording["t_start"]) * recording["sampling_rate"]).astype(np.int64)
+        for (_probe, unit), times in api.spike_times(sorting["session_id"]).items()
+    }
+    sorted_units = NumpySorting.from_unit_dict(samples, recording["sampling_rate"])
+    score = score_sorting(sorted_units, truth_sorting, truth_units)
+    assert score.fraction_high_snr_well_detected >= 0.7, score.summary()
+
+
+def test_release_exports_what_passes_qc(processed, settings, tmp_path):
+    from brainobs.export.publish import publish
+    from brainobs.export.validation import inspect_nwb
+    from brainobs.schemas.release import ReleaseFile
+
+    result = publish("t1", tmp_path / "releases", settings=settings)
+    assert result.validation is not None and result.validation.passed, result.validation.summary()
+    files = ReleaseFile.File.to_dicts()
+    withheld = ReleaseFile.Withheld.to_dicts()
+    assert len(files) + len(withheld) == 3
+    assert len(result.files) == len(files)
+    for released in result.files:
+        path = result.folder / released.path
+        assert path.is_file() and path.stat().st_size == released.size
+        assert inspect_nwb(path).passed
+    again = publish("t2", tmp_path / "releases", settings=settings)
+    assert again.written == 0 and again.reused == len(files)
+
+
+def test_api_getters_read_one_experiment(processed):
+    from brainobs import api
+
+    experiments = api.ophys_experiments()
+    assert {"container_id", "qc_outcome", "experience_level", "full_genotype"} <= set(experiments.columns)
+    first = int(experiments["experiment_id"].min())
+    dff = api.dff_traces(first)
+    assert dff.index.is_monotonic_increasing and dff.shape[1] == len(api.roi_masks(first))
+    assert api.events(first).shape == dff.shape
+    session = int(experiments.loc[experiments["experiment_id"] == first, "session_id"].iloc[0])
+    assert len(api.stimulus_presentations(session)) > 0
+    assert api.running_speed(session)["speed"].notna().any()
+    assert len(api.behavior_sessions()) >= 3
+    with pytest.raises(TypeError, match="restrictions are dicts"):
+        api.subjects("subject_id = 'M0001'")
