@@ -82,6 +82,8 @@ class MotionCorrection(dj.Computed):
     correlation : <npy@main>               # phase-correlation peak per frame
     n_clipped : int32                      # frames whose offset the outlier clip changed
     n_empty : int32                        # empty frames at start and end (zero shift)
+    frame_mean : <npy@main>                # mean raw intensity per frame (drift and bleaching QC)
+    saturation_level : float64             # a saturated raw pixel, in registered units (QC)
     average_image : <blob>
     max_image : <blob>
     max_correction_left : float64          # motion border, px
@@ -111,6 +113,8 @@ class MotionCorrection(dj.Computed):
                 "correlation": result.correlation,
                 "n_clipped": int(result.clipped.sum()),
                 "n_empty": int((~result.is_valid).sum()),
+                "frame_mean": np.asarray(result.frame_mean, dtype=np.float64),
+                "saturation_level": min(result.saturation_level, 1e300),
                 "average_image": result.average_projection,
                 "max_image": result.max_projection,
                 "max_correction_left": border.left,
