@@ -428,6 +428,64 @@ def synth(
 
 
 @app.command()
+def release(
+    tag: str = typer.Argument(..., help="Release tag, e.g. v1 or 2026-11."),
+    out: Path = typer.Option(..., "--out", help="Folder that receives <TAG>/ (the DANDI layout)."),
+    description: str = typer.Option("", help="Release description (dandiset.yaml, changelog)."),
+    qc_policy: str = typer.Option("WARNING", help="Worst effective QC outcome released: PASS or WARNING."),
+    pages: bool = typer.Option(True, help="Write one HTML QC page per released item under <TAG>-reports/."),
+) -> None:
+    """Export every item that passes QC as NWB, verify and validate it, and build a DANDI-ready folder."""
+    from brainobs.export.pages import experiment_page
+    from brainobs.export.publish import publish
+    from brainobs.export.release import ReleaseError
+
+    if qc_policy not in ("PASS", "WARNING"):
+        console.print(f"[red]error:[/red] --qc-policy must be PASS or WARNING, not {qc_policy!r}")
+        raise typer.Exit(2)
+    try:
+        result = publish(tag, out, description=description, qc_policy=qc_policy, settings=_settings())
+    except (ReleaseError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    size = sum(f.size for f in result.files)
+    console.print(
+        f"release {tag}: {result.folder}: {len(result.files)} files ({result.written} written, "
+        f"{result.reused} reused), {size / 1e6:.1f} MB"
+    )
+    if result.validation:
+        console.print(result.validation.summary().splitlines()[0])
+    if pages:
+        from brainobs.schemas.release import ReleaseFile
+
+        folder = Path(out) / f"{tag}-reports"
+        for label in (ReleaseFile.File & {"release_tag": tag}).to_arrays("nwb_label"):
+            experiment_page(int(label), folder / f"experiment_{label}.html", release_tag=tag)
+        console.print(f"QC pages: {folder}")
+
+
+@app.command()
+def report(
+    item: int = typer.Argument(..., help="An experiment_id or a session_id."),
+    out: Path = typer.Option(None, "--out", help="HTML file to write (default: <item>.html here)."),
+) -> None:
+    """Write a static HTML QC page for an experiment (or a session) with its figures and QC table."""
+    from brainobs.export.pages import experiment_page, session_page
+    from brainobs.schemas import activate
+    from brainobs.schemas.acquisition import Experiment, Session
+
+    activate(_settings())
+    if Experiment & {"experiment_id": item}:
+        path = experiment_page(item, out or Path(f"experiment_{item}.html"))
+    elif Session & {"session_id": item}:
+        path = session_page(item, out or Path(f"session_{item}.html"))
+    else:
+        console.print(f"[red]error:[/red] {item} is neither an experiment_id nor a session_id")
+        raise typer.Exit(1)
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def demo() -> None:
     """Start the embedded database, generate and ingest a small survey, run the pipeline, print what it holds."""
     from brainobs.demo import run_demo
