@@ -19,6 +19,14 @@ COMMANDS = [
     ["diagram"],
     ["synth"],
     ["demo"],
+    ["release"],
+    ["report"],
+    ["worker"],
+    ["jobs"],
+    ["jobs", "refresh"],
+    ["jobs", "errors"],
+    ["jobs", "retry"],
+    ["jobs", "ignore"],
 ]
 
 
