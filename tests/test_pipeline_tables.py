@@ -22,21 +22,30 @@ def processed(database, settings):
     return settings.data_root
 
 
-def _detected_in_fov(key: dict, truth, shape: tuple[int, int]) -> list:
-    """Detected ROIs moved from registered coordinates (the reference image's) into the truth's FOV ones.
+def _detected_in_fov(key: dict, truth, shape: tuple[int, int]) -> tuple[list[int], list]:
+    """The ROIs not excluded by the motion border, moved from registered coordinates (the reference
+    image's) into the truth's FOV ones; returns their cell_roi_ids and footprints.
 
-    A registered frame shows FOV position p at p + c, with c = true shift - estimated offset (constant)."""
+    A registered frame shows FOV position p at p + c, with c = true shift - estimated offset (constant).
+    The truth lists only cells whose centre lies inside the FOV, so ROIs of cells cut by the frame edge are
+    not scoreable; Allen labels them motion_border and excludes them."""
     from brainobs.schemas import ophys
 
     motion = (ophys.MotionCorrection & key).fetch1()
     cy = int(round(np.median(truth.shifts_y - np.asarray(motion["y_offset"]))))
     cx = int(round(np.median(truth.shifts_x - np.asarray(motion["x_offset"]))))
-    detected = []
+    border = set(
+        (ophys.Segmentation.ExclusionLabel & key & {"exclusion_label": "motion_border"}).to_arrays("cell_roi_id")
+    )
+    roi_ids, detected = [], []
     for roi in (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id"):
+        if roi["cell_roi_id"] in border:
+            continue
         ys, xs = np.asarray(roi["ypix"]) - cy, np.asarray(roi["xpix"]) - cx
         inside = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
+        roi_ids.append(roi["cell_roi_id"])
         detected.append((ys[inside], xs[inside], np.ones(int(inside.sum()))))
-    return detected
+    return roi_ids, detected
 
 
 def _experiments():
@@ -79,7 +88,8 @@ def test_registration_and_detection_against_truth(processed):
         )
         assert rmse <= 0.5, f"experiment {key}: registration RMSE {rmse:.2f} px"
         shape = (experiment["height"], experiment["width"])
-        score = score_roi_detection(_detected_in_fov(key, truth, shape), truth.footprints, shape)
+        _roi_ids, detected = _detected_in_fov(key, truth, shape)
+        score = score_roi_detection(detected, truth.footprints, shape)
         scores.append((key, score.f1, score.n_detected, score.n_truth))
     assert all(f1 >= 0.9 for _, f1, _, _ in scores), f"(key, F1, detected, true cells): {scores}"
 
@@ -95,9 +105,10 @@ def test_corrected_traces_follow_the_true_calcium(processed):
         key = {"experiment_id": experiment["experiment_id"]}
         truth = load_ophys_truth(processed, experiment["experiment_id"])
         shape = (experiment["height"], experiment["width"])
-        score = score_roi_detection(_detected_in_fov(key, truth, shape), truth.footprints, shape)
+        roi_ids, detected = _detected_in_fov(key, truth, shape)
+        score = score_roi_detection(detected, truth.footprints, shape)
         corrected = ophys.stack(ophys.NeuropilCorrection.Trace, key, "corrected_trace")
-        match = [(m.detected_index, m.truth_index) for m in score.matches]
+        match = [(roi_ids[m.detected_index], m.truth_index) for m in score.matches]
         correlations.extend(trace_correlations(corrected, truth.calcium, match))
     median = float(np.nanmedian(correlations))
     assert median >= 0.9, f"median corrected-trace correlation {median:.3f}"
@@ -130,8 +141,9 @@ def test_cell_matching_recovers_identities_across_sessions(processed):
         key = {"experiment_id": experiment["experiment_id"]}
         cell_truth = load_ophys_truth(processed, experiment["experiment_id"])
         shape = (experiment["height"], experiment["width"])
-        score = score_roi_detection(_detected_in_fov(key, cell_truth, shape), cell_truth.footprints, shape)
-        true_cell = {m.detected_index: int(cell_truth.cell_ids[m.truth_index]) for m in score.matches}
+        roi_ids, detected = _detected_in_fov(key, cell_truth, shape)
+        score = score_roi_detection(detected, cell_truth.footprints, shape)
+        true_cell = {roi_ids[m.detected_index]: int(cell_truth.cell_ids[m.truth_index]) for m in score.matches}
         rois = cells[cells["experiment_id"] == experiment["experiment_id"]]["cell_roi_id"]
         truth[experiment["experiment_id"]] = {int(r): true_cell.get(int(r), -1) for r in rois}
     predicted = {(int(r.experiment_id), int(r.cell_roi_id)): int(r.cell_specimen_id) for r in cells.itertuples()}

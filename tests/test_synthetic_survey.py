@@ -12,13 +12,24 @@ import yaml
 from brainobs.ingest.behavior_files import read_behavior
 from brainobs.ingest.manifest import load_manifest
 from brainobs.ingest.synthetic import generate_survey, load_ophys_truth, load_survey_truth
-from brainobs.ingest.synthetic.presets import PRESETS, PresetError
+from brainobs.ingest.synthetic.presets import PRESETS, PresetError, SubjectPlan
 from brainobs.ingest.synthetic.survey import SurveyExistsError
 from brainobs.ingest.synthetic.truth import load_container_truth
 from brainobs.populate.ophys.indicators import decay_time_s
 
-# the demo's structure (two subjects, a two-plane 11 Hz subject) at the tiny preset's size
-SMALL_DEMO = {"height": 64, "width": 64, "n_frames": 650, "n_cells": 20, "overlap_pairs": 2, "ephys_duration_s": 10.0}
+# a demo-like survey with a second, two-plane 11 Hz subject, at a small size
+SMALL_DEMO = {
+    "height": 64,
+    "width": 64,
+    "n_frames": 650,
+    "n_cells": 20,
+    "overlap_pairs": 2,
+    "ephys_duration_s": 10.0,
+    "subjects": (
+        SubjectPlan(indicator="GCaMP6f", sessions=3, ecephys_sessions=1),
+        SubjectPlan(indicator="GCaMP6s", sessions=3, planes=2),
+    ),
+}
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -64,7 +75,7 @@ def test_tiny_movies_have_as_many_frames_as_the_sync_record(tiny):
         behavior = read_behavior(tiny / sessions[experiment["session_id"]]["behavior_dir"])
         with tifffile.TiffFile(tiny / experiment["movie_file"]) as tif:
             n_frames = len(tif.pages)
-        assert n_frames == len(behavior.ophys_frame_times) == 650
+        assert n_frames == len(behavior.ophys_frame_times) == 6000
         assert np.median(np.diff(behavior.ophys_frame_times)) == pytest.approx(1 / 31.0, rel=1e-3)
 
 
@@ -110,7 +121,7 @@ def test_the_truth_index_describes_the_survey(tiny):
     assert probe["t_start_s"] + probe["duration_s"] <= truth.sessions[-1]["duration_s"]
 
 
-def test_demo_has_a_two_plane_session_at_11_hz(small_demo):
+def test_a_two_plane_subject_is_imaged_at_11_hz(small_demo):
     raw = yaml.safe_load((small_demo / "manifest.yaml").read_text())
     assert [s["indicator"] for s in raw["subjects"]] == ["GCaMP6f", "GCaMP6s"]
     multiplane = [e for e in raw["experiments"] if e["frame_rate"] == 11.0]
@@ -138,7 +149,7 @@ def test_a_previous_survey_is_replaced_and_other_folders_are_refused(tmp_path):
     out = tmp_path / "s"
     generate_survey(out, preset="tiny", seed=0, n_frames=700)
     summary = generate_survey(out, preset="tiny", seed=0)
-    assert summary.experiments == 3 and load_survey_truth(out).ophys_params["n_frames"] == 650
+    assert summary.experiments == 3 and load_survey_truth(out).ophys_params["n_frames"] == 6000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -161,8 +172,9 @@ def test_bad_requests_are_refused_before_anything_is_written(tmp_path):
 def test_presets_have_the_documented_sizes():
     tiny, demo, benchmark = PRESETS["tiny"], PRESETS["demo"], PRESETS["benchmark"]
     assert (tiny.ophys.height, tiny.ophys.width, tiny.ophys.frame_rate) == (64, 64, 31.0)
+    assert tiny.ophys.n_frames / (3.7 * tiny.ophys.frame_rate) >= 50  # Allen's detection bins: at least 50
     assert (tiny.ephys_num_channels, tiny.ephys_duration_s) == (16, 10.0)
-    assert (demo.ophys.height, demo.ophys.n_frames) == (128, 1500) and 32 <= demo.ephys_num_channels <= 64
+    assert (demo.ophys.height, demo.ophys.n_frames) == (128, 4000) and 32 <= demo.ephys_num_channels <= 64
     assert (benchmark.ophys.height, benchmark.ophys.width) == (512, 512) and benchmark.ophys.n_frames >= 2000
     assert benchmark.ephys_num_channels == 384 and benchmark.ephys_duration_s >= 60
     assert all(plan.sessions >= 3 for preset in PRESETS.values() for plan in preset.subjects)

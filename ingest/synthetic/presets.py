@@ -138,20 +138,18 @@ class SurveyPreset:
 
 
 PRESETS: dict[str, SurveyPreset] = {
+    # Allen's 3.7 s detection bins need a few minutes of movie: tiny is 64 x 64 px but 6000 frames (194 s).
     "tiny": SurveyPreset(
         name="tiny",
-        ophys=OphysParams(),
+        ophys=OphysParams(n_frames=6000),
         subjects=(SubjectPlan(indicator="GCaMP6f", sessions=3, ecephys_sessions=1),),
         ephys_num_channels=16,
         ephys_duration_s=10.0,
     ),
     "demo": SurveyPreset(
         name="demo",
-        ophys=OphysParams(height=128, width=128, n_frames=1500, n_cells=60, overlap_pairs=3, motion_px=1.5),
-        subjects=(
-            SubjectPlan(indicator="GCaMP6f", sessions=3, ecephys_sessions=1),
-            SubjectPlan(indicator="GCaMP6s", sessions=3, planes=2),
-        ),
+        ophys=OphysParams(height=128, width=128, n_frames=4000, n_cells=60, overlap_pairs=3, motion_px=1.5),
+        subjects=(SubjectPlan(indicator="GCaMP6f", sessions=3, ecephys_sessions=1),),
         ephys_num_channels=32,
         ephys_duration_s=30.0,
     ),
@@ -174,7 +172,7 @@ PRESETS: dict[str, SurveyPreset] = {
     ),
 }
 
-_SURVEY_OVERRIDES = ("ephys_num_channels", "ephys_duration_s", "ephys_num_units", "multiplane_frame_rate")
+_SURVEY_OVERRIDES = ("subjects", "ephys_num_channels", "ephys_duration_s", "ephys_num_units", "multiplane_frame_rate")
 
 
 def resolve_preset(name: str, **overrides) -> SurveyPreset:
