@@ -436,7 +436,7 @@ def release(
     pages: bool = typer.Option(True, help="Write one HTML QC page per released item under <TAG>-reports/."),
 ) -> None:
     """Export every item that passes QC as NWB, verify and validate it, and build a DANDI-ready folder."""
-    from brainobs.export.pages import experiment_page
+    from brainobs.export.pages import experiment_page, session_page
     from brainobs.export.publish import publish
     from brainobs.export.release import ReleaseError
 
@@ -459,8 +459,11 @@ def release(
         from brainobs.schemas.release import ReleaseFile
 
         folder = Path(out) / f"{tag}-reports"
-        for label in (ReleaseFile.File & {"release_tag": tag}).to_arrays("nwb_label"):
-            experiment_page(int(label), folder / f"experiment_{label}.html", release_tag=tag)
+        for row in (ReleaseFile.File & {"release_tag": tag}).to_dicts():
+            if row["nwb_label"] == "session":
+                session_page(row["session_id"], folder / f"session_{row['session_id']}.html", release_tag=tag)
+            else:
+                experiment_page(int(row["nwb_label"]), folder / f"experiment_{row['nwb_label']}.html", release_tag=tag)
         console.print(f"QC pages: {folder}")
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import brainobs
 from brainobs.export import bundles
 from brainobs.schemas import behavior, ophys
-from brainobs.schemas.acquisition import Experiment, Session
+from brainobs.schemas.acquisition import Experiment, ProbeInsertion, Session
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.subject import Subject
 
@@ -204,6 +204,72 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
         behavior=behavior_bundle(key),
         provenance=bundles.Provenance(
             parameter_sets=(bundles.ParameterSet("ophys", params["param_hash"], params["params"]),),
+            software=software_versions(),
+        ),
+    )
+
+
+def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
+    """Every probe of one ecephys session with its channels and all units (unfiltered) and metrics.
+
+    Waveforms are the mean waveform on each unit's peak channel; channel ids are
+    ``probe index * 10000 + channel_index``, unique across the session's probes."""
+    from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SortingParamSet, SpikeSorting, units_table
+
+    key = {**key, "sorting_paramset": key.get("sorting_paramset", DEFAULT_PARAMSET)}
+    recordings = (EphysRecording * ProbeInsertion.proj("probe_type", "targeted_structure") & key).to_dicts(
+        order_by="probe_name"
+    )
+    probe_index = {row["probe_name"]: i for i, row in enumerate(recordings)}
+    channels = pd.DataFrame((EphysRecording.Channel & key).to_dicts())
+    channel_id = channels["probe_name"].map(probe_index) * 10000 + channels["channel_index"]
+    units = units_table(key).sort_values(["probe_name", "unit_id"]).reset_index(drop=True)
+    stored = {
+        (row["probe_name"], row["unit_id"]): row for row in (SpikeSorting.Unit & key).to_dicts(order_by="unit_id")
+    }
+    rows = [stored[(probe, unit)] for probe, unit in zip(units["probe_name"], units["unit_id"], strict=True)]
+    peak = [int(row["peak_channel"]) for row in rows]
+    peak_ids = np.array([probe_index[p] * 10000 + c for p, c in zip(units["probe_name"], peak, strict=True)])
+    waveforms = []
+    for row in rows:
+        columns = list(np.asarray(row["waveform_channels"]))
+        waveform = np.asarray(row["mean_waveform"], dtype=float)
+        waveforms.append(waveform[:, columns.index(row["peak_channel"])] * 1e-6)
+    params = (SortingParamSet & key).to_dicts()
+    return bundles.EcephysSessionBundle(
+        subject=subject_info(key),
+        session=session_info(key),
+        probes=tuple(
+            bundles.ProbeInfo(
+                name=row["probe_name"],
+                description=f"{row['probe_type']}, {row['n_channels']} channels recorded",
+                sampling_rate_hz=row["sampling_rate"],
+                targeted_structure=row["targeted_structure"] or None,
+            )
+            for row in recordings
+        ),
+        channels=bundles.ChannelTable(
+            channel_id=channel_id.to_numpy(dtype=np.int64),
+            probe_name=channels["probe_name"].to_numpy(dtype=str),
+            probe_channel_number=channels["channel_index"].to_numpy(dtype=np.int64),
+            probe_vertical_position=channels["y_um"].to_numpy(dtype=float),
+            probe_horizontal_position=channels["x_um"].to_numpy(dtype=float),
+            location=channels["location"].to_numpy(dtype=str),
+        ),
+        units=bundles.UnitTable(
+            unit_id=np.arange(len(units), dtype=np.int64),
+            peak_channel_id=peak_ids.astype(np.int64),
+            quality=units["quality"].to_numpy(dtype=str),
+            spike_times=tuple(np.asarray(row["spike_times"], float) for row in rows),
+            spike_amplitudes=tuple(np.asarray(row["spike_amplitudes"], float) * 1e-6 for row in rows),
+            waveform_mean=np.stack(waveforms)[:, :, None],
+            waveform_channel_ids=peak_ids.astype(np.int64)[:, None],
+            waveform_rate_hz=float(recordings[0]["sampling_rate"]),
+            metrics=units[list(bundles.UNIT_METRICS)].astype(float).reset_index(drop=True),
+        ),
+        behavior=behavior_bundle(key),
+        provenance=bundles.Provenance(
+            parameter_sets=tuple(bundles.ParameterSet("spike_sorting", p["param_hash"], p["params"]) for p in params),
             software=software_versions(),
         ),
     )

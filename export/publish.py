@@ -18,7 +18,7 @@ def qc_summary(tag: str) -> pd.DataFrame:
 
     release = (Release & {"release_tag": tag}).fetch1()
     paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
-    withheld = {int(r["nwb_label"]): r["reason"] for r in (ReleaseFile.Withheld & {"release_tag": tag}).to_dicts()}
+    withheld = {r["nwb_label"]: r["reason"] for r in (ReleaseFile.Withheld & {"release_tag": tag}).to_dicts()}
     rows = []
     for row in (QC & paramsets).to_dicts(order_by="experiment_id"):
         rows.append(
@@ -28,8 +28,8 @@ def qc_summary(tag: str) -> pd.DataFrame:
                 "experiment_id": row["experiment_id"],
                 "qc_outcome": row["outcome"],
                 "effective_outcome": effective_outcome(QC, QCOverride, row).name,
-                "released": row["experiment_id"] not in withheld,
-                "withheld_reason": withheld.get(row["experiment_id"], ""),
+                "released": str(row["experiment_id"]) not in withheld,
+                "withheld_reason": withheld.get(str(row["experiment_id"]), ""),
             }
         )
     return pd.DataFrame(rows)
@@ -74,8 +74,8 @@ def publish(
             subject_id=row["subject_id"],
             session_id=str(row["session_id"]),
             source_sha256=row["source_sha256"],
-            modality="ophys",
-            label=row["nwb_label"],
+            modality="ecephys" if row["nwb_label"] == "session" else "ophys",
+            label=None if row["nwb_label"] == "session" else row["nwb_label"],
         )
         for row in (ReleaseFile.File & {"release_tag": tag}).to_dicts()
     ]

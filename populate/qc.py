@@ -114,9 +114,7 @@ def intensity_checks(frame_means: np.ndarray, t: dict) -> list[Check]:
 def saturation_check(max_image: np.ndarray, saturation_level: float, t: dict) -> Check:
     """Fraction of max-projection pixels at or above ``saturation_level``."""
     fraction = float(np.mean(np.asarray(max_image) >= saturation_level))
-    return limit_check(
-        "saturation_fraction", fraction, t["saturation_fraction_warn"], t["saturation_fraction_fail"]
-    )
+    return limit_check("saturation_fraction", fraction, t["saturation_fraction_warn"], t["saturation_fraction_fail"])
 
 
 def roi_checks(

@@ -13,7 +13,9 @@ import datajoint as dj
 import numpy as np
 
 from brainobs.populate import qc
+from brainobs.populate.ephys.filters import unmet_conditions
 from brainobs.schemas.behavior import SessionSync
+from brainobs.schemas.ephys import SpikeSorting, UnitMetrics, units_table  # noqa: F401 - table definitions
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.ophys import Demixing, MotionCorrection, NeuropilCorrection, Segmentation
 from brainobs.schemas.params import insert_params
@@ -149,6 +151,45 @@ class SessionQC(dj.Computed):
         checks = [qc.dropped_frames_check(vsync, t)]
         self.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
         self.Check.insert(_check_rows(key, checks))
+
+
+@schema
+class UnitQC(dj.Computed):
+    definition = f"""
+    # unit QC of one sorting: each unit against the Visual Coding release preset (units are never dropped)
+    -> UnitMetrics
+    -> QCParamSet
+    ---
+    outcome : enum({OUTCOMES})             # FAIL when the sorting found no unit
+    n_units : int32
+    n_passing : int32                      # units meeting every condition of the Visual Coding preset
+    """
+
+    class Unit(dj.Part):
+        definition = f"""
+        -> master
+        -> SpikeSorting.Unit
+        ---
+        outcome : enum({OUTCOMES})         # PASS when the unit meets the preset, else WARNING
+        reason : varchar(255)              # the conditions it does not meet
+        """
+
+    def make(self, key):
+        units = units_table({k: v for k, v in key.items() if k != "qc_paramset"})
+        unmet = unmet_conditions(units, "visual_coding") if len(units) else []
+        rows = [
+            {
+                **key,
+                "unit_id": int(unit_id),
+                "outcome": (qc.Outcome.WARNING if failed else qc.Outcome.PASS).name,
+                "reason": "; ".join(failed)[:255],
+            }
+            for unit_id, failed in zip(units["unit_id"] if len(units) else [], unmet, strict=True)
+        ]
+        n_passing = sum(row["outcome"] == "PASS" for row in rows)
+        outcome = qc.Outcome.PASS if rows else qc.Outcome.FAIL
+        self.insert1({**key, "outcome": outcome.name, "n_units": len(rows), "n_passing": n_passing})
+        self.Unit.insert(rows)
 
 
 OVERRIDE = f"""

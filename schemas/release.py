@@ -2,7 +2,8 @@
 
 Release names the parameter sets and the QC policy (the worst effective outcome released). ReleaseFile
 runs per (release, session): it exports one NWB per 2-photon experiment that passes the policy (and whose
-container passes), and records the others as withheld with the reason. Files live in the object store
+container passes), or one NWB per ecephys session (all probes, all units unfiltered) whose session QC
+passes, and records what it leaves out as withheld, with the reason. Files live in the object store
 under a name derived from their content digest, so a file whose source did not change is not rewritten.
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 import datajoint as dj
 
 from brainobs.export.bundles import source_digest
-from brainobs.export.collect import ophys_experiment_bundle
+from brainobs.export.collect import ecephys_session_bundle, ophys_experiment_bundle
 from brainobs.export.validation import inspect_nwb
-from brainobs.export.writer import export_ophys_experiment
+from brainobs.export.writer import export_ecephys_session, export_ophys_experiment
 from brainobs.populate.qc import Outcome
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment, Session  # noqa: F401 - Session: table definitions
+from brainobs.schemas.ephys import UnitMetrics
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.ophys import OphysParamSet  # noqa: F401 - referenced by the table definitions
 from brainobs.schemas.qc import (
@@ -25,6 +27,8 @@ from brainobs.schemas.qc import (
     ContainerQCOverride,
     QCOverride,
     QCParamSet,  # noqa: F401 - referenced by the table definitions
+    SessionQC,
+    SessionQCOverride,
     effective_outcome,
 )
 
@@ -84,11 +88,15 @@ class ReleaseFile(dj.Computed):
 
     @property
     def key_source(self):
-        return dj.U("release_tag", "subject_id", "session_id") & (Release * QC)
+        sessions = dj.U("release_tag", "subject_id", "session_id")
+        return (sessions & (Release * QC)) + (sessions & (Release.proj() * UnitMetrics))
 
     def make(self, key):
         release = (Release & key).fetch1()
         allowed = Outcome[release["qc_policy"]]
+        if (Session & key).fetch1("modality") == "ecephys":
+            self._make_ecephys(key, release, allowed)
+            return
         files, withheld = [], []
         paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
         for qc_key in (QC & key & paramsets).proj().to_dicts():
@@ -101,6 +109,22 @@ class ReleaseFile(dj.Computed):
         self.insert1({**key, "n_files": len(files), "n_withheld": len(withheld)})
         self.File.insert(files)
         self.Withheld.insert(withheld)
+
+    def _make_ecephys(self, key: dict, release: dict, allowed: Outcome) -> None:
+        session_key = {**key, "qc_paramset": release["qc_paramset"]}
+        label = "session"
+        if not SessionQC & session_key:
+            reason = "no session QC yet"
+        elif (outcome := effective_outcome(SessionQC, SessionQCOverride, session_key)) > allowed:
+            reason = f"session QC {outcome.name}"
+        else:
+            reason = ""
+        self.insert1({**key, "n_files": 0 if reason else 1, "n_withheld": 1 if reason else 0})
+        if reason:
+            self.Withheld.insert1({**key, "nwb_label": label, "reason": reason})
+        else:
+            bundle = ecephys_session_bundle(key)
+            self.File.insert1({**key, "nwb_label": label, **_write(bundle, key, "ecephys", export_ecephys_session)})
 
 
 def _withhold_reason(qc_key: dict, allowed: Outcome) -> str:
@@ -121,15 +145,19 @@ def _withhold_reason(qc_key: dict, allowed: Outcome) -> str:
 
 def _export(qc_key: dict) -> dict:
     """Write (or reuse) the experiment's NWB file; returns the File row's values."""
-    bundle = ophys_experiment_bundle(qc_key)
+    return _write(ophys_experiment_bundle(qc_key), qc_key, "ophys", export_ophys_experiment)
+
+
+def _write(bundle, key: dict, modality: str, export) -> dict:
+    """Write ``bundle`` (or reuse the file of an identical one); returns the File row's values."""
     digest = source_digest(bundle)
-    target = stores.path("nwb", f"sub-{qc_key['subject_id']}", f"{digest[:24]}_ophys.nwb")
+    target = stores.path("nwb", f"sub-{key['subject_id']}", f"{digest[:24]}_{modality}.nwb")
     previous = (ReleaseFile.File & {"source_sha256": digest}).to_dicts()
     if previous and target.exists():
         row = previous[0]
         names = ("path", "size", "sha256", "source_sha256", "inspector_messages", "inspector_passed")
         return {name: row[name] for name in names}
-    written = export_ophys_experiment(bundle, target)
+    written = export(bundle, target)
     report = inspect_nwb(target, ignore=INSPECTOR_IGNORE)
     return {
         "path": stores.relative(target),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from brainobs.populate.ephys.presets import UNIT_FILTER_PRESETS
@@ -36,3 +37,14 @@ def _conditions(preset: str | Sequence[tuple[str, str, object]]) -> list[tuple[s
         if len(condition) != 3 or condition[1] not in OPERATORS:
             raise ValueError(f"a filter condition is (column, one of {sorted(OPERATORS)}, value); got {condition}")
     return conditions
+
+
+def unmet_conditions(units: pd.DataFrame, preset: str | Sequence[tuple[str, str, object]]) -> list[list[str]]:
+    """For each row of `units`, the conditions of the preset it does not meet, as text (NaN fails)."""
+    unmet: list[list[str]] = [[] for _ in range(len(units))]
+    for column, op, value in _conditions(preset):
+        values = units[column]
+        held = (values.notna() & OPERATORS[op](values, value)).to_numpy()
+        for i in np.flatnonzero(~held):
+            unmet[i].append(f"{column} {op} {value}")
+    return unmet
