@@ -315,7 +315,7 @@ def _write_subject_ecephys(survey: _Survey, ids: _Ids, subject_id: str, plan: Su
             fields[name] = (session_dir / PROBE_NAME / fields[name]).as_posix()
         survey.add(
             "probe_insertions",
-            {"session_id": session_id, "probe_name": PROBE_NAME, **fields},
+            {"session_id": session_id, "probe_name": PROBE_NAME, **fields, "targeted_structure": "VISp"},
             {"session_id": session_id, "probe_name": PROBE_NAME, "truth_dir": probe_truth.as_posix(),
              "recording_path": fields["recording_path"], "t_start_s": t_start_s, "duration_s": recording_s},
         )  # fmt: skip
