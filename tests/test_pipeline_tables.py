@@ -156,9 +156,9 @@ def test_cell_matching_recovers_identities_across_sessions(processed):
         key = {"experiment_id": experiment["experiment_id"]}
         cell_truth = load_ophys_truth(processed, experiment["experiment_id"])
         shape = (experiment["height"], experiment["width"])
-        roi_ids, detected, cells, footprints = _scored(key, cell_truth, shape)
+        roi_ids, detected, kept, footprints = _scored(key, cell_truth, shape)
         score = score_roi_detection(detected, footprints, shape)
-        true_cell = {roi_ids[m.detected_index]: int(cell_truth.cell_ids[cells[m.truth_index]]) for m in score.matches}
+        true_cell = {roi_ids[m.detected_index]: int(cell_truth.cell_ids[kept[m.truth_index]]) for m in score.matches}
         rois = cells[cells["experiment_id"] == experiment["experiment_id"]]["cell_roi_id"]
         truth[experiment["experiment_id"]] = {int(r): true_cell.get(int(r), -1) for r in rois}
     predicted = {(int(r.experiment_id), int(r.cell_roi_id)): int(r.cell_specimen_id) for r in cells.itertuples()}
