@@ -1,0 +1,1 @@
+"""Scoring of pipeline outputs against synthetic ground truth."""
