@@ -7,7 +7,29 @@ from pathlib import Path
 import numpy as np
 
 from brainobs.export import figures
-from brainobs.export.report import FigureSection, Identity, KeyValues, QcOverride, QcTable, write_report
+from brainobs.export.report import (
+    DiagramSection,
+    FigureSection,
+    Identity,
+    KeyValues,
+    QcOverride,
+    QcTable,
+    write_report,
+)
+
+
+def pipeline_diagram() -> DiagramSection:
+    """The schema diagram: SVG when Graphviz's dot is installed, else its mermaid source."""
+    import shutil
+
+    import datajoint as dj
+
+    from brainobs.schemas import modules
+
+    graph = sum((dj.Diagram(module.schema) for module in modules()[1:]), dj.Diagram(modules()[0].schema))
+    if shutil.which("dot"):
+        return DiagramSection("Pipeline", svg=graph.make_dot().create_svg().decode())
+    return DiagramSection("Pipeline", mermaid=graph.make_mermaid())
 
 
 def _override(table, key: dict) -> QcOverride | None:
@@ -60,6 +82,7 @@ def experiment_page(experiment_id: int, out: Path, release_tag: str | None = Non
         sections.append(
             FigureSection("Events", figures.event_raster_figure(events.to_numpy().T, times, change_times=changes))
         )
+    sections.append(pipeline_diagram())
     sections.append(
         KeyValues(
             "Experiment",

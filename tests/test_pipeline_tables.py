@@ -259,3 +259,36 @@ def test_cookbook_examples_run(processed):
         "Novel 1",
         "Novel >1",
     }
+
+
+def test_reviewer_override_changes_what_is_released_not_the_computed_outcome(processed, settings, tmp_path):
+    from brainobs.export.publish import publish
+    from brainobs.schemas.qc import QC, QCOverride, effective_outcome
+    from brainobs.schemas.release import ReleaseFile
+
+    rows = QC.to_dicts(order_by="experiment_id")
+    target = {k: rows[0][k] for k in QC.primary_key}
+    computed = rows[0]["outcome"]
+    flipped = "CRITICAL" if computed in ("PASS", "WARNING") else "PASS"
+    QCOverride.insert1({**target, "outcome": flipped, "reviewer": "jdoe", "reason": "checked by eye"})
+    try:
+        assert effective_outcome(QC, QCOverride, target).name == flipped
+        assert (QC & target).fetch1("outcome") == computed  # recorded on top, never overwritten
+        publish("override", tmp_path / "releases", settings=settings)
+        label = {"release_tag": "override", "nwb_label": str(target["experiment_id"])}
+        released = bool(ReleaseFile.File & label)
+        assert released == (flipped == "PASS"), (computed, flipped, ReleaseFile.Withheld.to_dicts())
+    finally:
+        (QCOverride & target).delete(prompt=False)
+
+
+def test_report_page_for_an_experiment_and_a_session(processed, tmp_path):
+    from brainobs.export.pages import experiment_page, session_page
+    from brainobs.schemas.ephys import SpikeSorting
+
+    experiment_id = int(_experiments()[0]["experiment_id"])
+    page = experiment_page(experiment_id, tmp_path / "experiment.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "<svg" in page and "Pipeline" in page
+    session_id = SpikeSorting.fetch1("session_id")
+    page = session_page(session_id, tmp_path / "session.html").read_text()
+    assert "Spike raster" in page and "Unit metrics" in page
