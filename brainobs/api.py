@@ -119,7 +119,7 @@ def _traces(part, attribute: str, experiment_id: int, ophys_paramset: str | None
     values = stack(part, key, attribute)
     times = _frame_times(key, values.shape[1], experiment["frame_rate"]) if values.size else np.empty(0)
     index, columns = pd.Index(times, name="timestamps"), pd.Index(roi_ids, name="cell_roi_id")
-    return pd.DataFrame(values.T, index=index, columns=columns)
+    return pd.DataFrame(values.T, index=index, columns=columns, copy=False)
 
 
 def dff_traces(experiment_id: int, ophys_paramset: str | None = None) -> pd.DataFrame:

@@ -248,11 +248,17 @@ def roi_records(key: dict) -> list[rois.RoiRecord]:
 
 
 def stack(part: type[dj.Part], key: dict, attribute: str) -> np.ndarray:
-    """Per-ROI arrays of ``part`` stacked as (n_roi, T), in cell_roi_id order."""
-    refs = (part & key).to_arrays(attribute, order_by="cell_roi_id")
-    if len(refs) == 0:
+    """Per-ROI arrays of ``part`` stacked as (n_roi, T), in cell_roi_id order.
+
+    The stored .npy files stay lazy references (``to_arrays`` would load them all, then copy them again);
+    each is memory-mapped and copied once into its row of a preallocated array."""
+    refs = [row[attribute] for row in (part & key).proj(attribute).to_dicts(order_by="cell_roi_id")]
+    if not refs:
         return np.empty((0, 0))
-    return np.vstack([np.asarray(ref) for ref in refs])
+    out = np.empty((len(refs), *refs[0].shape), dtype=refs[0].dtype)
+    for row, ref in zip(out, refs, strict=True):
+        row[...] = ref.load(mmap_mode="r")
+    return out
 
 
 def _stage_fetch(key: dict) -> tuple:

@@ -1,0 +1,169 @@
+"""Spike sorting: our SpikeSorting + UnitMetrics against the bare sorter call, per recorded minute.
+
+    python -m benchmarks.bench_ephys [--channels 384] [--seconds 60] [--preset cpu_default]
+
+One generated Neuropixels recording (a one-probe survey with the `benchmark` preset's recording unless
+overridden) is written into a temporary folder. Then, each in a fresh child process whose environment sets
+the glibc malloc variables (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=17179869184,
+MALLOC_TOP_PAD_=1073741824):
+
+- ours: the manifest is ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, EphysRecording
+  is populated (not timed), then SpikeSorting (preprocessing, sorter, duplicate removal, mean waveforms,
+  SortingAnalyzer) and UnitMetrics are populated and timed;
+- bare: the same recording, through the same lazy preprocessing (``preprocess``, "allen" preset), handed to
+  ``spikeinterface.sorters.run_sorter`` with the preset's sorter and parameters, one job and one BLAS/OpenMP
+  thread, as our SpikeSorting gives it.
+
+The figure of merit is ours / bare (target <= 1.1); also seconds per recorded minute and each child's peak
+RSS (ru_maxrss) against the recording's int16 bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184", "MALLOC_TOP_PAD_": "1073741824"}
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def generate_recording(folder: Path, channels: int, seconds: float) -> tuple[Path, float]:
+    """A survey of one ecephys session with one probe; returns (manifest, seconds)."""
+    from brainobs.ingest.synthetic import generate_survey
+    from brainobs.ingest.synthetic.presets import SubjectPlan
+
+    started = time.perf_counter()
+    one = (SubjectPlan(sessions=0, ecephys_sessions=1),)
+    summary = generate_survey(
+        folder, "benchmark", seed=0, subjects=one, ephys_num_channels=channels, ephys_duration_s=seconds
+    )
+    return summary.manifest, time.perf_counter() - started
+
+
+def _child(kind: str, manifest: Path, work: Path, preset: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.bench_ephys", "--child", kind, str(manifest), str(work), preset]
+    env = {**os.environ, **MALLOC, "BRAINOBS_LOG_LEVEL": "WARNING"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{kind} child failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
+    from brainobs.database import EmbeddedServer
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.pipeline import populate_all
+    from brainobs.schemas import activate
+    from brainobs.schemas.ephys import DEFAULT_PARAMSET, SpikeSorting, UnitMetrics
+    from brainobs.schemas.loading import insert_manifest
+    from brainobs.settings import Settings
+
+    if preset != DEFAULT_PARAMSET:
+        raise ValueError(f"the pipeline side runs the default parameter set {DEFAULT_PARAMSET!r}, not {preset!r}")
+    settings = Settings(database_url="embedded", home=home, data_root=manifest.parent, schema_prefix="benchephys_")
+    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(manifest.parent))
+    try:
+        activate(settings)
+        insert_manifest(load_manifest(manifest, manifest.parent))
+        populate_all(settings, tables=["EphysRecording"], display_progress=False)
+        load = _load()
+        started = time.perf_counter()
+        results = populate_all(settings, tables=["SpikeSorting", "UnitMetrics"], display_progress=False)
+        seconds = time.perf_counter() - started
+        errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
+        if errors or len(UnitMetrics()) != 1:
+            raise RuntimeError(f"pipeline did not finish: {errors}")
+        n_units = int(SpikeSorting.fetch1("n_units"))
+        return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_units": n_units}
+    finally:
+        EmbeddedServer(home).stop()
+
+
+def child_bare(manifest: Path, work: Path, preset: str) -> dict:
+    import spikeinterface.sorters as ss
+    import yaml
+    from threadpoolctl import threadpool_limits
+
+    from brainobs.ingest.ephys_files import open_recording
+    from brainobs.populate.ephys.preprocessing import preprocess
+    from brainobs.populate.ephys.presets import SORTER_PRESETS
+
+    probe = yaml.safe_load(manifest.read_text())["probe_insertions"][0]
+    root = manifest.parent
+    recording = open_recording(
+        probe["recording_format"], root / probe["recording_path"], root / probe["probe_file"],
+        probe["sampling_rate"], probe["num_channels"],
+    )  # fmt: skip
+    sorter = SORTER_PRESETS[preset]
+    params = {**sorter["params"], "job_kwargs": {"n_jobs": 1}}
+    load = _load()
+    started = time.perf_counter()
+    with threadpool_limits(limits=1):
+        sorting = ss.run_sorter(
+            sorter["sorter_name"], preprocess(recording, "allen"), folder=str(work), remove_existing_folder=True,
+            verbose=False, **params,
+        )  # fmt: skip
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_units": len(sorting.unit_ids)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=int, default=384)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--preset", default="cpu_default", help="sorter preset (the pipeline's default set)")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, manifest, work, preset = args.child
+        run = child_pipeline if kind == "pipeline" else child_bare
+        print(json.dumps(run(Path(manifest), Path(work), preset)), flush=True)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-ephys-") as tmp:
+        manifest, gen_s = generate_recording(Path(tmp) / "data", args.channels, args.seconds)
+        data_bytes = 2 * args.channels * int(args.seconds * 30000)
+        minutes = args.seconds / 60
+        print(
+            f"recording {args.channels} channels x {args.seconds:g} s at 30 kHz ({data_bytes / 1e9:.2f} GB int16) "
+            f"generated in {gen_s:.0f} s (load {_load()})",
+            flush=True,
+        )
+        ours = _child("pipeline", manifest, Path(tmp) / "home", args.preset)
+        print(
+            f"ours (SpikeSorting + UnitMetrics into tables): {ours['seconds']:.1f} s, {ours['n_units']} units, "
+            f"{ours['seconds'] / minutes:.1f} s per recorded minute, peak RSS {ours['peak_bytes'] / 1e9:.2f} GB "
+            f"(load before {ours['load']}, after {_load()})",
+            flush=True,
+        )
+        bare = _child("bare", manifest, Path(tmp) / "bare", args.preset)
+        print(
+            f"bare run_sorter ({args.preset}): {bare['seconds']:.1f} s, {bare['n_units']} units, "
+            f"{bare['seconds'] / minutes:.1f} s per recorded minute, peak RSS {bare['peak_bytes'] / 1e9:.2f} GB "
+            f"(load before {bare['load']}, after {_load()})",
+            flush=True,
+        )
+    print(
+        f"ours / bare sorter: {ours['seconds'] / bare['seconds']:.2f}x (target <= 1.1); peak memory / recording "
+        f"bytes: ours {ours['peak_bytes'] / data_bytes:.2f}x, bare {bare['peak_bytes'] / data_bytes:.2f}x",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""2-photon processing: our pipeline against bare suite2p, dF/F + events per ROI-hour, and peak memory.
+
+    python -m benchmarks.bench_ophys [--frames 2000] [--size 512] [--cells 220] [--rois 50] [--hours 1.0]
+
+One experiment of the `benchmark` preset (a one-session, one-plane survey with its movie size and cell count
+unless overridden) is generated into a temporary folder. Then, each in a fresh child process whose
+environment sets the glibc malloc variables (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=17179869184,
+MALLOC_TOP_PAD_=1073741824):
+
+- ours: the manifest is ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, then
+  MotionCorrection .. EventDetection are populated and timed (ingest and server start-up are not counted);
+- suite2p: ``suite2p.run_s2p`` on the movie's folder with its default settings (``torch_device`` "cpu",
+  ``fs`` the movie's frame rate): registration, detection, extraction, classification, deconvolution.
+
+The figure of merit is ours / suite2p (target <= 1.0). Peak memory is each child's ru_maxrss over the movie's
+bytes (target <= 3; the registered movie is read through a memory map, so its resident pages count).
+dF/F plus events is timed in this process on --rois synthetic neuropil-corrected traces of --hours hours at
+31 Hz (GCaMP6f transients on a drifting baseline, shot noise), reported in seconds per ROI-hour, after a first
+call on one short trace that compiles the numba kernels (timed and printed apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184", "MALLOC_TOP_PAD_": "1073741824"}
+OPHYS_TABLES = ["MotionCorrection", "Segmentation", "Fluorescence", "Demixing", "NeuropilCorrection"]
+OPHYS_TABLES += ["DeltaFOverF", "EventDetection"]
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def generate_movie(folder: Path, frames: int, size: int, cells: int) -> tuple[Path, float]:
+    """A one-experiment survey with the `benchmark` preset's movie; returns (manifest, seconds)."""
+    from brainobs.ingest.synthetic import generate_survey
+    from brainobs.ingest.synthetic.presets import SubjectPlan
+
+    started = time.perf_counter()
+    one = (SubjectPlan(indicator="GCaMP6f", sessions=1),)
+    summary = generate_survey(
+        folder, "benchmark", seed=0, subjects=one, height=size, width=size, n_frames=frames, n_cells=cells
+    )
+    return summary.manifest, time.perf_counter() - started
+
+
+def _child(kind: str, *paths: Path) -> dict:
+    """Run one side in a fresh process with the malloc variables set; return what it printed (JSON)."""
+    command = [sys.executable, "-m", "benchmarks.bench_ophys", "--child", kind, *map(str, paths)]
+    env = {**os.environ, **MALLOC, "BRAINOBS_LOG_LEVEL": "WARNING"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{kind} child failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child_pipeline(manifest: Path, home: Path) -> dict:
+    """Ingest, then time the ophys tables' populate; the embedded server is stopped at the end."""
+    from brainobs.database import EmbeddedServer
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.pipeline import populate_all
+    from brainobs.schemas import activate
+    from brainobs.schemas.loading import insert_manifest
+    from brainobs.schemas.ophys import EventDetection, Segmentation
+    from brainobs.settings import Settings
+
+    settings = Settings(database_url="embedded", home=home, data_root=manifest.parent, schema_prefix="benchophys_")
+    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(manifest.parent))
+    try:
+        activate(settings)
+        insert_manifest(load_manifest(manifest, manifest.parent))
+        load = _load()
+        started = time.perf_counter()
+        results = populate_all(settings, tables=OPHYS_TABLES, display_progress=False)
+        seconds = time.perf_counter() - started
+        errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
+        if errors or len(EventDetection()) != 1:
+            raise RuntimeError(f"pipeline did not finish: {errors}")
+        n_rois = int(Segmentation.fetch1("n_rois"))
+        return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_rois": n_rois}
+    finally:
+        EmbeddedServer(home).stop()
+
+
+def child_suite2p(movie_folder: Path, out: Path) -> dict:
+    """suite2p.run_s2p with its defaults on the folder's TIFF (torch on the CPU, fs from the manifest)."""
+    import suite2p
+    import yaml
+
+    frame_rate = yaml.safe_load((movie_folder.parents[1] / "manifest.yaml").read_text())["experiments"][0]
+    settings = {"torch_device": "cpu", "fs": float(frame_rate["frame_rate"])}
+    db = {"data_path": [str(movie_folder)], "save_path0": str(out), "fast_disk": str(out)}
+    load = _load()
+    started = time.perf_counter()
+    suite2p.run_s2p(db=db, settings=settings)
+    seconds = time.perf_counter() - started
+    n_rois = int(np.load(out / "suite2p" / "plane0" / "iscell.npy").shape[0])
+    return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_rois": n_rois}
+
+
+def realistic_traces(n_rois: int, n_frames: int, fs: float, seed: int = 0) -> np.ndarray:
+    """Neuropil-corrected GCaMP6f-like traces: Poisson spikes, exponential transients, drift and noise."""
+    rng = np.random.default_rng(seed)
+    kernel = np.exp(-np.arange(int(3 * fs)) / (0.347 * fs))
+    traces = np.empty((n_rois, n_frames))
+    drift = np.linspace(0.0, 1.0, n_frames)
+    for i in range(n_rois):
+        spikes = rng.poisson(rng.lognormal(0.0, 0.6) / fs, n_frames)
+        calcium = np.convolve(spikes, kernel)[:n_frames] * 0.25
+        f0 = rng.uniform(200, 600) * (1.0 - 0.05 * drift)
+        traces[i] = f0 * (1.0 + calcium) + rng.normal(0, 0.08 * f0.mean(), n_frames)
+    return traces
+
+
+def dff_events_seconds(n_rois: int, hours: float, fs: float = 31.0) -> dict:
+    """Seconds of compute_dff and detect_events on (n_rois, hours * 3600 * fs) traces, and per ROI-hour."""
+    from brainobs.populate.ophys.dff import compute_dff
+    from brainobs.populate.ophys.events import detect_events
+
+    traces = realistic_traces(n_rois, int(hours * 3600 * fs), fs)
+    started = time.perf_counter()  # first calls compile the numba kernels: timed apart, on one 11-minute trace
+    detect_events(compute_dff(traces[:1, : int(660 * fs)], fs).dff, fs, 0.347)
+    warm_up_s = time.perf_counter() - started
+    load = _load()
+    started = time.perf_counter()
+    result = compute_dff(traces, fs)
+    dff_s = time.perf_counter() - started
+    started = time.perf_counter()
+    events = detect_events(result.dff, fs, 0.347)
+    events_s = time.perf_counter() - started
+    roi_hours = n_rois * hours
+    n_events = int(np.count_nonzero(events.events))
+    return {
+        "dff_s": dff_s, "events_s": events_s, "warm_up_s": warm_up_s, "roi_hours": roi_hours, "n_events": n_events,
+        "load": load,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=512, help="movie height and width, px")
+    parser.add_argument("--cells", type=int, default=220)
+    parser.add_argument("--rois", type=int, default=50, help="traces for the dF/F + events timing")
+    parser.add_argument("--hours", type=float, default=1.0, help="length of each trace, hours at 31 Hz")
+    parser.add_argument("--skip", choices=["movie", "traces"], action="append", default=[])
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *paths = args.child
+        run = child_pipeline if kind == "pipeline" else child_suite2p
+        print(json.dumps(run(*map(Path, paths))), flush=True)
+        return
+
+    if "movie" not in args.skip:
+        with tempfile.TemporaryDirectory(prefix="bench-ophys-") as tmp:
+            manifest, gen_s = generate_movie(Path(tmp) / "data", args.frames, args.size, args.cells)
+            movie = next((Path(tmp) / "data").rglob("ophys_experiment_*.tif"))
+            movie_bytes = 2 * args.frames * args.size**2
+            print(
+                f"movie {args.size}x{args.size}x{args.frames} uint16 ({movie_bytes / 1e9:.2f} GB, {args.cells} cells) "
+                f"generated in {gen_s:.0f} s (load {_load()})",
+                flush=True,
+            )
+            ours = _child("pipeline", manifest, Path(tmp) / "home")
+            print(
+                f"ours (MotionCorrection..EventDetection into tables): {ours['seconds']:.1f} s, "
+                f"{ours['n_rois']} ROIs, peak RSS {ours['peak_bytes'] / 1e9:.2f} GB (load before {ours['load']}, "
+                f"after {_load()})",
+                flush=True,
+            )
+            bare = _child("suite2p", movie.parent, Path(tmp) / "s2p")
+            print(
+                f"bare suite2p.run_s2p (defaults, cpu): {bare['seconds']:.1f} s, {bare['n_rois']} ROIs, peak RSS "
+                f"{bare['peak_bytes'] / 1e9:.2f} GB (load before {bare['load']}, after {_load()})",
+                flush=True,
+            )
+        print(
+            f"ours / suite2p: {ours['seconds'] / bare['seconds']:.2f}x (target <= 1.0); peak memory / movie "
+            f"bytes: ours {ours['peak_bytes'] / movie_bytes:.2f}x (target <= 3), suite2p "
+            f"{bare['peak_bytes'] / movie_bytes:.2f}x",
+            flush=True,
+        )
+    if "traces" not in args.skip:
+        t = dff_events_seconds(args.rois, args.hours)
+        print(
+            f"dF/F + events on {args.rois} ROIs x {args.hours:g} h at 31 Hz ({t['n_events']} events): dF/F "
+            f"{t['dff_s']:.1f} s, events {t['events_s']:.1f} s, {(t['dff_s'] + t['events_s']) / t['roi_hours']:.2f} "
+            f"s per ROI-hour (dF/F {t['dff_s'] / t['roi_hours']:.2f}, events {t['events_s'] / t['roi_hours']:.2f}; "
+            f"load before {t['load']}, after {_load()}; first calls on one 11-min trace, numba compilation "
+            f"included: {t['warm_up_s']:.1f} s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
