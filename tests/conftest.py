@@ -50,9 +50,8 @@ def settings(test_home: Path, tiny_survey: Path) -> Settings:
 @pytest.fixture(scope="session")
 def database(settings: Settings):
     """Every brainobs schema, activated on the test database; dropped (and the server stopped) at the end."""
-    from brainobs.schemas import activate
-
     from brainobs.database import EmbeddedServer
+    from brainobs.schemas import activate
 
     modules = activate(settings)
     yield modules

@@ -1,8 +1,8 @@
 """Manifest ingest into a real database: idempotent, atomic, contradictions refused."""
 
 import pytest
-from brainobs.ingest.manifest import ManifestError, load_manifest
 
+from brainobs.ingest.manifest import ManifestError, load_manifest
 from tests.manifests import make_manifest
 
 pytestmark = pytest.mark.db

@@ -3,8 +3,8 @@
 import os
 
 import pytest
-from brainobs.ingest.manifest import ManifestError, load_manifest
 
+from brainobs.ingest.manifest import ManifestError, load_manifest
 from tests.manifests import make_manifest
 
 
