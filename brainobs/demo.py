@@ -57,7 +57,7 @@ def _ophys_summary() -> Table:
     for row in (ophys.Segmentation * ophys.EventDetection).to_dicts(order_by="experiment_id"):
         key = {"experiment_id": row["experiment_id"], "ophys_paramset": row["ophys_paramset"]}
         events = ophys.EventDetection.Event & key
-        n_events = sum(int(np.count_nonzero(np.asarray(e))) for e in events.to_arrays("events"))
+        n_events = sum(int(np.count_nonzero(np.nan_to_num(np.asarray(e)) > 0)) for e in events.to_arrays("events"))
         view.add_row(str(row["experiment_id"]), str(row["n_rois"]), str(row["n_valid"]), str(n_events))
     return view
 
