@@ -29,7 +29,7 @@ from brainobs.populate.ephys.presets import (
 from brainobs.populate.ephys.sorting import run_sorter
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import ProbeInsertion
-from brainobs.schemas.params import insert_params
+from brainobs.schemas.params import insert_params, paramset_definition, select_new
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "cpu_default"
@@ -108,15 +108,10 @@ def _open(insertion: dict):
 
 @schema
 class SortingParamSet(dj.Lookup):
-    definition = """
-    # spike-sorting parameters, hashed: preprocessing, sorter, duplicate removal, waveforms, metrics
-    sorting_paramset : varchar(32)
-    ---
-    params : json
-    param_hash : char(64)
-    description = "" : varchar(255)
-    unique index (param_hash)
-    """
+    definition = paramset_definition(
+        "sorting_paramset",
+        "spike-sorting parameters, hashed: preprocessing, sorter, duplicate removal, waveforms, metrics",
+    )
 
     @classmethod
     def insert_defaults(cls) -> None:
@@ -136,10 +131,7 @@ class SortingSelection(dj.Manual):
 def schedule_defaults() -> int:
     """Pair every recording not yet selected with the CPU default sorting parameter set."""
     SortingParamSet.insert_defaults()
-    new = (EphysRecording - SortingSelection).proj() * (SortingParamSet & {"sorting_paramset": DEFAULT_PARAMSET}).proj()
-    keys = new.keys()
-    SortingSelection.insert(keys, skip_duplicates=True)
-    return len(keys)
+    return select_new(EphysRecording, SortingSelection, SortingParamSet, DEFAULT_PARAMSET)
 
 
 def _folder(key: dict, name: str):

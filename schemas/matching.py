@@ -16,7 +16,7 @@ import pandas as pd
 from brainobs.populate.matching import ROI, ExperimentROIs, MatchingParams, match_container
 from brainobs.schemas.acquisition import Container, Experiment
 from brainobs.schemas.ophys import MotionCorrection, OphysParamSet, Segmentation
-from brainobs.schemas.params import insert_params
+from brainobs.schemas.params import insert_params, paramset_definition
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "allen"
@@ -29,15 +29,9 @@ def cell_specimen_id(container_id: int, line: int) -> int:
 
 @schema
 class MatchingParamSet(dj.Lookup):
-    definition = """
-    # cross-session matching parameters, hashed (Allen n-way matching values by default)
-    matching_paramset : varchar(32)
-    ---
-    params : json
-    param_hash : char(64)
-    description = "" : varchar(255)
-    unique index (param_hash)
-    """
+    definition = paramset_definition(
+        "matching_paramset", "cross-session matching parameters, hashed (Allen n-way matching values by default)"
+    )
 
     @classmethod
     def insert_default(cls) -> str:

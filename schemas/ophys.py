@@ -23,7 +23,7 @@ from brainobs.populate.ophys.registration import open_registered_movie, register
 from brainobs.populate.ophys.segmentation import segment_movie
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment
-from brainobs.schemas.params import insert_params
+from brainobs.schemas.params import insert_params, paramset_definition, select_new
 from brainobs.schemas.subject import Indicator, Subject
 
 schema = dj.Schema()
@@ -32,15 +32,9 @@ DEFAULT_PARAMSET = "allen"
 
 @schema
 class OphysParamSet(dj.Lookup):
-    definition = """
-    # every 2-photon processing parameter, hashed (Allen Brain Observatory preset by default)
-    ophys_paramset : varchar(32)
-    ---
-    params : json
-    param_hash : char(64)
-    description = "" : varchar(255)
-    unique index (param_hash)
-    """
+    definition = paramset_definition(
+        "ophys_paramset", "every 2-photon processing parameter, hashed (Allen Brain Observatory preset by default)"
+    )
 
     @classmethod
     def insert_default(cls) -> str:
@@ -59,10 +53,7 @@ class OphysSelection(dj.Manual):
 def schedule_defaults() -> int:
     """Pair every experiment not yet selected with the default parameter set; returns how many were added."""
     OphysParamSet.insert_default()
-    new = (Experiment - OphysSelection).proj() * (OphysParamSet & {"ophys_paramset": DEFAULT_PARAMSET}).proj()
-    keys = new.keys()
-    OphysSelection.insert(keys, skip_duplicates=True)
-    return len(keys)
+    return select_new(Experiment, OphysSelection, OphysParamSet, DEFAULT_PARAMSET)
 
 
 def _params(key: dict) -> dict:

@@ -24,6 +24,27 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def paramset_definition(name: str, comment: str) -> str:
+    """The definition of a parameter-set table whose primary key is ``name``."""
+    return f"""
+    # {comment}
+    {name} : varchar(32)
+    ---
+    params : json
+    param_hash : char(64)
+    description = "" : varchar(255)
+    unique index (param_hash)
+    """
+
+
+def select_new(source: type[dj.Table], selection: type[dj.Manual], paramset: type[dj.Lookup], name: str) -> int:
+    """Pair every item of ``source`` not yet in ``selection`` with parameter set ``name``; returns how many."""
+    (name_attr,) = paramset.primary_key
+    keys = ((source - selection).proj() * (paramset & {name_attr: name}).proj()).keys()
+    selection.insert(keys, skip_duplicates=True)
+    return len(keys)
+
+
 def insert_params(table: type[dj.Table], name: str, params: dict[str, Any], description: str = "") -> str:
     """Store ``params`` under ``name`` in ``table``; returns the name. Refuses a second name for the same values."""
     (name_attr,) = table.primary_key

@@ -18,7 +18,7 @@ from brainobs.schemas.behavior import SessionSync
 from brainobs.schemas.ephys import SpikeSorting, UnitMetrics, units_table  # noqa: F401 - table definitions
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.ophys import Demixing, MotionCorrection, NeuropilCorrection, Segmentation
-from brainobs.schemas.params import insert_params
+from brainobs.schemas.params import insert_params, paramset_definition
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "default"
@@ -27,15 +27,7 @@ OUTCOMES = ", ".join(f"'{o.name}'" for o in qc.Outcome)
 
 @schema
 class QCParamSet(dj.Lookup):
-    definition = """
-    # QC thresholds, hashed
-    qc_paramset : varchar(32)
-    ---
-    params : json
-    param_hash : char(64)
-    description = "" : varchar(255)
-    unique index (param_hash)
-    """
+    definition = paramset_definition("qc_paramset", "QC thresholds, hashed")
 
     @classmethod
     def insert_default(cls) -> str:
@@ -45,6 +37,12 @@ class QCParamSet(dj.Lookup):
 def schedule_defaults() -> int:
     QCParamSet.insert_default()
     return 0
+
+
+def _insert_checks(table: dj.Computed, key: dict, checks: list[qc.Check]) -> None:
+    """One master row with the worst outcome, and one Check row per check."""
+    table.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
+    table.Check.insert(_check_rows(key, checks))
 
 
 def _check_rows(key: dict, checks: list[qc.Check]) -> list[dict]:
@@ -106,8 +104,7 @@ class QC(dj.Computed):
         )
         sync = (SessionSync & key).to_dicts()
         checks.append(qc.alignment_check(motion["n_frames"], sync[0]["n_ophys_frames"] if sync else None, t))
-        self.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
-        self.Check.insert(_check_rows(key, checks))
+        _insert_checks(self, key, checks)
 
 
 @schema
@@ -128,8 +125,7 @@ class ContainerQC(dj.Computed):
         match = (CellMatching & key).fetch1()
         lowest = match["lowest_match_fraction"]
         checks = qc.container_checks(match["n_experiments"], float("nan") if lowest is None else lowest, t)
-        self.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
-        self.Check.insert(_check_rows(key, checks))
+        _insert_checks(self, key, checks)
 
 
 @schema
@@ -149,8 +145,7 @@ class SessionQC(dj.Computed):
         t = (QCParamSet & key).fetch1("params")
         vsync = np.asarray((SessionSync & key).fetch1("vsync_times"))
         checks = [qc.dropped_frames_check(vsync, t)]
-        self.insert1({**key, "outcome": qc.worst(c.outcome for c in checks).name})
-        self.Check.insert(_check_rows(key, checks))
+        _insert_checks(self, key, checks)
 
 
 @schema
