@@ -390,9 +390,7 @@ def diagram(
     fmt: str = typer.Option("mermaid", "--format", "-f", help="mermaid or svg (svg needs Graphviz's dot)."),
 ) -> None:
     """The schema diagram of the whole pipeline, as mermaid text or SVG."""
-    import datajoint as dj
-
-    from brainobs.schemas import activate
+    from brainobs.pipeline import diagram as pipeline_diagram
 
     if fmt not in ("mermaid", "svg"):
         console.print(f"[red]error:[/red] unknown format {fmt!r}; use mermaid or svg")
@@ -400,11 +398,7 @@ def diagram(
     if fmt == "svg" and shutil.which("dot") is None:
         console.print("[red]error:[/red] SVG needs Graphviz's `dot` (apt-get install graphviz); or use -f mermaid")
         raise typer.Exit(1)
-    modules = activate(_settings())
-    names = {module.__name__.rsplit(".", 1)[-1]: module for module in modules}  # nodes read "acquisition.Session"
-    graph = dj.Diagram(modules[0].schema, context=names)
-    for module in modules[1:]:
-        graph += dj.Diagram(module.schema, context=names)
+    graph = pipeline_diagram(_settings())
     text = graph.make_mermaid() if fmt == "mermaid" else graph.make_dot().create_svg()
     text = text if isinstance(text, str) else text.decode()
     if output:

@@ -17,9 +17,7 @@ def computed_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
         obj.full_table_name: obj
         for module in modules
         for obj in vars(module).values()
-        if isinstance(obj, type)
-        and issubclass(obj, (dj.Imported, dj.Computed))
-        and obj.__module__ == module.__name__
+        if isinstance(obj, type) and issubclass(obj, (dj.Imported, dj.Computed)) and obj.__module__ == module.__name__
     }
     if not classes:
         return []
@@ -28,15 +26,23 @@ def computed_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
     return [classes[name] for name in dependencies.topo_sort() if name in classes]
 
 
+def diagram(settings: Settings | None = None) -> dj.Diagram:
+    """The whole pipeline's diagram; nodes read like ``acquisition.Session``."""
+    loaded = activate(settings)
+    names = {module.__name__.rsplit(".", 1)[-1]: module for module in loaded}
+    graph = dj.Diagram(loaded[0].schema, context=names)
+    for module in loaded[1:]:
+        graph += dj.Diagram(module.schema, context=names)
+    return graph
+
+
 def manual_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
     """Every Manual and Lookup table of brainobs, in declaration order."""
     return [
         obj
         for module in activate(settings)
         for obj in vars(module).values()
-        if isinstance(obj, type)
-        and issubclass(obj, (dj.Manual, dj.Lookup))
-        and obj.__module__ == module.__name__
+        if isinstance(obj, type) and issubclass(obj, (dj.Manual, dj.Lookup)) and obj.__module__ == module.__name__
     ]
 
 

@@ -22,11 +22,9 @@ def pipeline_diagram() -> DiagramSection:
     """The schema diagram: SVG when Graphviz's dot is installed, else its mermaid source."""
     import shutil
 
-    import datajoint as dj
+    from brainobs.pipeline import diagram
 
-    from brainobs.schemas import modules
-
-    graph = sum((dj.Diagram(module.schema) for module in modules()[1:]), dj.Diagram(modules()[0].schema))
+    graph = diagram()
     if shutil.which("dot"):
         return DiagramSection("Pipeline", svg=graph.make_dot().create_svg().decode())
     return DiagramSection("Pipeline", mermaid=graph.make_mermaid())

@@ -53,9 +53,7 @@ def test_bad_scheme_and_bad_prefix_are_refused():
 
 def test_password_never_in_repr_str_or_parsed_url():
     url = f"mysql://bob:{SECRET}@db.lab.org:3306"
-    settings = Settings.load(
-        environ={"BRAINOBS_DATABASE_URL": url, "BRAINOBS_STORE_URL": f"s3://k:{SECRET}@b/x"}
-    )
+    settings = Settings.load(environ={"BRAINOBS_DATABASE_URL": url, "BRAINOBS_STORE_URL": f"s3://k:{SECRET}@b/x"})
     for text in (repr(settings), str(settings), str(settings.database), repr(settings.database)):
         assert SECRET not in text
         assert "***" in text or "password" not in text
@@ -64,7 +62,19 @@ def test_password_never_in_repr_str_or_parsed_url():
     )
 
 
-def test_password_not_in_connection_error_or_logs(caplog, tmp_path):
+@pytest.fixture
+def restored_config():
+    """Put DataJoint's global configuration back after a test that points it elsewhere."""
+    import datajoint as dj
+
+    keys = ("database.backend", "database.host", "database.port", "database.user", "database.password", "stores")
+    saved = {key: dj.config[key] for key in keys}
+    yield
+    for key, value in saved.items():
+        dj.config[key] = value
+
+
+def test_password_not_in_connection_error_or_logs(caplog, tmp_path, restored_config):
     # nothing listens on port 9; the error must name the server but not the password
     settings = Settings(database_url=f"mysql://bob:{SECRET}@127.0.0.1:9", home=tmp_path)
     with caplog.at_level(logging.DEBUG), pytest.raises(DatabaseError) as raised:

@@ -25,14 +25,24 @@ CLIENT = textwrap.dedent(
 
 def client_environment(settings) -> dict[str, str]:
     """DJ_* variables a plain DataJoint client needs to reach the brainobs database."""
-    import datajoint as dj
+    from brainobs.database import EmbeddedServer
 
+    url = settings.database
+    if url.backend == "embedded":
+        host, port, user, backend = (
+            str(EmbeddedServer(settings.home).status().socket_dir),
+            5432,
+            "postgres",
+            "postgresql",
+        )
+    else:
+        host, port, user, backend = url.host, url.port or 3306, url.user, url.backend
     return {
-        "DJ_BACKEND": dj.config["database.backend"],
-        "DJ_HOST": str(dj.config["database.host"]),
-        "DJ_PORT": str(dj.config["database.port"]),
-        "DJ_USER": dj.config["database.user"],
-        "DJ_PASS": settings.database.password,
+        "DJ_BACKEND": backend,
+        "DJ_HOST": host,
+        "DJ_PORT": str(port),
+        "DJ_USER": user,
+        "DJ_PASS": url.password,
         "DJ_USE_TLS": "false",
     }
 
