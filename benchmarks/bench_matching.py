@@ -1,9 +1,11 @@
 """Cross-session cell matching accuracy on synthetic containers, scored against ground truth.
 
-    python -m benchmarks.bench_matching [--seeds 0 ...] [--hard-shift 15] [--hard-rotation 3]
+    python -m benchmarks.bench_matching [--preset demo|benchmark] [--frames N] [--seeds 0 ...]
+                                        [--hard-shift 15] [--hard-rotation 3]
 
-For each seed, two surveys are generated into a temporary folder: the `demo` preset (FOV shifts up to 10 px,
-rotations up to 2 degrees between sessions) and a harder variant of it (shifts up to --hard-shift px, rotations
+For each seed, two surveys are generated into a temporary folder: the preset (FOV shifts up to 10 px,
+rotations up to 2 degrees between sessions; --frames shortens the movies, which only feed the mean images)
+and a harder variant of it (shifts up to --hard-shift px, rotations
 up to --hard-rotation degrees); the largest shift and rotation actually drawn are printed.
 For every container, each experiment's ROIs are the true footprints binarised at half
 their peak (as tests/test_matching_synthetic.py does), its average projection the mean of its movie's frames;
@@ -90,13 +92,17 @@ def summary(scores: list[MatchingScore]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=("demo", "benchmark"), default="demo")
+    parser.add_argument("--frames", type=int, default=None, help="frames per movie (default: the preset's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--hard-shift", type=float, default=15.0, help="max FOV shift of the harder survey, px")
     parser.add_argument("--hard-rotation", type=float, default=3.0, help="max FOV rotation of the harder survey, deg")
     args = parser.parse_args()
+    frames = {"n_frames": args.frames} if args.frames else {}
     variants = {
-        "demo": {},
-        f"demo, shifts <= {args.hard_shift:g} px, rotations <= {args.hard_rotation:g} deg": {
+        args.preset: frames,
+        f"{args.preset}, shifts <= {args.hard_shift:g} px, rotations <= {args.hard_rotation:g} deg": {
+            **frames,
             "max_fov_shift_px": args.hard_shift,
             "max_fov_rotation_deg": args.hard_rotation,
         },
@@ -106,7 +112,7 @@ def main() -> None:
             for k, (name, overrides) in enumerate(variants.items()):
                 out = Path(tmp) / f"survey{seed}_{k}"
                 started = time.perf_counter()
-                generate_survey(out, "demo", seed=seed, **overrides)
+                generate_survey(out, args.preset, seed=seed, **overrides)
                 generated = time.perf_counter() - started
                 scores, seconds, (shift, rotation) = score_survey(out)
                 print(
