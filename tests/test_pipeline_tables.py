@@ -290,7 +290,7 @@ def test_report_page_for_an_experiment_and_a_session(processed, tmp_path):
 
     experiment_id = int(_experiments()[0]["experiment_id"])
     page = experiment_page(experiment_id, tmp_path / "experiment.html").read_text()
-    assert page.count("data:image/png;base64,") >= 4 and "<svg" in page and "Pipeline" in page
+    assert page.count("data:image/png;base64,") >= 4 and "data:image/svg+xml;base64," in page and "Pipeline" in page
     session_id = SpikeSorting.fetch1("session_id")
     page = session_page(session_id, tmp_path / "session.html").read_text()
     assert "Spike raster" in page and "Unit metrics" in page
