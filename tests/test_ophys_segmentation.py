@@ -132,11 +132,11 @@ def test_tiny_survey_roi_detection(tiny_survey_run: SurveyRun) -> None:
     kept = postprocess_rois(rois, result.shape[1:], result.motion_border).rois
     binary = [(r.ypix, r.xpix, np.ones(r.ypix.size)) for r in kept]
     score = score_roi_detection(binary, footprints, result.shape[1:])
-    assert score.n_detected >= 3
-    assert score.precision >= 0.6
-    if score.f1 < 0.9:
-        nbinned = binning(truth.n_frames, truth.frame_rate, ALLEN_OPHYS_PARAMS["segmentation_bin_duration_s"])[0]
-        pytest.xfail(
-            f"F1 {score.f1:.2f} (recall {score.recall:.2f}, precision {score.precision:.2f}; raw suite2p ROIs "
-            f"F1 {raw.f1:.2f}) < 0.9: the tiny movie gives {nbinned} bins of 3.7 s, Allen binning needs minutes"
-        )
+    # Whole-FOV scoring: the truth lists only cells whose centre is inside the FOV, so ROIs of cells cut by the
+    # frame edge count as false positives here (measured: recall 0.87-1.0, precision 0.72-0.77). F1 >= 0.9
+    # over the FOV interior is asserted on the tables (tests/test_pipeline_tables.py).
+    nbinned = binning(truth.n_frames, truth.frame_rate, ALLEN_OPHYS_PARAMS["segmentation_bin_duration_s"])[0]
+    assert nbinned >= 50, f"the tiny movie gives only {nbinned} bins of 3.7 s"
+    report = f"recall {score.recall:.2f}, precision {score.precision:.2f} (raw suite2p ROIs F1 {raw.f1:.2f})"
+    assert score.recall >= 0.8, report
+    assert score.precision >= 0.6, report
