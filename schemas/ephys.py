@@ -160,8 +160,8 @@ class SpikeSorting(dj.Computed):
         spike_amplitudes : <npy@main>     # uV at the peak channel
         mean_waveform : <blob>            # (82 samples, channels) uV, 20 samples before the peak
         waveform_channels : <blob>        # channel_index of each mean_waveform column
-        snr : float64                     # Allen definition, peak channel
-        amplitude : float64               # uV
+        snr = null : float64              # Allen definition, peak channel (null when undefined)
+        amplitude = null : float64        # uV
         duplicates_removed : int32
         quality : varchar(16)
         """
@@ -198,8 +198,8 @@ class SpikeSorting(dj.Computed):
                 "spike_amplitudes": np.asarray(row["spike_amplitudes"], dtype=np.float64),
                 "mean_waveform": np.asarray(row["mean_waveform"], dtype=np.float32),
                 "waveform_channels": np.asarray(row["waveform_channels"], dtype=np.int32),
-                "snr": float(row["snr"]),
-                "amplitude": float(row["amplitude"]),
+                "snr": _finite_or_none(row["snr"]),
+                "amplitude": _finite_or_none(row["amplitude"]),
                 "duplicates_removed": int(row["duplicates_removed"]),
                 "quality": str(row["quality"]),
             }
