@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import load_average
+
 EXPERIMENT = {"subject_id": "B0001", "session_id": 100001, "experiment_id": 900001}
-
-
-def _load() -> str:
-    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def insert_experiment(dff: np.ndarray) -> dict:
@@ -145,14 +143,14 @@ def main() -> None:
             fetched = api.dff_traces(EXPERIMENT["experiment_id"])
             if not np.array_equal(fetched.to_numpy().T, dff):
                 raise RuntimeError("api.dff_traces returned other values than were inserted")
-            load = _load()
+            load = load_average()
             ours = best_seconds(lambda: api.dff_traces(EXPERIMENT["experiment_id"]), args.repeats)
             bare = best_seconds(lambda: np.load(npy), args.repeats)
             print(f"database: {settings.database}, {os.cpu_count()} CPUs; inserting the rows took {insert_s:.1f} s")
             print(
                 f"dF/F of {args.rois} ROIs x {args.frames} frames ({dff.nbytes / 1e6:.0f} MB float64), best of "
                 f"{args.repeats}: api.dff_traces {ours:.2f} s, np.load {bare:.2f} s, ratio {ours / bare:.2f}x "
-                f"(target <= 2; load before {load}, after {_load()})"
+                f"(target <= 2; load before {load}, after {load_average()})"
             )
         finally:
             for module in reversed(modules()):

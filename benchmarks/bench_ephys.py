@@ -23,19 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184", "MALLOC_TOP_PAD_": "1073741824"}
-
-
-def _load() -> str:
-    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+from benchmarks import load_average, peak_bytes, run_child
 
 
 def generate_recording(folder: Path, channels: int, seconds: float) -> tuple[Path, float]:
@@ -49,19 +41,6 @@ def generate_recording(folder: Path, channels: int, seconds: float) -> tuple[Pat
         folder, "benchmark", seed=0, subjects=one, ephys_num_channels=channels, ephys_duration_s=seconds
     )
     return summary.manifest, time.perf_counter() - started
-
-
-def _child(kind: str, manifest: Path, work: Path, preset: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks.bench_ephys", "--child", kind, str(manifest), str(work), preset]
-    env = {**os.environ, **MALLOC, "BRAINOBS_LOG_LEVEL": "WARNING"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{kind} child failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
@@ -81,7 +60,7 @@ def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
         activate(settings)
         insert_manifest(load_manifest(manifest, manifest.parent))
         populate_all(settings, tables=["EphysRecording"], display_progress=False)
-        load = _load()
+        load = load_average()
         started = time.perf_counter()
         results = populate_all(settings, tables=["SpikeSorting", "UnitMetrics"], display_progress=False)
         seconds = time.perf_counter() - started
@@ -89,7 +68,7 @@ def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
         if errors or len(UnitMetrics()) != 1:
             raise RuntimeError(f"pipeline did not finish: {errors}")
         n_units = int(SpikeSorting.fetch1("n_units"))
-        return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_units": n_units}
+        return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": n_units}
     finally:
         EmbeddedServer(home).stop()
 
@@ -111,7 +90,7 @@ def child_bare(manifest: Path, work: Path, preset: str) -> dict:
     )  # fmt: skip
     sorter = SORTER_PRESETS[preset]
     params = {**sorter["params"], "job_kwargs": {"n_jobs": 1}}
-    load = _load()
+    load = load_average()
     started = time.perf_counter()
     with threadpool_limits(limits=1):
         sorting = ss.run_sorter(
@@ -119,7 +98,7 @@ def child_bare(manifest: Path, work: Path, preset: str) -> dict:
             verbose=False, **params,
         )  # fmt: skip
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_units": len(sorting.unit_ids)}
+    return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": len(sorting.unit_ids)}
 
 
 def main() -> None:
@@ -141,21 +120,21 @@ def main() -> None:
         minutes = args.seconds / 60
         print(
             f"recording {args.channels} channels x {args.seconds:g} s at 30 kHz ({data_bytes / 1e9:.2f} GB int16) "
-            f"generated in {gen_s:.0f} s (load {_load()})",
+            f"generated in {gen_s:.0f} s (load {load_average()})",
             flush=True,
         )
-        ours = _child("pipeline", manifest, Path(tmp) / "home", args.preset)
+        ours = run_child("benchmarks.bench_ephys", "pipeline", manifest, Path(tmp) / "home", args.preset)
         print(
             f"ours (SpikeSorting + UnitMetrics into tables): {ours['seconds']:.1f} s, {ours['n_units']} units, "
             f"{ours['seconds'] / minutes:.1f} s per recorded minute, peak RSS {ours['peak_bytes'] / 1e9:.2f} GB "
-            f"(load before {ours['load']}, after {_load()})",
+            f"(load before {ours['load']}, after {load_average()})",
             flush=True,
         )
-        bare = _child("bare", manifest, Path(tmp) / "bare", args.preset)
+        bare = run_child("benchmarks.bench_ephys", "bare", manifest, Path(tmp) / "bare", args.preset)
         print(
             f"bare run_sorter ({args.preset}): {bare['seconds']:.1f} s, {bare['n_units']} units, "
             f"{bare['seconds'] / minutes:.1f} s per recorded minute, peak RSS {bare['peak_bytes'] / 1e9:.2f} GB "
-            f"(load before {bare['load']}, after {_load()})",
+            f"(load before {bare['load']}, after {load_average()})",
             flush=True,
         )
     print(

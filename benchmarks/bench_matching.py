@@ -17,7 +17,6 @@ Reported per survey (summed over containers): pairwise recall and false-merge ra
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +24,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from benchmarks import load_average
 from brainobs.ingest.synthetic import generate_survey, load_ophys_truth, load_survey_truth
 from brainobs.populate.matching import ROI, ExperimentROIs, match_container
 from brainobs.populate.scoring.matching import MatchingScore, score_matching
-
-
-def _load() -> str:
-    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def container_inputs(
@@ -118,7 +114,7 @@ def main() -> None:
                 print(
                     f"{name} (seed {seed}, {len(scores)} containers, true FOV moves up to {shift:.1f} px and "
                     f"{rotation:.2f} deg; generated in {generated:.0f} s, matched in {seconds:.1f} s, load "
-                    f"{_load()}): {summary(scores)}",
+                    f"{load_average()}): {summary(scores)}",
                     flush=True,
                 )
 

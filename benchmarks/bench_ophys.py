@@ -24,23 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184", "MALLOC_TOP_PAD_": "1073741824"}
+from benchmarks import load_average, peak_bytes, run_child
+
 OPHYS_TABLES = ["MotionCorrection", "Segmentation", "Fluorescence", "Demixing", "NeuropilCorrection"]
 OPHYS_TABLES += ["DeltaFOverF", "EventDetection"]
-
-
-def _load() -> str:
-    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def generate_movie(folder: Path, frames: int, size: int, cells: int) -> tuple[Path, float]:
@@ -54,20 +47,6 @@ def generate_movie(folder: Path, frames: int, size: int, cells: int) -> tuple[Pa
         folder, "benchmark", seed=0, subjects=one, height=size, width=size, n_frames=frames, n_cells=cells
     )
     return summary.manifest, time.perf_counter() - started
-
-
-def _child(kind: str, *paths: Path) -> dict:
-    """Run one side in a fresh process with the malloc variables set; return what it printed (JSON)."""
-    command = [sys.executable, "-m", "benchmarks.bench_ophys", "--child", kind, *map(str, paths)]
-    env = {**os.environ, **MALLOC, "BRAINOBS_LOG_LEVEL": "WARNING"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{kind} child failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child_pipeline(manifest: Path, home: Path) -> dict:
@@ -85,7 +64,7 @@ def child_pipeline(manifest: Path, home: Path) -> dict:
     try:
         activate(settings)
         insert_manifest(load_manifest(manifest, manifest.parent))
-        load = _load()
+        load = load_average()
         started = time.perf_counter()
         results = populate_all(settings, tables=OPHYS_TABLES, display_progress=False)
         seconds = time.perf_counter() - started
@@ -93,7 +72,7 @@ def child_pipeline(manifest: Path, home: Path) -> dict:
         if errors or len(EventDetection()) != 1:
             raise RuntimeError(f"pipeline did not finish: {errors}")
         n_rois = int(Segmentation.fetch1("n_rois"))
-        return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_rois": n_rois}
+        return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_rois": n_rois}
     finally:
         EmbeddedServer(home).stop()
 
@@ -106,12 +85,12 @@ def child_suite2p(movie_folder: Path, out: Path) -> dict:
     frame_rate = yaml.safe_load((movie_folder.parents[1] / "manifest.yaml").read_text())["experiments"][0]
     settings = {"torch_device": "cpu", "fs": float(frame_rate["frame_rate"])}
     db = {"data_path": [str(movie_folder)], "save_path0": str(out), "fast_disk": str(out)}
-    load = _load()
+    load = load_average()
     started = time.perf_counter()
     suite2p.run_s2p(db=db, settings=settings)
     seconds = time.perf_counter() - started
     n_rois = int(np.load(out / "suite2p" / "plane0" / "iscell.npy").shape[0])
-    return {"seconds": seconds, "peak_bytes": _peak_bytes(), "load": load, "n_rois": n_rois}
+    return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_rois": n_rois}
 
 
 def realistic_traces(n_rois: int, n_frames: int, fs: float, seed: int = 0) -> np.ndarray:
@@ -137,7 +116,7 @@ def dff_events_seconds(n_rois: int, hours: float, fs: float = 31.0) -> dict:
     started = time.perf_counter()  # first calls compile the numba kernels: timed apart, on one 11-minute trace
     detect_events(compute_dff(traces[:1, : int(660 * fs)], fs).dff, fs, 0.347)
     warm_up_s = time.perf_counter() - started
-    load = _load()
+    load = load_average()
     started = time.perf_counter()
     result = compute_dff(traces, fs)
     dff_s = time.perf_counter() - started
@@ -175,20 +154,20 @@ def main() -> None:
             movie_bytes = 2 * args.frames * args.size**2
             print(
                 f"movie {args.size}x{args.size}x{args.frames} uint16 ({movie_bytes / 1e9:.2f} GB, {args.cells} cells) "
-                f"generated in {gen_s:.0f} s (load {_load()})",
+                f"generated in {gen_s:.0f} s (load {load_average()})",
                 flush=True,
             )
-            ours = _child("pipeline", manifest, Path(tmp) / "home")
+            ours = run_child("benchmarks.bench_ophys", "pipeline", manifest, Path(tmp) / "home")
             print(
                 f"ours (MotionCorrection..EventDetection into tables): {ours['seconds']:.1f} s, "
                 f"{ours['n_rois']} ROIs, peak RSS {ours['peak_bytes'] / 1e9:.2f} GB (load before {ours['load']}, "
-                f"after {_load()})",
+                f"after {load_average()})",
                 flush=True,
             )
-            bare = _child("suite2p", movie.parent, Path(tmp) / "s2p")
+            bare = run_child("benchmarks.bench_ophys", "suite2p", movie.parent, Path(tmp) / "s2p")
             print(
                 f"bare suite2p.run_s2p (defaults, cpu): {bare['seconds']:.1f} s, {bare['n_rois']} ROIs, peak RSS "
-                f"{bare['peak_bytes'] / 1e9:.2f} GB (load before {bare['load']}, after {_load()})",
+                f"{bare['peak_bytes'] / 1e9:.2f} GB (load before {bare['load']}, after {load_average()})",
                 flush=True,
             )
         print(
@@ -203,7 +182,7 @@ def main() -> None:
             f"dF/F + events on {args.rois} ROIs x {args.hours:g} h at 31 Hz ({t['n_events']} events): dF/F "
             f"{t['dff_s']:.1f} s, events {t['events_s']:.1f} s, {(t['dff_s'] + t['events_s']) / t['roi_hours']:.2f} "
             f"s per ROI-hour (dF/F {t['dff_s'] / t['roi_hours']:.2f}, events {t['events_s'] / t['roi_hours']:.2f}; "
-            f"load before {t['load']}, after {_load()}; first calls on one 11-min trace, numba compilation "
+            f"load before {t['load']}, after {load_average()}; first calls on one 11-min trace, numba compilation "
             f"included: {t['warm_up_s']:.1f} s)",
             flush=True,
         )
