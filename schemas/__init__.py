@@ -7,6 +7,7 @@ dependency order under ``BRAINOBS_SCHEMA_PREFIX`` (``brainobs_subject``, ``brain
 from __future__ import annotations
 
 import importlib
+import math
 from types import ModuleType
 
 from brainobs.settings import Settings
@@ -20,6 +21,15 @@ def active_settings() -> Settings:
     if _active is None:
         raise RuntimeError("brainobs schemas are not activated: call brainobs.schemas.activate() first")
     return _active
+
+
+def finite_or_none(value: object) -> float | None:
+    """A float for a finite number; None (NULL) for None, NaN and infinities, which MySQL cannot store."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def modules() -> list[ModuleType]:

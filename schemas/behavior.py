@@ -7,15 +7,13 @@ SessionSync reads and validates the raw folder; each Computed below takes one pr
 
 from __future__ import annotations
 
-import math
-
 import datajoint as dj
 import numpy as np
 import pandas as pd
 
 from brainobs.ingest.behavior_files import read_behavior
 from brainobs.populate.behavior.session import BehaviorResult, process_behavior
-from brainobs.schemas import stores
+from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import Session
 
 schema = dj.Schema()
@@ -24,11 +22,6 @@ schema = dj.Schema()
 def _behavior(key: dict) -> BehaviorResult:
     folder = (Session & key).fetch1("behavior_dir")
     return process_behavior(read_behavior(stores.raw_path(folder)))
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    """NULL for NaN and infinities (MySQL stores neither; Allen marks "no response" with inf)."""
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 @schema
@@ -175,7 +168,7 @@ class StimulusPresentations(dj.Computed):
 def _presentation_rows(key: dict, table: pd.DataFrame) -> list[dict]:
     rows = []
     for i, row in enumerate(table.itertuples(index=False)):
-        movie_frame = _finite_or_none(row.movie_frame_index)
+        movie_frame = finite_or_none(row.movie_frame_index)
         rows.append(
             {
                 **key,
@@ -192,9 +185,9 @@ def _presentation_rows(key: dict, table: pd.DataFrame) -> list[dict]:
                 "omitted": bool(row.omitted),
                 "is_change": bool(row.is_change),
                 "flash_index": int(row.flash_index),
-                "orientation": _finite_or_none(row.orientation),
-                "position_x": _finite_or_none(row.position_x),
-                "position_y": _finite_or_none(row.position_y),
+                "orientation": finite_or_none(row.orientation),
+                "position_x": finite_or_none(row.position_x),
+                "position_y": finite_or_none(row.position_y),
                 "movie_frame_index": None if movie_frame is None else int(movie_frame),
             }
         )
@@ -245,7 +238,7 @@ class Trials(dj.Computed):
                 "trial_id": int(row.trial_index),
                 "start_time": float(row.start_time),
                 "stop_time": float(row.stop_time),
-                "change_time": _finite_or_none(row.change_time),
+                "change_time": finite_or_none(row.change_time),
                 "go": bool(row.go),
                 "catch": bool(row.catch),
                 "outcome": str(row.outcome),
@@ -255,11 +248,11 @@ class Trials(dj.Computed):
                 "correct_reject": bool(row.correct_reject),
                 "aborted": bool(row.aborted),
                 "auto_rewarded": bool(row.auto_rewarded),
-                "response_latency": _finite_or_none(row.response_latency),
+                "response_latency": finite_or_none(row.response_latency),
                 "reward_volume": float(np.nan_to_num(row.reward_volume)),
                 "initial_image_name": str(row.initial_image_name),
                 "change_image_name": str(row.change_image_name),
-                "reward_rate": _finite_or_none(row.reward_rate),
+                "reward_rate": finite_or_none(row.reward_rate),
                 "engaged": bool(row.engaged),
                 "lick_times": np.asarray(row.lick_times, dtype=np.float64),
             }
@@ -293,7 +286,7 @@ class Performance(dj.Computed):
                 **key,
                 **{name: int(summary[name]) for name in ("n_go", "n_catch", "n_hit", "n_false_alarm", "n_aborted")},
                 **{
-                    name: _finite_or_none(summary[name])
+                    name: finite_or_none(summary[name])
                     for name in ("hit_rate", "false_alarm_rate", "dprime", "engaged_fraction", "dprime_engaged")
                 },
                 "total_reward_volume": float(summary["total_reward_volume_ml"]),

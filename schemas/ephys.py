@@ -7,7 +7,6 @@ EphysRecording -> SortingSelection (recording x parameter set) -> SpikeSorting (
 
 from __future__ import annotations
 
-import math
 import shutil
 
 import datajoint as dj
@@ -27,7 +26,7 @@ from brainobs.populate.ephys.presets import (
     SORTER_PRESETS,
 )
 from brainobs.populate.ephys.sorting import run_sorter
-from brainobs.schemas import stores
+from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import ProbeInsertion
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
 
@@ -198,8 +197,8 @@ class SpikeSorting(dj.Computed):
                 "spike_amplitudes": np.asarray(row["spike_amplitudes"], dtype=np.float64),
                 "mean_waveform": np.asarray(row["mean_waveform"], dtype=np.float32),
                 "waveform_channels": np.asarray(row["waveform_channels"], dtype=np.int32),
-                "snr": _finite_or_none(row["snr"]),
-                "amplitude": _finite_or_none(row["amplitude"]),
+                "snr": finite_or_none(row["snr"]),
+                "amplitude": finite_or_none(row["amplitude"]),
                 "duplicates_removed": int(row["duplicates_removed"]),
                 "quality": str(row["quality"]),
             }
@@ -238,17 +237,9 @@ class UnitMetrics(dj.Computed):
     def make_insert(self, key, metrics):
         self.insert1(key)
         self.Unit.insert(
-            {**key, "unit_id": int(unit_id), **{a: _finite_or_none(row[n]) for n, a in STORED_METRICS.items()}}
+            {**key, "unit_id": int(unit_id), **{a: finite_or_none(row[n]) for n, a in STORED_METRICS.items()}}
             for unit_id, row in metrics.iterrows()
         )
-
-
-def _finite_or_none(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def units_table(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:

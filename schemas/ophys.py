@@ -21,7 +21,7 @@ from brainobs.populate.ophys.demix import demix_traces
 from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS
 from brainobs.populate.ophys.registration import open_registered_movie, register_movie
 from brainobs.populate.ophys.segmentation import segment_movie
-from brainobs.schemas import stores
+from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import Experiment
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
 from brainobs.schemas.subject import Indicator, Subject
@@ -127,10 +127,6 @@ def _registered(key: dict) -> tuple[np.memmap, rois.MotionBorder]:
         up=row["max_correction_up"],
     )
     return movie, border
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 @schema
@@ -409,9 +405,9 @@ class NeuropilCorrection(dj.Computed):
                 **key,
                 "cell_roi_id": i,
                 "corrected_trace": result.corrected[i],
-                "r": _finite_or_none(result.r[i]),
-                "rmse": _finite_or_none(result.rmse[i]),
-                "r_estimated": _finite_or_none(result.r_estimated[i]),
+                "r": finite_or_none(result.r[i]),
+                "rmse": finite_or_none(result.rmse[i]),
+                "r_estimated": finite_or_none(result.r_estimated[i]),
             }
             for i in range(result.corrected.shape[0])
         )
@@ -466,7 +462,7 @@ class DeltaFOverF(dj.Computed):
                 **key,
                 "cell_roi_id": i,
                 "dff": result.dff[i],
-                "sigma_dff": _finite_or_none(result.sigma_dff[i]),
+                "sigma_dff": finite_or_none(result.sigma_dff[i]),
                 "num_small_baseline_frames": int(result.num_small_baseline_frames[i]),
             }
             for i in range(result.dff.shape[0])
@@ -519,8 +515,8 @@ class EventDetection(dj.Computed):
                 "cell_roi_id": i,
                 "events": result.events[i],
                 "filtered_events": result.filtered_events[i],
-                "l0_lambda": _finite_or_none(result.lambdas[i]),
-                "noise_std": _finite_or_none(result.noise_std[i]),
+                "l0_lambda": finite_or_none(result.lambdas[i]),
+                "noise_std": finite_or_none(result.noise_std[i]),
             }
             for i in range(result.events.shape[0])
         )
