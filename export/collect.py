@@ -117,7 +117,7 @@ def _trials(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.drop(columns=empty).reset_index(drop=True)
 
 
-def _frame_times(key: dict, n_frames: int, frame_rate: float) -> np.ndarray:
+def frame_times(key: dict, n_frames: int, frame_rate: float) -> np.ndarray:
     """2-photon frame times from the sync record; frame index / rate when it has no matching record."""
     sync = (behavior.SessionSync & key).to_dicts()
     if sync and len(times := np.asarray(sync[0]["ophys_frame_times"])) == n_frames:
@@ -179,7 +179,7 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
             rmse=column(neuropil, "rmse"),
         ),
         traces=bundles.RoiTraces(
-            timestamps=_frame_times(key, n_frames, experiment["frame_rate"]),
+            timestamps=frame_times(key, n_frames, experiment["frame_rate"]),
             dff=_time_first(ophys.DeltaFOverF.Trace, key, "dff"),
             corrected=_time_first(ophys.NeuropilCorrection.Trace, key, "corrected_trace"),
             demixed=_time_first(ophys.Demixing.Trace, key, "demixed_trace"),
