@@ -109,14 +109,13 @@ def _experiment_key(experiment_id: int, ophys_paramset: str | None) -> dict:
 def _traces(part, attribute: str, experiment_id: int, ophys_paramset: str | None) -> pd.DataFrame:
     from brainobs.export.collect import frame_times
     from brainobs.schemas.acquisition import Experiment
-    from brainobs.schemas.ophys import stack
+    from brainobs.schemas.ophys import stack_rows
 
     activate()
     key = _experiment_key(experiment_id, ophys_paramset)
     experiment = (Experiment & key).fetch1()
     key = {**key, "subject_id": experiment["subject_id"], "session_id": experiment["session_id"]}
-    roi_ids = (part & key).to_arrays("cell_roi_id", order_by="cell_roi_id")
-    values = stack(part, key, attribute)
+    roi_ids, values = stack_rows(part, key, attribute)
     times = frame_times(key, values.shape[1], experiment["frame_rate"]) if values.size else np.empty(0)
     index, columns = pd.Index(times, name="timestamps"), pd.Index(roi_ids, name="cell_roi_id")
     return pd.DataFrame(values.T, index=index, columns=columns, copy=False)

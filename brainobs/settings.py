@@ -21,9 +21,7 @@ ENV_KEYS = {
     "store_url": "BRAINOBS_STORE_URL",
     "schema_prefix": "BRAINOBS_SCHEMA_PREFIX",
 }
-_PASSWORD_IN_URL = re.compile(
-    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I
-)
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I)
 
 
 class SettingsError(ValueError):

@@ -139,10 +139,7 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
     masks = np.zeros((len(rois), height, width), dtype=bool)
     for i, roi in enumerate(rois):
         masks[i, np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = True
-    specimens = {
-        row["cell_roi_id"]: row["cell_specimen_id"]
-        for row in (CellMatching.CellSpecimen & key).to_dicts()
-    }
+    specimens = {row["cell_roi_id"]: row["cell_specimen_id"] for row in (CellMatching.CellSpecimen & key).to_dicts()}
     neuropil = (ophys.NeuropilCorrection.Trace & key).to_dicts(order_by="cell_roi_id")
     events = (ophys.EventDetection.Event & key).to_dicts(order_by="cell_roi_id")
     n_frames = motion["n_frames"]

@@ -243,22 +243,16 @@ def _parse_row(manifest: Manifest, name: str, section: Section, index: int, item
         try:
             value = spec.parse(raw)
         except (TypeError, ValueError) as err:
-            raise manifest.error(
-                f"line {field_lines[fname]}: {name}[{index}].{fname} = {raw!r}: {err}"
-            ) from None
+            raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname} = {raw!r}: {err}") from None
         if spec.path and value:
             try:
                 target = resolve_under(manifest.data_root, value)
             except DataPathError as err:
                 raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname}: {err}") from None
             if spec.path == "file" and not target.is_file():
-                raise manifest.error(
-                    f"line {field_lines[fname]}: {name}[{index}].{fname}: {target} is not a file"
-                )
+                raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname}: {target} is not a file")
             if spec.path == "dir" and not target.is_dir():
-                raise manifest.error(
-                    f"line {field_lines[fname]}: {name}[{index}].{fname}: {target} is not a folder"
-                )
+                raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname}: {target} is not a folder")
             value = relative_to_root(manifest.data_root, target)
         values[fname] = value
     return Row(section=name, index=index, line=line, values=values)
@@ -267,9 +261,7 @@ def _parse_row(manifest: Manifest, name: str, section: Section, index: int, item
 def _link_subjects(manifest: Manifest) -> None:
     """Give experiments and insertions the subject of their session when the session is in the manifest."""
     subject_of = {r.values["session_id"]: r.values["subject_id"] for r in manifest.rows["sessions"]}
-    container_subject = {
-        r.values["container_id"]: r.values["subject_id"] for r in manifest.rows["containers"]
-    }
+    container_subject = {r.values["container_id"]: r.values["subject_id"] for r in manifest.rows["containers"]}
     for section in ("experiments", "probe_insertions"):
         for row in manifest.rows[section]:
             subject = subject_of.get(row.values["session_id"])

@@ -234,18 +234,26 @@ def roi_records(key: dict) -> list[rois.RoiRecord]:
     ]
 
 
-def stack(part: type[dj.Part], key: dict, attribute: str) -> np.ndarray:
-    """Per-ROI arrays of ``part`` stacked as (n_roi, T), in cell_roi_id order.
+def stack_rows(part: type[dj.Part], key: dict, attribute: str) -> tuple[np.ndarray, np.ndarray]:
+    """cell_roi_ids and the per-ROI arrays of ``part`` stacked as (n_roi, T), in cell_roi_id order.
 
-    The stored .npy files stay lazy references (``to_arrays`` would load them all, then copy them again);
-    each is memory-mapped and copied once into its row of a preallocated array."""
-    refs = [row[attribute] for row in (part & key).proj(attribute).to_dicts(order_by="cell_roi_id")]
-    if not refs:
-        return np.empty((0, 0))
-    out = np.empty((len(refs), *refs[0].shape), dtype=refs[0].dtype)
-    for row, ref in zip(out, refs, strict=True):
-        row[...] = ref.load(mmap_mode="r")
-    return out
+    One query; the stored .npy files stay lazy references (``to_arrays`` would load them all, then copy them
+    again) and each is read straight into its row of a preallocated array."""
+    rows = (part & key).proj(attribute).to_dicts(order_by="cell_roi_id")
+    ids = np.array([row["cell_roi_id"] for row in rows], dtype=np.int64)
+    if not rows:
+        return ids, np.empty((0, 0))
+    first = rows[0][attribute]
+    out = np.empty((len(rows), *first.shape), dtype=first.dtype)
+    store_root = stores.root()
+    for target, row in zip(out, rows, strict=True):
+        stores.read_npy_into(row[attribute], target, store_root)
+    return ids, out
+
+
+def stack(part: type[dj.Part], key: dict, attribute: str) -> np.ndarray:
+    """Per-ROI arrays of ``part`` stacked as (n_roi, T), in cell_roi_id order."""
+    return stack_rows(part, key, attribute)[1]
 
 
 def _stage_fetch(key: dict) -> tuple:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import datajoint as dj
+import numpy as np
 
 from brainobs.database import STORE
 from brainobs.ingest.paths import resolve_under
@@ -45,3 +46,22 @@ def relative(target: Path) -> str:
 def key_name(key: dict) -> str:
     """A file-name-safe name for a primary key: ``subject_id-M1_session_id-5_...``."""
     return "_".join(f"{name}-{value}" for name, value in key.items())
+
+
+def read_npy_into(ref, out: np.ndarray, store_root: Path | None = None) -> None:
+    """Read the ``<npy@main>`` array ``ref`` straight into ``out`` (C-contiguous, same shape and dtype).
+
+    One open and one ``readinto`` per file: no memory map and no intermediate copy. Pass ``store_root``
+    (``root()``) when reading many."""
+    if tuple(ref.shape) != out.shape or ref.dtype != out.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"{ref.path}: holds {ref.dtype}{list(ref.shape)}, the target is {out.dtype}{list(out.shape)}")
+    target = (store_root or root()) / ref.path
+    with open(target, "rb", buffering=0) as file:
+        prefix = file.read(12)
+        if not prefix.startswith(b"\x93NUMPY") or len(prefix) < 12:
+            raise ValueError(f"{target}: not a .npy file")
+        size = 2 if prefix[6] == 1 else 4
+        file.seek(8 + size + int.from_bytes(prefix[8 : 8 + size], "little"))
+        read = file.readinto(memoryview(out).cast("B"))
+    if read != out.nbytes:
+        raise ValueError(f"{target}: truncated, {read} of {out.nbytes} data bytes")

@@ -25,9 +25,7 @@ def make_manifest(root: Path, **changes) -> Path:
                 "full_genotype": "Slc17a7-IRES2-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt",
             }
         ],
-        "containers": [
-            {"container_id": 7, "subject_id": "M1", "targeted_structure": "VISp", "imaging_depth": 175}
-        ],
+        "containers": [{"container_id": 7, "subject_id": "M1", "targeted_structure": "VISp", "imaging_depth": 175}],
         "sessions": [
             {
                 "session_id": 1,

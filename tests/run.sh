@@ -14,7 +14,7 @@ if [ -z "${BRAINOBS_TEST_MYSQL_URL:-}" ]; then
   echo "WARNING: no MariaDB here; the MySQL-path database tests will NOT run" >&2
 fi
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
-"$venv/bin/ruff" check .
+"$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .
 "$venv/bin/python" -m pytest tests "$@"
 if [ -n "${BRAINOBS_TEST_MYSQL_URL:-}" ]; then
   echo "=== database tests on MariaDB ==="

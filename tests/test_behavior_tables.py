@@ -17,8 +17,16 @@ def behavior_session(db, settings):
 
     root = settings.data_root
     truth = root / "truth-501"
-    write_behavior(root / "M9" / "501" / "behavior", truth, duration_s=900, passive=False, image_set="A",
-                   seed=5, ophys_frame_rate=31.0, n_ophys_frames=900 * 31)
+    write_behavior(
+        root / "M9" / "501" / "behavior",
+        truth,
+        duration_s=900,
+        passive=False,
+        image_set="A",
+        seed=5,
+        ophys_frame_rate=31.0,
+        n_ophys_frames=900 * 31,
+    )
     manifest = root / "behavior-manifest.yaml"
     manifest.write_text(
         "subjects: [{subject_id: M9, sex: M, indicator: GCaMP6f}]\n"

@@ -34,9 +34,7 @@ def test_worker_runs_brainobs_worker_and_scales():
         "BRAINOBS_SCHEMA_PREFIX",
     ):
         assert name in env
-    assert env["BRAINOBS_DATABASE_URL"].startswith(
-        ("${BRAINOBS_DATABASE_URL:-postgresql://", "postgresql://")
-    )
+    assert env["BRAINOBS_DATABASE_URL"].startswith(("${BRAINOBS_DATABASE_URL:-postgresql://", "postgresql://"))
     assert "@db:5432" in env["BRAINOBS_DATABASE_URL"]
     assert env["BRAINOBS_STORE_URL"].startswith("s3://") and "store:9000" in env["BRAINOBS_STORE_URL"]
     assert worker["depends_on"]["db"]["condition"] == "service_healthy"

@@ -1,6 +1,6 @@
 """Cells of one driver line in VISp on novel-image sessions, with their mean response to image changes.
 
-    python docs/cookbook/change_responses.py [DRIVER]      # default: Sst
+python docs/cookbook/change_responses.py [DRIVER]      # default: Sst
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Units recorded in one structure that pass the Visual Coding release filter.
 
-    python docs/cookbook/visual_coding_units.py [STRUCTURE]      # default: VISp
+python docs/cookbook/visual_coding_units.py [STRUCTURE]      # default: VISp
 """
 
 import sys
