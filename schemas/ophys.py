@@ -19,7 +19,7 @@ import numpy as np
 from brainobs.populate.ophys import dff, events, extraction, neuropil, rois
 from brainobs.populate.ophys.demix import demix_traces
 from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS
-from brainobs.populate.ophys.registration import open_registered_movie, register_movie
+from brainobs.populate.ophys.registration import RegisteredMovie, open_registered_movie, register_movie
 from brainobs.populate.ophys.segmentation import segment_movie
 from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import Experiment
@@ -116,7 +116,7 @@ class MotionCorrection(dj.Computed):
         )
 
 
-def _registered(key: dict) -> tuple[np.memmap, rois.MotionBorder]:
+def _registered(key: dict) -> tuple[RegisteredMovie, rois.MotionBorder]:
     row = (MotionCorrection * Experiment & key).fetch1()
     shape = (row["n_frames"], row["height"], row["width"])
     movie = open_registered_movie(stores.root() / row["registered_movie"].path, shape)
@@ -171,7 +171,7 @@ class Segmentation(dj.Computed):
 
     def make_compute(self, key, n_frames, frame_rate, params):
         movie, border = _registered(key)
-        detected = segment_movie(movie.filename, movie.shape, frame_rate, params)
+        detected = segment_movie(movie.path, movie.shape, frame_rate, params)
         result = rois.postprocess_rois(
             detected,
             movie.shape[1:],

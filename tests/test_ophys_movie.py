@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,73 @@ def test_chunks_and_indexing_return_the_written_frames(tmp_path: Path, compressi
         np.testing.assert_array_equal(np.concatenate([c for _, c in chunks]), data)
         np.testing.assert_array_equal(movie[np.array([3, 70, 5])], data[[3, 70, 5]])
         assert movie[10:12].flags.writeable
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "float32"])
+def test_contiguous_reads_return_the_written_frames(tmp_path: Path, byteorder: str, dtype: str) -> None:
+    data = _frames(60, dtype=dtype)
+    with TiffMovie(_write(tmp_path / "m.tif", data, byteorder=byteorder)) as movie:
+        for key in (
+            slice(None),
+            slice(7, 19),
+            slice(-5, None),
+            slice(3, 50, 4),
+            slice(None, None, -3),
+            slice(30, 30),
+            np.array([4, 5, 6, 7]),
+            np.array([59, 0, 12, 12, 13]),
+            [2, -1],
+            np.array([], dtype=int),
+        ):
+            frames = movie[key]
+            assert frames.dtype == np.dtype(dtype) and frames.dtype.isnative
+            np.testing.assert_array_equal(frames, data[key])
+        with pytest.raises(TypeError):
+            movie[3]
+
+
+def test_frames_missing_from_a_file_cut_after_opening_are_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m.tif", _frames(60))
+    with tifffile.TiffFile(path) as tif:
+        data_offset = tif.series[0].dataoffset
+    with TiffMovie(path) as movie:
+        os.truncate(path, data_offset + 58 * 16 * 20 * 2 + 100)  # the file now ends within frame 58
+        np.testing.assert_array_equal(movie[:58], _frames(60)[:58])
+        with pytest.raises(MovieError, match=r"frames 50\.\.59") as caught:
+            movie[50:]
+        assert str(path) in str(caught.value)
+        with pytest.raises(MovieError, match=r"frames 58\.\.58"):
+            movie[[3, 58]]
+
+
+def _resident_bytes() -> int:
+    """Resident memory of this process (file-backed pages of memory maps included)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc/self/statm")
+def test_reading_a_large_movie_in_chunks_keeps_resident_memory_bounded(tmp_path: Path) -> None:
+    n_frames, side, chunk = 400, 512, 20  # 210 MB of uint16, read 10 MB at a time
+    first_frame = (np.arange(side * side) % 4096).reshape(side, side).astype(np.uint16)
+    path = tmp_path / "large.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for start in range(0, n_frames, chunk):
+            tif.write(
+                first_frame + np.arange(start, start + chunk, dtype=np.uint16)[:, None, None],
+                contiguous=True,
+                metadata=None,
+            )
+    try:
+        with TiffMovie(path) as movie:
+            assert movie.shape == (n_frames, side, side)
+            baseline = peak = _resident_bytes()
+            for start, frames in movie.iter_chunks(chunk_frames=chunk):
+                np.testing.assert_array_equal(frames.max(axis=(1, 2)), np.arange(start, start + chunk) + 4095)
+                peak = max(peak, _resident_bytes())
+    finally:
+        path.unlink()
+    assert peak - baseline < 60e6
 
 
 def test_frame_statistics(tmp_path: Path) -> None:

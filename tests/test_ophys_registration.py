@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,72 @@ def test_open_registered_movie_checks_size(tmp_path: Path) -> None:
         open_registered_movie(tmp_path / "absent.bin", (2, 3, 4))
 
 
+def test_registered_movie_reads_frames_by_int_slice_and_index(tmp_path: Path) -> None:
+    data = np.arange(-300, 30 * 4 * 5 - 300, dtype=np.int16).reshape(30, 4, 5)
+    path = tmp_path / "reg.bin"
+    data.astype("<i2").tofile(path)
+    movie = open_registered_movie(path, (30, 4, 5))
+    assert (movie.shape, len(movie), movie.dtype, movie.path) == ((30, 4, 5), 30, np.int16, path)
+    for key in (
+        0,
+        -1,
+        np.int64(17),
+        slice(None),
+        slice(4, 9),
+        slice(2, 29, 5),
+        slice(None, None, -2),
+        slice(8, 8),
+        [5, 6, 7],
+        np.array([29, 0, 3, 3, 4]),
+        (7, 2, 3),
+        (slice(10, 20), slice(1, 3), [0, 4]),
+        (np.array([1, 12]), 0),
+    ):
+        frames = movie[key]
+        np.testing.assert_array_equal(frames, data[key])
+        assert np.asarray(frames).dtype == np.int16
+    np.testing.assert_array_equal(np.asarray(movie), data)
+    np.testing.assert_array_equal(np.asarray(movie, dtype=np.float32), data.astype(np.float32))
+    with pytest.raises(IndexError):
+        movie[30]
+
+
+def test_registered_movie_cut_after_opening_names_the_file_and_frames(tmp_path: Path) -> None:
+    path = tmp_path / "reg.bin"
+    np.zeros((30, 4, 5), "<i2").tofile(path)
+    movie = open_registered_movie(path, (30, 4, 5))
+    os.truncate(path, 20 * 4 * 5 * 2 + 7)  # the file now ends within frame 20
+    assert movie[:20].shape == (20, 4, 5)
+    with pytest.raises(MovieError, match=r"frames 15\.\.24") as caught:
+        movie[15:25]
+    assert str(path) in str(caught.value)
+
+
+def _resident_bytes() -> int:
+    """Resident memory of this process (file-backed pages of memory maps included)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc/self/statm")
+def test_reading_a_large_registered_movie_in_chunks_keeps_resident_memory_bounded(tmp_path: Path) -> None:
+    n_frames, side, chunk = 400, 512, 20  # 210 MB of int16, read 10 MB at a time
+    first_frame = (np.arange(side * side) % 4096).reshape(side, side).astype("<i2")
+    path = tmp_path / "large.bin"
+    with path.open("wb") as handle:
+        for start in range(0, n_frames, chunk):
+            handle.write(first_frame + np.arange(start, start + chunk, dtype="<i2")[:, None, None])
+    try:
+        movie = open_registered_movie(path, (n_frames, side, side))
+        baseline = peak = _resident_bytes()
+        for start in range(0, n_frames, chunk):
+            frames = np.asarray(movie[start : start + chunk])
+            np.testing.assert_array_equal(frames.max(axis=(1, 2)), np.arange(start, start + chunk) + 4095)
+            peak = max(peak, _resident_bytes())
+    finally:
+        path.unlink()
+    assert peak - baseline < 60e6
+
+
 # --- suite2p runs
 
 
@@ -203,8 +270,8 @@ def test_register_movie_recovers_known_shifts(tmp_path: Path) -> None:
     for t in (0, 137, 299):
         expected = np.roll(fake.frames[t], (-result.y_offset[t], -result.x_offset[t]), axis=(0, 1))
         np.testing.assert_array_equal(registered[t], expected)
-    np.testing.assert_allclose(result.average_projection, registered.mean(axis=0), rtol=1e-5)
-    np.testing.assert_array_equal(result.max_projection, registered.max(axis=0))
+    np.testing.assert_allclose(result.average_projection, np.asarray(registered).mean(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(result.max_projection, np.asarray(registered).max(axis=0))
     assert result.motion_border == motion_border(result.x_offset, result.y_offset)
 
 

@@ -24,6 +24,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from io import FileIO
 from pathlib import Path
 from types import TracebackType
 
@@ -88,8 +89,9 @@ class _TiffWarnings(logging.Handler):
 class TiffMovie:
     """An open, validated TIFF movie giving frames by slice or index, in the file's pixel type.
 
-    Use as a context manager. Contiguous uncompressed files are memory-mapped; others are read page
-    by page through tifffile.
+    Use as a context manager. Frames of a contiguous uncompressed file are read straight from the file
+    (`read_raw_frames`), so memory use follows the frames asked for; other files are read page by page
+    through tifffile.
     """
 
     def __init__(self, path: str | Path, expected_frame_rate_hz: float | None = None) -> None:
@@ -97,10 +99,13 @@ class TiffMovie:
         if not self.path.is_file():
             raise MovieError(self.path, "file not found")
         self._tif = _open_tiff(self.path)
+        self._raw: FileIO | None = None
         try:
             self._series = self._tif.series[0]
             self.info = self._validate(expected_frame_rate_hz)
-            self._memmap = self._map_contiguous()
+            self._data_offset = self._series.dataoffset
+            if self._data_offset is not None:
+                self._raw = FileIO(self.path, "r")
         except BaseException:
             self._tif.close()
             raise
@@ -114,7 +119,8 @@ class TiffMovie:
         self.close()
 
     def close(self) -> None:
-        self._memmap = None
+        if self._raw is not None:
+            self._raw.close()
         self._tif.close()
 
     @property
@@ -129,10 +135,12 @@ class TiffMovie:
         indices = np.arange(self.info.n_frames)[key]
         if indices.ndim != 1:
             raise TypeError("index a movie with a slice or a 1-D sequence of frame indices")
+        if self._raw is not None:
+            dtype = np.dtype(self.info.dtype).newbyteorder(self._tif.byteorder)
+            frame_shape = (self.info.height, self.info.width)
+            return read_raw_frames(self._raw, self.path, self._data_offset, dtype, frame_shape, indices)
         try:
-            if self._memmap is not None:
-                frames = self._memmap[key if isinstance(key, slice) else indices]
-            elif indices.size == 0:
+            if indices.size == 0:
                 frames = np.empty((0, self.info.height, self.info.width), self.info.dtype)
             else:
                 frames = self._tif.asarray(key=indices.tolist(), series=0)
@@ -199,12 +207,52 @@ class TiffMovie:
         if end > size:
             raise MovieError(self.path, f"truncated TIFF: image data ends at byte {end}, file has {size}")
 
-    def _map_contiguous(self) -> np.memmap | None:
-        offset = self._series.dataoffset
-        if offset is None:
-            return None
-        dtype = np.dtype(self._series.dtype).newbyteorder(self._tif.byteorder)
-        return np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=self.info.shape)
+
+def read_raw_frames(
+    handle: FileIO,
+    path: Path,
+    data_offset: int,
+    dtype: np.dtype,
+    frame_shape: tuple[int, int],
+    indices: np.ndarray,
+) -> np.ndarray:
+    """Frames ``indices`` of a headerless C-order movie stored at ``data_offset`` of an open raw file.
+
+    ``dtype`` gives the pixel type and byte order on disk; the result is a new (len(indices), height,
+    width) array in native byte order. Each run of consecutive indices is read in one call, straight
+    into the result. Raises `MovieError` naming ``path`` and the frames when the file cannot be read
+    or ends before them.
+    """
+    frames = np.empty((indices.size, *frame_shape), dtype.newbyteorder("="))
+    if indices.size == 0:
+        return frames
+    frame_bytes = frames.itemsize * frame_shape[0] * frame_shape[1]
+    bounds = (np.flatnonzero(np.diff(indices) != 1) + 1).tolist()
+    for start, stop in zip([0, *bounds], [*bounds, indices.size], strict=True):
+        first, last = int(indices[start]), int(indices[stop - 1])
+        buffer = frames[start:stop].reshape(-1).view(np.uint8)
+        try:
+            got = _read_into(handle, buffer, data_offset + first * frame_bytes)
+        except OSError as exc:
+            raise MovieError(path, f"cannot read frames {first}..{last}: {exc}") from exc
+        if got < buffer.size:
+            raise MovieError(path, f"file ends within frames {first}..{last} ({got} of {buffer.size} bytes read)")
+    if not dtype.isnative:
+        frames.byteswap(inplace=True)
+    return frames
+
+
+def _read_into(handle: FileIO, buffer: np.ndarray, offset: int) -> int:
+    """Fill ``buffer`` with the file's bytes from ``offset``; the count read, less at the end of the file."""
+    view = memoryview(buffer)
+    handle.seek(offset)
+    done = 0
+    while done < len(view):
+        count = handle.readinto(view[done:])
+        if not count:
+            break
+        done += count
+    return done
 
 
 def _open_tiff(path: Path) -> tifffile.TiffFile:

@@ -6,8 +6,10 @@ Steps of `register_movie`:
 2. frames at the start or end whose mean is ``registration_empty_frame_sigma`` robust sigmas below the
    median frame mean are *empty*: left out of the reference and given zero shift;
 3. reference image from up to ``registration_reference_max_frames`` frames sampled evenly from the
-   non-empty range (suite2p ``compute_reference``: 20-frame seed, 8 refinement iterations);
-4. per-frame shifts by phase correlation against the reference (suite2p ``register_frames``);
+   non-empty range (suite2p's algorithm: 20-frame seed, 8 refinement iterations; run in bounded memory
+   by `brainobs.populate.ophys.reference`);
+4. per-frame shifts by phase correlation against the reference (suite2p ``register_frames``; its rigid pass
+   runs in bounded memory in `brainobs.populate.ophys.rigid` when there is no non-rigid or temporal smoothing);
 5. offsets cleaned: x and y detrended with a median filter of ``int(3 s * fs)`` frames, residuals clipped
    to ``int(0.05 * frame size)`` px; the non-rigid block shifts of every frame whose rigid shift
    changed (clipped or empty) are set to zero;
@@ -19,7 +21,7 @@ Sign convention (suite2p's): ``x_offset[t] = +2`` means the content of frame t s
 ``y_offset`` likewise for rows (down is positive).
 
 The registered movie is written as a raw binary file: int16, little-endian, C order, shape
-(frames, height, width), no header (suite2p's ``data.bin`` layout); `open_registered_movie` maps it.
+(frames, height, width), no header (suite2p's ``data.bin`` layout); `open_registered_movie` reads it.
 
 Speed: glibc's malloc thresholds make suite2p registration 2.5-3.4x slower than needed. Start worker
 processes with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824``
@@ -38,9 +40,11 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import median_filter
 
-from brainobs.populate.ophys.movie import MovieError, TiffMovie, frame_statistics
+from brainobs.populate.ophys.movie import MovieError, TiffMovie, frame_statistics, read_raw_frames
+from brainobs.populate.ophys.rigid import compute_reference, rigid_shifts
 
 INT16_MIN, INT16_MAX = -32768, 32767
+CONVERT_FRAMES = 64  # frames read and converted to int16 at a time
 IQR_TO_SIGMA = 1.349  # interquartile range of a normal distribution, in standard deviations
 
 
@@ -184,25 +188,69 @@ def to_int16(frames: np.ndarray, scale: float) -> np.ndarray:
 
 
 class _Int16Frames:
-    """A movie seen by suite2p: ``shape`` and int16 frames by slice."""
+    """A movie seen by suite2p: ``shape`` and int16 frames by slice or index array, converted
+    ``CONVERT_FRAMES`` at a time into the output (a 5000-frame reference stack costs its int16 bytes only)."""
 
     def __init__(self, movie: TiffMovie, scale: float) -> None:
         self._movie, self._scale = movie, scale
         self.shape = movie.shape
 
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
-        return to_int16(self._movie[key], self._scale)
+        indices = np.arange(self.shape[0])[key]
+        out = np.empty((indices.size, *self.shape[1:]), np.int16)
+        for start in range(0, indices.size, CONVERT_FRAMES):
+            part = indices[start : start + CONVERT_FRAMES]
+            out[start : start + part.size] = to_int16(self._movie[part], self._scale)
+        return out
 
 
-def open_registered_movie(path: str | Path, shape: tuple[int, int, int]) -> np.memmap:
-    """Read-only map of a registered movie written by `register_movie`, checking its size."""
+class RegisteredMovie:
+    """Read-only registered movie file: int16, little-endian, C order, (frames, height, width), no header.
+
+    Every indexing reads just the frames asked for from the file into a new native int16 array, so
+    memory use follows the chunk read; ``np.asarray(movie)`` loads the whole movie.
+    """
+
+    dtype = np.dtype(np.int16)
+    _disk_dtype = np.dtype("<i2")
+
+    def __init__(self, path: Path, shape: tuple[int, int, int]) -> None:
+        self.path = path
+        self.shape = tuple(int(n) for n in shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """Frames by int, slice or 1-D index sequence, optionally followed by indices within the frames
+        (``movie[t, y, x]``)."""
+        key, within = (key[0], key[1:]) if isinstance(key, tuple) and key else (key, ())
+        indices = np.arange(self.shape[0])[key]
+        if indices.ndim > 1:
+            raise TypeError("index frames of a registered movie with an int, a slice or a 1-D index sequence")
+        with self.path.open("rb", buffering=0) as handle:
+            frames = read_raw_frames(handle, self.path, 0, self._disk_dtype, self.shape[1:], np.atleast_1d(indices))
+        if indices.ndim == 0:
+            return frames[0][within]
+        return frames[(slice(None), *within)]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The whole movie, read into memory."""
+        if copy is False:
+            raise ValueError(f"registered movie {self.path} is read from its file: it cannot be viewed without a copy")
+        frames = self[:]
+        return frames if dtype is None else frames.astype(dtype, copy=False)
+
+
+def open_registered_movie(path: str | Path, shape: tuple[int, int, int]) -> RegisteredMovie:
+    """Open a registered movie written by `register_movie` for reading, checking its size."""
     path = Path(path)
     if not path.is_file():
         raise MovieError(path, "registered movie not found")
     expected = int(np.prod(shape)) * 2
     if path.stat().st_size != expected:
         raise MovieError(path, f"registered movie has {path.stat().st_size} bytes, {expected} expected for {shape}")
-    return np.memmap(path, dtype="<i2", mode="r", shape=tuple(shape))
+    return RegisteredMovie(path, shape)
 
 
 def _torch_device(device: str | None) -> Any:
@@ -212,11 +260,10 @@ def _torch_device(device: str | None) -> Any:
 
 
 def _suite2p_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The suite2p settings ``compute_reference`` reads."""
+    """The suite2p settings that `rigid.compute_reference` and `rigid.rigid_shifts` read."""
     return {
-        "batch_size": int(params["registration_batch_size"]),
+        "norm_frames": params["registration_norm_frames"],
         "smooth_sigma": params["registration_smooth_sigma"],
-        "smooth_sigma_time": params["registration_smooth_sigma_time"],
         "spatial_taper": params["registration_spatial_taper"],
         "maxregshift": params["registration_maxregshift"],
     }
@@ -266,7 +313,7 @@ def register_movie(
         elapsed["scan"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        from suite2p.registration.register import compute_reference, register_frames
+        from suite2p.registration.register import register_frames
 
         torch_device = _torch_device(device)
         elapsed["import"] = time.perf_counter() - clock
@@ -275,14 +322,18 @@ def register_movie(
         first, stop = empty[0], n_frames - empty[1]
         n_reference = min(int(params["registration_reference_max_frames"]), stop - first)
         reference_index = np.linspace(first, stop, n_reference + 1).astype(int)[:-1]
-        reference = compute_reference(frames[reference_index], settings=_suite2p_settings(params), device=torch_device)
+        reference = compute_reference(frames[reference_index], _suite2p_settings(params))
         elapsed["reference"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        _, _, _, offsets, blocks, *_ = register_frames(
-            frames, reference, device=torch_device, apply_shifts=False, **_register_frames_kwargs(params)
-        )
-        y_raw, x_raw, correlation, y_block, x_block, block_correlation = offsets[:6]
+        if params["registration_nonrigid"] or params["registration_smooth_sigma_time"] > 0:
+            _, _, _, offsets, blocks, *_ = register_frames(
+                frames, reference, device=torch_device, apply_shifts=False, **_register_frames_kwargs(params)
+            )
+            y_raw, x_raw, correlation, y_block, x_block, block_correlation = offsets[:6]
+        else:  # the same rigid pass in bounded memory
+            y_raw, x_raw, correlation = rigid_shifts(frames, reference, _suite2p_settings(params), batch)
+            y_block = x_block = block_correlation = blocks = None
         y_raw, x_raw = y_raw.astype(np.int32), x_raw.astype(np.int32)
         y_offset, x_offset, clipped = clean_offsets(y_raw, x_raw, empty, fs, (height, width), params)
         is_valid = np.zeros(n_frames, bool)
@@ -343,26 +394,23 @@ def _write_registered(
     maximum = np.full((height, width), -np.inf, np.float32)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
-    os.close(handle)
     try:
-        registered = np.memmap(temporary, dtype="<i2", mode="w+", shape=(n_frames, height, width))
-        for start in range(0, n_frames, batch):
-            stop = min(start + batch, n_frames)
-            shifted = shift_frames(
-                torch.from_numpy(frames[start:stop]).to(device),
-                y_offset[start:stop].tolist(),
-                x_offset[start:stop].tolist(),
-                None if y_block is None else y_block[start:stop],
-                None if x_block is None else x_block[start:stop],
-                blocks,
-                device=device,
-            )
-            shifted = to_int16(np.asarray(shifted), 1.0)
-            registered[start:stop] = shifted
-            total += shifted.sum(axis=0, dtype=np.float64)
-            np.maximum(maximum, shifted.max(axis=0), out=maximum)
-        registered.flush()
-        del registered
+        with os.fdopen(handle, "wb") as registered:
+            for start in range(0, n_frames, batch):
+                stop = min(start + batch, n_frames)
+                shifted = shift_frames(
+                    torch.from_numpy(frames[start:stop]).to(device),
+                    y_offset[start:stop].tolist(),
+                    x_offset[start:stop].tolist(),
+                    None if y_block is None else y_block[start:stop],
+                    None if x_block is None else x_block[start:stop],
+                    blocks,
+                    device=device,
+                )
+                shifted = to_int16(np.asarray(shifted), 1.0)
+                registered.write(np.ascontiguousarray(shifted, dtype="<i2").data)
+                total += shifted.sum(axis=0, dtype=np.float64)
+                np.maximum(maximum, shifted.max(axis=0), out=maximum)
         os.replace(temporary, out_path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,0 +1,162 @@
+"""Rigid registration in bounded memory: suite2p's reference-image algorithm and per-frame phase correlation.
+
+suite2p ``compute_reference`` on n frames holds a float64 copy of them all (8x their int16 bytes) for the
+seed search and three more copies while refining: 11x a 2000-frame movie. Allen builds the reference from up
+to 5000 frames, so we run the same algorithm on the int16 stack itself, with work buffers of fixed size:
+
+1. seed: the frame whose mean correlation with its 19 best-correlated other frames is highest (frames
+   centred on their own mean; the Gram matrix is accumulated over pixel chunks, float32 products summed in
+   float64); the initial reference is the mean of the 20 centred frames best correlated with it;
+2. ``REFINEMENT_ITERATIONS`` times: every frame is phase-correlated against the reference and rolled into
+   place; the new reference is the mean of the ``max(2, int(n * (1 + i) / 16))`` best-correlated frames,
+   re-centred by their rounded mean shift.
+
+One deliberate difference: suite2p 1.1 ranks frames by the correlations of its last batch only (its
+``cmax`` is overwritten batch by batch); we rank all frames. On a stack of one batch the two are the same.
+
+`rigid_shifts` is suite2p ``register_frames``'s rigid pass (frames clipped to the reference's 1st-99th
+percentile range, then phase-correlated) without its other work: same shifts, and memory bounded by
+``WORK_BYTES`` instead of a batch of complex frames.
+
+Phase correlation uses suite2p's taper masks and smoothed reference spectrum (``compute_filters_and_norm``),
+in float32 like suite2p, with real FFTs from scipy (``rfft2``/``irfft2``, one worker per torch thread): the
+spectra of real frames are Hermitian, so the correlation map equals suite2p's complex-FFT map at a fraction
+of the cost. It runs on the CPU whatever the torch device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.fft
+import torch
+
+REFINEMENT_ITERATIONS = 8
+SEED_NEIGHBOURS = 20  # the seed frame and its 19 best-correlated frames
+WORK_BYTES = 1 << 26  # float32 bytes per work buffer (64 MiB)
+EPS = 1e-5  # suite2p's regulariser of the spectrum's magnitude
+
+
+def phase_correlate(frames: np.ndarray, filters: tuple, max_shift: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer (dy, dx) shifts and peak correlation of each frame against a reference.
+
+    ``filters`` are suite2p's (maskMul, maskOffset, cfRefImg) of the reference (``compute_filters_and_norm``);
+    shifts are searched within +-``max_shift`` px. A positive dy means the frame's content sits lower than
+    the reference's; rolling the frame by (-dy, -dx) aligns it.
+    """
+    n_frames, height, width = frames.shape
+    mask_mul, mask_offset, reference_spectrum = (f.resolve_conj().cpu().numpy() for f in filters)
+    mask_mul, mask_offset = mask_mul.astype(np.float32), mask_offset.astype(np.float32)
+    half_spectrum = reference_spectrum[:, : width // 2 + 1].astype(np.complex64)
+    workers = torch.get_num_threads()
+    batch = max(1, WORK_BYTES // (4 * height * width))
+    dy, dx = np.empty(n_frames, np.int64), np.empty(n_frames, np.int64)
+    peak = np.empty(n_frames, np.float32)
+    rows = np.r_[height - max_shift : height, 0 : max_shift + 1]
+    cols = np.r_[width - max_shift : width, 0 : max_shift + 1]
+    side = 2 * max_shift + 1
+    for start in range(0, n_frames, batch):
+        stop = min(start + batch, n_frames)
+        data = np.asarray(frames[start:stop], dtype=np.float32)
+        data *= mask_mul
+        data += mask_offset
+        spectrum = scipy.fft.rfft2(data, workers=workers)
+        magnitude = np.abs(spectrum)
+        magnitude += EPS
+        spectrum /= magnitude
+        spectrum *= half_spectrum
+        correlation = scipy.fft.irfft2(spectrum, s=(height, width), workers=workers)
+        window = correlation[:, rows][:, :, cols].reshape(stop - start, -1)
+        best = np.argmax(window, axis=1)
+        peak[start:stop] = window[np.arange(stop - start), best]
+        dy[start:stop], dx[start:stop] = best // side - max_shift, best % side - max_shift
+    return dy, dx, peak
+
+
+def search_window(maxregshift: float, frame_shape: tuple[int, int]) -> int:
+    """suite2p's half-width of the shift search: ``min(round(maxregshift * min side), min side // 2)``."""
+    smallest = min(frame_shape)
+    return int(min(np.round(maxregshift * smallest), smallest // 2))
+
+
+def _pixel_chunk(n_frames: int) -> int:
+    return max(1, WORK_BYTES // (4 * n_frames))
+
+
+def initial_reference(stack: np.ndarray) -> np.ndarray:
+    """Mean of the 20 centred frames best correlated with the most typical frame (int16, truncated)."""
+    n_frames = stack.shape[0]
+    flat = stack.reshape(n_frames, -1)
+    means = flat.mean(axis=1, dtype=np.float64)
+    gram = np.zeros((n_frames, n_frames))
+    chunk = _pixel_chunk(n_frames)
+    for start in range(0, flat.shape[1], chunk):
+        centred = flat[:, start : start + chunk].astype(np.float32) - means[:, None].astype(np.float32)
+        gram += centred @ centred.T
+    norms = np.sqrt(np.diag(gram))
+    correlation = gram / np.outer(norms, norms)
+    best_neighbours = -np.sort(-correlation, axis=1)[:, 1:SEED_NEIGHBOURS]
+    seed = int(np.argmax(best_neighbours.mean(axis=1)))
+    chosen = np.argsort(-correlation[seed], kind="stable")[:SEED_NEIGHBOURS]
+    total = np.zeros(flat.shape[1])
+    for index in chosen:
+        total += flat[index] - means[index]
+    return (total / len(chosen)).reshape(stack.shape[1:]).astype(np.int16)
+
+
+def _mean_of(stack: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    total = np.zeros(stack.shape[1:])
+    for start in range(0, len(indices), 64):
+        total += stack[np.sort(indices[start : start + 64])].sum(axis=0, dtype=np.float64)
+    return total / len(indices)
+
+
+def compute_reference(stack: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """Reference image (int16) of an int16 ``stack`` of frames, which is registered to it in place.
+
+    ``settings`` holds suite2p's ``smooth_sigma``, ``spatial_taper`` and ``maxregshift``.
+    """
+    from suite2p.registration.register import compute_filters_and_norm
+
+    n_frames = stack.shape[0]
+    max_shift = search_window(settings["maxregshift"], stack.shape[1:])
+    reference = initial_reference(stack)
+    for iteration in range(REFINEMENT_ITERATIONS):
+        filters = compute_filters_and_norm(
+            reference, False, settings["smooth_sigma"], settings["spatial_taper"], block_size=None,
+            device=torch.device("cpu"),
+        )[:3]  # fmt: skip
+        dy, dx, peak = phase_correlate(stack, filters, max_shift)
+        for index in np.flatnonzero((dy != 0) | (dx != 0)):
+            stack[index] = np.roll(stack[index], (-dy[index], -dx[index]), axis=(0, 1))
+        n_best = max(2, int(n_frames * (1.0 + iteration) / (2 * REFINEMENT_ITERATIONS)))
+        best = np.argsort(-peak, kind="stable")[:n_best]
+        recentre = (int(np.round(dy[best].mean())), int(np.round(dx[best].mean())))
+        reference = np.roll(_mean_of(stack, best), recentre, axis=(0, 1)).astype(np.int16)
+    return reference
+
+
+def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any], batch_size: int) -> tuple:
+    """suite2p ``register_frames``'s rigid shifts (dy, dx, peak correlation) of every frame of ``frames``
+    (int16, sliced along frames in batches of ``batch_size``) against ``reference``.
+
+    ``settings``: ``norm_frames``, ``smooth_sigma``, ``spatial_taper``, ``maxregshift``."""
+    from suite2p.registration.register import compute_filters_and_norm
+
+    n_frames = frames.shape[0]
+    masks_and_norm = compute_filters_and_norm(
+        reference, settings["norm_frames"], settings["smooth_sigma"], settings["spatial_taper"], block_size=None,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    filters, (rmin, rmax) = masks_and_norm[:3], masks_and_norm[-2:]
+    max_shift = search_window(settings["maxregshift"], reference.shape)
+    dy, dx = np.empty(n_frames, np.int64), np.empty(n_frames, np.int64)
+    peak = np.empty(n_frames, np.float32)
+    for start in range(0, n_frames, batch_size):
+        stop = min(start + batch_size, n_frames)
+        batch = np.asarray(frames[start:stop])
+        if rmin > -np.inf:
+            batch = np.clip(batch, rmin, rmax)
+        dy[start:stop], dx[start:stop], peak[start:stop] = phase_correlate(batch, filters, max_shift)
+    return dy, dx, peak
