@@ -1,4 +1,4 @@
-"""Spike sorting: our SpikeSorting + UnitMetrics against the bare sorter call, per recorded minute.
+"""Spike sorting: our SpikeSorting (and UnitMetrics) against the bare sorter call, per recorded minute.
 
     python -m benchmarks.bench_ephys [--channels 384] [--seconds 60] [--preset cpu_default]
 
@@ -9,13 +9,14 @@ MALLOC_TOP_PAD_=1073741824):
 
 - ours: the manifest is ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, EphysRecording
   is populated (not timed), then SpikeSorting (preprocessing, sorter, duplicate removal, mean waveforms,
-  SortingAnalyzer) and UnitMetrics are populated and timed;
+  SortingAnalyzer, rows) and UnitMetrics (the 22 Allen metrics) are populated and timed one after the other;
 - bare: the same recording, through the same lazy preprocessing (``preprocess``, "allen" preset), handed to
   ``spikeinterface.sorters.run_sorter`` with the preset's sorter and parameters, one job and one BLAS/OpenMP
   thread, as our SpikeSorting gives it.
 
-The figure of merit is ours / bare (target <= 1.1); also seconds per recorded minute and each child's peak
-RSS (ru_maxrss) against the recording's int16 bytes.
+The figure of merit is SpikeSorting / bare (target <= 1.1): what wrapping the sorter call in a table costs.
+UnitMetrics is work the bare call does not do; it is timed apart and shown added too. Also seconds per
+recorded minute and each child's peak RSS (ru_maxrss) against the recording's int16 bytes.
 """
 
 from __future__ import annotations
@@ -61,12 +62,16 @@ def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
         insert_manifest(load_manifest(manifest, manifest.parent))
         populate_all(settings, tables=["EphysRecording"], display_progress=False)
         load = load_average()
-        started = time.perf_counter()
-        results = populate_all(settings, tables=["SpikeSorting", "UnitMetrics"], display_progress=False)
-        seconds = time.perf_counter() - started
-        errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
-        if errors or len(UnitMetrics()) != 1:
-            raise RuntimeError(f"pipeline did not finish: {errors}")
+        seconds = {}
+        for table in ("SpikeSorting", "UnitMetrics"):
+            started = time.perf_counter()
+            results = populate_all(settings, tables=[table], display_progress=False)
+            seconds[table] = time.perf_counter() - started
+            errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
+            if errors:
+                raise RuntimeError(f"pipeline did not finish: {errors}")
+        if len(UnitMetrics()) != 1:
+            raise RuntimeError("UnitMetrics has no row")
         n_units = int(SpikeSorting.fetch1("n_units"))
         return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": n_units}
     finally:
@@ -124,10 +129,11 @@ def main() -> None:
             flush=True,
         )
         ours = run_child("benchmarks.bench_ephys", "pipeline", manifest, Path(tmp) / "home", args.preset)
+        sorting_s, metrics_s = ours["seconds"]["SpikeSorting"], ours["seconds"]["UnitMetrics"]
         print(
-            f"ours (SpikeSorting + UnitMetrics into tables): {ours['seconds']:.1f} s, {ours['n_units']} units, "
-            f"{ours['seconds'] / minutes:.1f} s per recorded minute, peak RSS {ours['peak_bytes'] / 1e9:.2f} GB "
-            f"(load before {ours['load']}, after {load_average()})",
+            f"ours: SpikeSorting {sorting_s:.1f} s ({ours['n_units']} units, {sorting_s / minutes:.1f} s per recorded "
+            f"minute), UnitMetrics {metrics_s:.1f} s ({metrics_s / minutes:.1f} s per recorded minute); peak RSS "
+            f"{ours['peak_bytes'] / 1e9:.2f} GB (load before {ours['load']}, after {load_average()})",
             flush=True,
         )
         bare = run_child("benchmarks.bench_ephys", "bare", manifest, Path(tmp) / "bare", args.preset)
@@ -138,8 +144,9 @@ def main() -> None:
             flush=True,
         )
     print(
-        f"ours / bare sorter: {ours['seconds'] / bare['seconds']:.2f}x (target <= 1.1); peak memory / recording "
-        f"bytes: ours {ours['peak_bytes'] / data_bytes:.2f}x, bare {bare['peak_bytes'] / data_bytes:.2f}x",
+        f"SpikeSorting / bare sorter: {sorting_s / bare['seconds']:.2f}x (target <= 1.1); with UnitMetrics: "
+        f"{(sorting_s + metrics_s) / bare['seconds']:.2f}x; peak memory / recording bytes: ours "
+        f"{ours['peak_bytes'] / data_bytes:.2f}x, bare {bare['peak_bytes'] / data_bytes:.2f}x",
         flush=True,
     )
 

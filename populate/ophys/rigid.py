@@ -19,15 +19,16 @@ percentile range, then phase-correlated) without its other work: same shifts, an
 ``WORK_BYTES`` instead of a batch of complex frames.
 
 Phase correlation uses suite2p's taper masks and smoothed reference spectrum (``compute_filters_and_norm``),
-in float32 like suite2p, with real FFTs from scipy (``rfft2``/``irfft2``, one worker per torch thread): the
-spectra of real frames are Hermitian, so the correlation map equals suite2p's complex-FFT map at a fraction
-of the cost. It runs on the CPU whatever the torch device.
+in float32 like suite2p, with real FFTs from scipy (one worker per torch thread) and two parallel numba
+kernels for the element-wise steps: the spectra of real frames are Hermitian, so the correlation map equals
+suite2p's complex-FFT map at a fraction of the cost. It runs on the CPU whatever the torch device.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import scipy.fft
 import torch
@@ -38,36 +39,57 @@ WORK_BYTES = 1 << 26  # float32 bytes per work buffer (64 MiB)
 EPS = 1e-5  # suite2p's regulariser of the spectrum's magnitude
 
 
+@numba.njit(parallel=True, cache=True)
+def _tapered(frames: np.ndarray, mask_mul: np.ndarray, mask_offset: np.ndarray, out: np.ndarray) -> None:
+    """out = frames * mask_mul + mask_offset, in float32."""
+    for k in numba.prange(frames.shape[0]):
+        for i in range(frames.shape[1]):
+            for j in range(frames.shape[2]):
+                out[k, i, j] = np.float32(frames[k, i, j]) * mask_mul[i, j] + mask_offset[i, j]
+
+
+@numba.njit(parallel=True, cache=True)
+def _whiten_against(spectrum: np.ndarray, reference: np.ndarray) -> None:
+    """spectrum = spectrum / (|spectrum| + EPS) * reference, in place (phase correlation's cross spectrum)."""
+    eps = np.float32(EPS)
+    for k in numba.prange(spectrum.shape[0]):
+        for i in range(spectrum.shape[1]):
+            for j in range(spectrum.shape[2]):
+                re, im = spectrum[k, i, j].real, spectrum[k, i, j].imag
+                scale = np.float32(1.0) / (np.sqrt(re * re + im * im) + eps)
+                ref_re, ref_im = reference[i, j].real, reference[i, j].imag
+                spectrum[k, i, j] = complex((re * ref_re - im * ref_im) * scale, (re * ref_im + im * ref_re) * scale)
+
+
 def phase_correlate(frames: np.ndarray, filters: tuple, max_shift: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer (dy, dx) shifts and peak correlation of each frame against a reference.
 
     ``filters`` are suite2p's (maskMul, maskOffset, cfRefImg) of the reference (``compute_filters_and_norm``);
     shifts are searched within +-``max_shift`` px. A positive dy means the frame's content sits lower than
-    the reference's; rolling the frame by (-dy, -dx) aligns it.
+    the reference's; rolling the frame by (-dy, -dx) aligns it. Only the rows of the correlation map inside
+    the search window are transformed back.
     """
     n_frames, height, width = frames.shape
     mask_mul, mask_offset, reference_spectrum = (f.resolve_conj().cpu().numpy() for f in filters)
     mask_mul, mask_offset = mask_mul.astype(np.float32), mask_offset.astype(np.float32)
-    half_spectrum = reference_spectrum[:, : width // 2 + 1].astype(np.complex64)
+    half_spectrum = np.ascontiguousarray(reference_spectrum[:, : width // 2 + 1], dtype=np.complex64)
     workers = torch.get_num_threads()
     batch = max(1, WORK_BYTES // (4 * height * width))
     dy, dx = np.empty(n_frames, np.int64), np.empty(n_frames, np.int64)
     peak = np.empty(n_frames, np.float32)
-    rows = np.r_[height - max_shift : height, 0 : max_shift + 1]
-    cols = np.r_[width - max_shift : width, 0 : max_shift + 1]
     side = 2 * max_shift + 1
+    data = np.empty((batch, height, width), np.float32)
     for start in range(0, n_frames, batch):
         stop = min(start + batch, n_frames)
-        data = np.asarray(frames[start:stop], dtype=np.float32)
-        data *= mask_mul
-        data += mask_offset
-        spectrum = scipy.fft.rfft2(data, workers=workers)
-        magnitude = np.abs(spectrum)
-        magnitude += EPS
-        spectrum /= magnitude
-        spectrum *= half_spectrum
-        correlation = scipy.fft.irfft2(spectrum, s=(height, width), workers=workers)
-        window = correlation[:, rows][:, :, cols].reshape(stop - start, -1)
+        tapered = data[: stop - start]
+        _tapered(np.ascontiguousarray(frames[start:stop]), mask_mul, mask_offset, tapered)
+        spectrum = scipy.fft.rfft2(tapered, workers=workers)
+        _whiten_against(spectrum, half_spectrum)
+        spectrum = scipy.fft.ifft(spectrum, axis=1, workers=workers, overwrite_x=True)
+        spectrum = np.concatenate((spectrum[:, height - max_shift :], spectrum[:, : max_shift + 1]), axis=1)
+        correlation = scipy.fft.irfft(spectrum, n=width, axis=2, workers=workers)
+        window = np.concatenate((correlation[:, :, width - max_shift :], correlation[:, :, : max_shift + 1]), axis=2)
+        window = window.reshape(stop - start, -1)
         best = np.argmax(window, axis=1)
         peak[start:stop] = window[np.arange(stop - start), best]
         dy[start:stop], dx[start:stop] = best // side - max_shift, best % side - max_shift
