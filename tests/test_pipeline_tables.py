@@ -176,10 +176,13 @@ def test_units_are_sorted_scored_and_filtered(processed):
     from brainobs.ingest.synthetic.ephys import load_truth
     from brainobs.ingest.synthetic.truth import load_survey_truth
     from brainobs.populate.scoring.ephys import score_sorting
+    from brainobs.schemas import stores
     from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics
 
     sorting = SpikeSorting.fetch1()
     assert sorting["sorter_name"] == "lupin" and sorting["n_units"] > 0
+    sorted_folder = stores.root() / sorting["output_dir"]
+    assert (sorted_folder / "analyzer").is_dir() and not (sorted_folder / "preprocessed").exists()  # cache removed
     assert len(UnitMetrics.Unit()) == sorting["n_units"]
     units = api.units()
     for column in ("firing_rate", "presence_ratio", "isi_violations", "amplitude_cutoff", "PT_ratio", "in_brain"):

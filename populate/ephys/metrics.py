@@ -40,6 +40,7 @@ METRIC_COLUMNS = (
     "velocity_below",
 )
 
+NUM_PCA_COMPONENTS = 3  # Kilosort's pc_features, used by Allen's PC metrics
 SI_QUALITY_METRICS = ["mahalanobis", "d_prime", "nearest_neighbor"]
 SI_TEMPLATE_METRICS = [
     "peak_to_trough_duration",
@@ -53,7 +54,14 @@ SI_TEMPLATE_METRICS = [
 
 
 def compute_unit_metrics(analyzer: SortingAnalyzer, units: pd.DataFrame, *, n_jobs: int = 1) -> pd.DataFrame:
-    """All METRIC_COLUMNS, one row per unit (index unit_id); `units` is waveforms.unit_table's output."""
+    """All METRIC_COLUMNS, one row per unit (index unit_id); `units` is waveforms.unit_table's output.
+
+    Adds the principal components (3 per channel, from the stored waveforms) to the analyzer first."""
+    if not analyzer.has_extension("principal_components"):
+        analyzer.compute(
+            "principal_components", n_components=NUM_PCA_COMPONENTS, mode="by_channel_local", n_jobs=n_jobs,
+            progress_bar=False,
+        )  # fmt: skip
     allen = spike_train_metrics(analyzer).join(units.set_index("unit_id")[["snr", "amplitude"]])
     quality = _si_quality_metrics(analyzer, n_jobs)
     waveform = _si_template_metrics(analyzer)

@@ -35,6 +35,7 @@ def curate_units(
     analyzer_folder: Path | None = None,
     n_jobs: int = 1,
     with_metrics: bool = True,
+    traces: BaseRecording | None = None,
 ) -> CuratedUnits:
     """Remove duplicate spikes, then extract per-unit records and metrics from the preprocessed recording.
 
@@ -42,11 +43,12 @@ def curate_units(
     sets from the files. Units left without spikes are dropped; a sorting without units gives empty tables.
     quality is "good" for every unit: no sorter we run labels noise.
     BLAS/OpenMP threads are capped at n_jobs. with_metrics=False leaves metrics empty (compute them later
-    from the analyzer saved in analyzer_folder with compute_unit_metrics).
+    from the analyzer saved in analyzer_folder with compute_unit_metrics). traces: a faster copy of recording
+    (`preprocessing.cache_preprocessed`) read for every computation; the analyzer keeps recording's provenance.
     """
     t_start_s = recording.get_start_time() if t_start_s is None else t_start_s
     with threadpool_limits(limits=n_jobs):
-        return _curate(recording, sorting, t_start_s, analyzer_folder, n_jobs, with_metrics)
+        return _curate(recording, sorting, t_start_s, analyzer_folder, n_jobs, with_metrics, traces or recording)
 
 
 def _curate(
@@ -56,16 +58,19 @@ def _curate(
     analyzer_folder: Path | None,
     n_jobs: int,
     with_metrics: bool,
+    traces: BaseRecording,
 ) -> CuratedUnits:
     sorting = _with_spikes(sorting)
-    channels = peak_channels(recording, sorting) if sorting.get_num_units() else {}
+    channels = peak_channels(traces, sorting) if sorting.get_num_units() else {}
     cleaned, removed = remove_duplicate_spikes(sorting, channels)
     cleaned = _with_spikes(cleaned)  # a unit can lose every spike to another unit's earlier copies
     if cleaned.get_num_units() == 0:
         units = pd.DataFrame(columns=list(UNIT_COLUMNS))
         metrics = pd.DataFrame(columns=list(METRIC_COLUMNS), index=pd.Index([], name="unit_id"))
         return CuratedUnits(units=units, metrics=metrics, sorting=cleaned, analyzer=None)
-    analyzer = build_analyzer(recording, cleaned, main_channels=channels, folder=analyzer_folder, n_jobs=n_jobs)
+    analyzer = build_analyzer(
+        recording, cleaned, main_channels=channels, folder=analyzer_folder, n_jobs=n_jobs, traces=traces
+    )
     units = unit_table(analyzer, t_start_s=t_start_s)
     units["duplicates_removed"] = units["unit_id"].map(removed).astype(int)
     units["quality"] = "good"

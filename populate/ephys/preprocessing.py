@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 
 import spikeinterface.preprocessing as spre
 from spikeinterface.core import BaseRecording
@@ -10,6 +12,7 @@ from spikeinterface.core import BaseRecording
 from brainobs.populate.ephys.presets import PREPROCESSING_PRESETS
 
 FILTERS = ("highpass", "bandpass")
+CACHE_MAX_BYTES = 16 * 2**30  # float32 bytes of a preprocessed recording cached on disk while it is sorted
 REFERENCES = ("median", "average", None)
 
 
@@ -38,3 +41,21 @@ def has_inter_sample_shift(recording: BaseRecording) -> bool:
     if "inter_sample_shift" not in recording.get_property_keys():
         return False
     return bool((recording.get_property("inter_sample_shift") != 0).any())
+
+
+def cache_preprocessed(
+    recording: BaseRecording, folder: Path, *, n_jobs: int = 1, max_bytes: int = CACHE_MAX_BYTES
+) -> BaseRecording:
+    """``recording`` (lazy, preprocessed) computed once into a binary folder, replacing ``folder``.
+
+    The sorter and the SortingAnalyzer then read the filtered traces instead of filtering again on every pass
+    (peak channels, waveforms, amplitudes and locations each read the whole recording). The values equal a
+    lazy read's up to the filter's chunk-edge effects (under 0.01 uV). A recording larger than ``max_bytes``
+    is returned as it is, lazy. The caller deletes ``folder`` when done.
+    """
+    size = recording.get_total_samples() * recording.get_num_channels() * recording.get_dtype().itemsize
+    if size > max_bytes:
+        return recording
+    if folder.exists():
+        shutil.rmtree(folder)
+    return recording.save(folder=folder, format="binary", n_jobs=n_jobs, progress_bar=False, verbose=False)

@@ -15,7 +15,6 @@ from spikeinterface.core import BaseRecording, BaseSorting, ChannelSparsity, Sor
 from brainobs.populate.ephys import allen_metrics
 from brainobs.populate.ephys.presets import ALLEN_METRIC_PARAMS, MEAN_WAVEFORM
 
-NUM_PCA_COMPONENTS = 3  # Kilosort's pc_features, used by Allen's PC metrics
 UNIT_TABLE_COLUMNS = (
     "unit_id",
     "peak_channel",
@@ -51,14 +50,18 @@ def build_analyzer(
     seed: int = ALLEN_METRIC_PARAMS["seed"],
     folder: Path | None = None,
     n_jobs: int = 1,
+    traces: BaseRecording | None = None,
 ) -> SortingAnalyzer:
     """A SortingAnalyzer with the extensions our metrics need, in memory or in `folder`.
 
-    Random spikes (500 per unit), waveforms of 82 samples with 20 before the peak, templates, noise levels,
-    spike amplitudes, 3 principal components per channel, and spike locations (for drift).
-    main_channels (unit id -> peak channel index) defaults to peak_channels().
+    Random spikes (500 per unit), waveforms of 82 samples with 20 before the peak, templates, spike
+    amplitudes and spike locations (for drift): every pass over the traces. The principal components, which
+    only the metrics use, are `metrics.compute_unit_metrics`'s to add.
+    main_channels (unit id -> peak channel index) defaults to peak_channels(). traces: a faster copy of
+    recording (`preprocessing.cache_preprocessed`) read by the computations; the analyzer records
+    recording's provenance.
     """
-    channels = peak_channels(recording, sorting, seed=seed) if main_channels is None else main_channels
+    channels = peak_channels(traces or recording, sorting, seed=seed) if main_channels is None else main_channels
     main = np.array([channels[u] for u in sorting.unit_ids])
     sparsity = allen_sparsity(sorting.unit_ids, recording.channel_ids, main)
     analyzer = create_sorting_analyzer(
@@ -71,6 +74,8 @@ def build_analyzer(
         seed=seed,
         overwrite=True,
     )
+    if traces is not None and traces is not recording:
+        analyzer.set_temporary_recording(traces)
     fs = recording.sampling_frequency
     before, after = (
         MEAN_WAVEFORM["samples_before_peak"],
@@ -80,9 +85,7 @@ def build_analyzer(
     analyzer.compute("random_spikes", max_spikes_per_unit=ALLEN_METRIC_PARAMS["pc_max_spikes_per_unit"], seed=seed)
     analyzer.compute("waveforms", ms_before=before / fs * 1e3, ms_after=after / fs * 1e3, **job_kwargs)
     analyzer.compute("templates", operators=["average", "std"])
-    analyzer.compute("noise_levels", **job_kwargs)
     analyzer.compute(["spike_amplitudes", "spike_locations"], **job_kwargs)
-    analyzer.compute("principal_components", n_components=NUM_PCA_COMPONENTS, mode="by_channel_local", **job_kwargs)
     return analyzer
 
 
