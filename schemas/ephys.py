@@ -170,18 +170,12 @@ class SpikeSorting(dj.Computed):
 
     def make_compute(self, key, insertion, params):
         recording = preprocess(_open(insertion), params["preprocessing"])
-        cache = _folder(key, "preprocessed")
-        try:  # filtered once, then read by the sorter and every analyzer pass
-            traces = cache_preprocessed(recording, cache)
-            sorting = run_sorter(traces, params["sorter"], _folder(key, "sorter"), n_jobs=1)
-            analyzer_folder = _folder(key, "analyzer")
-            if analyzer_folder.exists():
-                shutil.rmtree(analyzer_folder)
-            curated = curate_units(
-                recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces
-            )
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
+        sorting = run_sorter(recording, params["sorter"], _folder(key, "sorter"), n_jobs=1)
+        analyzer_folder = _folder(key, "analyzer")
+        if analyzer_folder.exists():
+            shutil.rmtree(analyzer_folder)
+        traces = cache_preprocessed(recording)  # filtered once for all the analyzer's passes
+        curated = curate_units(recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces)
         return (curated.units,)
 
     def make_insert(self, key, units):

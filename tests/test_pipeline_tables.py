@@ -181,8 +181,7 @@ def test_units_are_sorted_scored_and_filtered(processed):
 
     sorting = SpikeSorting.fetch1()
     assert sorting["sorter_name"] == "lupin" and sorting["n_units"] > 0
-    sorted_folder = stores.root() / sorting["output_dir"]
-    assert (sorted_folder / "analyzer").is_dir() and not (sorted_folder / "preprocessed").exists()  # cache removed
+    assert (stores.root() / sorting["output_dir"] / "analyzer").is_dir()
     assert len(UnitMetrics.Unit()) == sorting["n_units"]
     units = api.units()
     for column in ("firing_rate", "presence_ratio", "isi_violations", "amplitude_cutoff", "PT_ratio", "in_brain"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from spikeinterface.core import BaseRecording
 from brainobs.populate.ephys.presets import PREPROCESSING_PRESETS
 
 FILTERS = ("highpass", "bandpass")
-CACHE_MAX_BYTES = 16 * 2**30  # float32 bytes of a preprocessed recording cached on disk while it is sorted
+CACHE_MAX_BYTES = 8 * 2**30  # float32 bytes of a preprocessed recording held in memory for the analyzer
 REFERENCES = ("median", "average", None)
 
 
@@ -43,19 +43,26 @@ def has_inter_sample_shift(recording: BaseRecording) -> bool:
     return bool((recording.get_property("inter_sample_shift") != 0).any())
 
 
-def cache_preprocessed(
-    recording: BaseRecording, folder: Path, *, n_jobs: int = 1, max_bytes: int = CACHE_MAX_BYTES
-) -> BaseRecording:
-    """``recording`` (lazy, preprocessed) computed once into a binary folder, replacing ``folder``.
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (Linux MemAvailable; free pages elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
-    The sorter and the SortingAnalyzer then read the filtered traces instead of filtering again on every pass
-    (peak channels, waveforms, amplitudes and locations each read the whole recording). The values equal a
-    lazy read's up to the filter's chunk-edge effects (under 0.01 uV). A recording larger than ``max_bytes``
-    is returned as it is, lazy. The caller deletes ``folder`` when done.
+
+def cache_preprocessed(recording: BaseRecording, *, n_jobs: int = 1, max_bytes: int = CACHE_MAX_BYTES) -> BaseRecording:
+    """``recording`` (lazy, preprocessed) computed once into memory, when it fits.
+
+    The SortingAnalyzer's passes (peak channels, waveforms, amplitudes and locations each read the whole
+    recording) then read the filtered traces instead of filtering again. The values equal a lazy read's up to
+    the filter's chunk-edge effects (under 0.01 uV). A recording larger than ``max_bytes`` or than a quarter
+    of the available memory is returned as it is, lazy.
     """
     size = recording.get_total_samples() * recording.get_num_channels() * recording.get_dtype().itemsize
-    if size > max_bytes:
+    if size > min(max_bytes, available_memory() // 4):
         return recording
-    if folder.exists():
-        shutil.rmtree(folder)
-    return recording.save(folder=folder, format="binary", n_jobs=n_jobs, progress_bar=False, verbose=False)
+    return recording.save(format="memory", n_jobs=n_jobs, progress_bar=False)
