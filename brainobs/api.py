@@ -11,6 +11,8 @@ Large arrays load lazily from the object store: a getter reads only the experime
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -178,3 +180,23 @@ def spike_times(session_id: int, **keywords) -> dict[tuple[str, int], np.ndarray
     query = _restrict(SpikeSorting.Unit & {"session_id": int(session_id)}, (), keywords)
     probes, unit_ids, times = query.to_arrays("probe_name", "unit_id", "spike_times")
     return {(p, int(u)): np.asarray(t) for p, u, t in zip(probes, unit_ids, times, strict=True)}
+
+
+def score_against_truth(experiment_id: int, survey_root: str | Path, ophys_paramset: str | None = None):
+    """One experiment of a synthetic survey (``brainobs synth``) scored against the truth files under
+    ``survey_root``: registration RMSE, ROI detection, corrected-trace correlations and event F1
+    (a `brainobs.populate.scoring.experiment.ExperimentScore`)."""
+    from brainobs.ingest.synthetic.truth import load_ophys_truth
+    from brainobs.populate.scoring.experiment import score_experiment
+    from brainobs.schemas import ophys
+    from brainobs.schemas.acquisition import Experiment
+
+    activate()
+    key = _experiment_key(experiment_id, ophys_paramset)
+    height, width = (Experiment & key).fetch1("height", "width")
+    y_offset, x_offset = (ophys.MotionCorrection & key).fetch1("y_offset", "x_offset")
+    rois = (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id")
+    corrected = ophys.stack(ophys.NeuropilCorrection.Trace, key, "corrected_trace")
+    events = ophys.stack(ophys.EventDetection.Event, key, "events")
+    truth = load_ophys_truth(Path(survey_root), int(experiment_id))
+    return score_experiment(rois, y_offset, x_offset, corrected, events, truth, (height, width))

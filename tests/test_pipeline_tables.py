@@ -22,40 +22,15 @@ def processed(database, settings):
     return settings.data_root
 
 
-EDGE_MARGIN_PX = 6  # about one cell radius: cells cut by the frame edge are scored on neither side
-
-
-def _interior(centroids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    high = np.array(shape) - 1 - EDGE_MARGIN_PX
-    return np.all((centroids >= EDGE_MARGIN_PX) & (centroids <= high), axis=1)
-
-
-def _scored(key: dict, truth, shape: tuple[int, int]):
-    """Detected ROIs and true cells of the FOV interior, in the truth's FOV coordinates.
-
-    A registered frame shows FOV position p at p + c, with c = true shift - estimated offset (constant), so
-    ROIs move by -c. The truth lists only cells whose centre lies inside the FOV; cells cut by the frame edge
-    are not scoreable, so both sides keep what lies EDGE_MARGIN_PX or more inside it.
-    Returns (cell_roi_ids, detected footprints, indices of the true cells kept, their footprints)."""
+def _score(data_root, experiment: dict):
+    """Segmentation.ROI rows of one experiment, its truth, and its score against the truth (FOV interior)."""
+    from brainobs import api
+    from brainobs.ingest.synthetic.truth import load_ophys_truth
     from brainobs.schemas import ophys
 
-    motion = (ophys.MotionCorrection & key).fetch1()
-    c = np.array(
-        [
-            round(np.median(truth.shifts_y - np.asarray(motion["y_offset"]))),
-            round(np.median(truth.shifts_x - np.asarray(motion["x_offset"]))),
-        ]
-    )
-    roi_ids, detected = [], []
-    for roi in (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id"):
-        if not _interior(np.array([[roi["centroid_y"], roi["centroid_x"]]]) - c, shape)[0]:
-            continue
-        ys, xs = np.asarray(roi["ypix"]) - c[0], np.asarray(roi["xpix"]) - c[1]
-        inside = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
-        roi_ids.append(roi["cell_roi_id"])
-        detected.append((ys[inside], xs[inside], np.ones(int(inside.sum()))))
-    cells = np.flatnonzero(_interior(truth.centroids, shape))
-    return roi_ids, detected, cells, truth.footprints[cells]
+    rois = (ophys.Segmentation.ROI & {"experiment_id": experiment["experiment_id"]}).to_dicts(order_by="cell_roi_id")
+    truth = load_ophys_truth(data_root, experiment["experiment_id"])
+    return rois, truth, api.score_against_truth(experiment["experiment_id"], data_root)
 
 
 def _experiments():
@@ -84,23 +59,12 @@ def test_every_stage_has_one_row_per_experiment(processed):
 
 
 def test_registration_and_detection_against_truth(processed):
-    from brainobs.ingest.synthetic.truth import load_ophys_truth
-    from brainobs.populate.scoring.rois import registration_rmse, score_roi_detection
-    from brainobs.schemas import ophys
-
     scores = []
     for experiment in _experiments():
-        key = {"experiment_id": experiment["experiment_id"]}
-        truth = load_ophys_truth(processed, experiment["experiment_id"])
-        motion = (ophys.MotionCorrection & key).fetch1()
-        rmse = registration_rmse(
-            np.asarray(motion["y_offset"]), np.asarray(motion["x_offset"]), truth.shifts_y, truth.shifts_x
-        )
-        assert rmse <= 0.5, f"experiment {key}: registration RMSE {rmse:.2f} px"
-        shape = (experiment["height"], experiment["width"])
-        _roi_ids, detected, _cells, footprints = _scored(key, truth, shape)
-        score = score_roi_detection(detected, footprints, shape)
-        scores.append((key["experiment_id"], len(score.matches), score.n_detected, score.n_truth))
+        _, _, score = _score(processed, experiment)
+        assert score.registration_rmse_px <= 0.5, f"experiment {experiment['experiment_id']}: {score}"
+        detection = score.detection
+        scores.append((experiment["experiment_id"], len(detection.matches), detection.n_detected, detection.n_truth))
     matched, n_detected, n_truth = (sum(row[i] for row in scores) for i in (1, 2, 3))
     recall, precision = matched / n_truth, matched / n_detected
     f1 = 2 * recall * precision / (recall + precision)
@@ -110,21 +74,7 @@ def test_registration_and_detection_against_truth(processed):
 
 
 def test_corrected_traces_follow_the_true_calcium(processed):
-    from brainobs.ingest.synthetic.truth import load_ophys_truth
-    from brainobs.populate.scoring.rois import score_roi_detection
-    from brainobs.populate.scoring.traces import trace_correlations
-    from brainobs.schemas import ophys
-
-    correlations = []
-    for experiment in _experiments():
-        key = {"experiment_id": experiment["experiment_id"]}
-        truth = load_ophys_truth(processed, experiment["experiment_id"])
-        shape = (experiment["height"], experiment["width"])
-        roi_ids, detected, cells, footprints = _scored(key, truth, shape)
-        score = score_roi_detection(detected, footprints, shape)
-        corrected = ophys.stack(ophys.NeuropilCorrection.Trace, key, "corrected_trace")
-        match = [(roi_ids[m.detected_index], cells[m.truth_index]) for m in score.matches]
-        correlations.extend(trace_correlations(corrected, truth.calcium, match))
+    correlations = np.concatenate([_score(processed, e)[2].trace_correlations for e in _experiments()])
     median = float(np.nanmedian(correlations))
     assert median >= 0.9, f"median corrected-trace correlation {median:.3f}"
 
@@ -144,9 +94,7 @@ def test_events_and_dff_windows(processed):
 
 
 def test_cell_matching_recovers_identities_across_sessions(processed):
-    from brainobs.ingest.synthetic.truth import load_ophys_truth
     from brainobs.populate.scoring.matching import score_matching
-    from brainobs.populate.scoring.rois import score_roi_detection
     from brainobs.schemas.matching import CellMatching, cells_table
 
     match = CellMatching.fetch1()
@@ -155,12 +103,8 @@ def test_cell_matching_recovers_identities_across_sessions(processed):
     assert len(cells) == len(cells.drop_duplicates(["experiment_id", "cell_roi_id"]))
     truth: dict[int, dict[int, int]] = {}
     for experiment in _experiments():
-        key = {"experiment_id": experiment["experiment_id"]}
-        cell_truth = load_ophys_truth(processed, experiment["experiment_id"])
-        shape = (experiment["height"], experiment["width"])
-        roi_ids, detected, kept, footprints = _scored(key, cell_truth, shape)
-        score = score_roi_detection(detected, footprints, shape)
-        true_cell = {roi_ids[m.detected_index]: int(cell_truth.cell_ids[kept[m.truth_index]]) for m in score.matches}
+        rois, cell_truth, score = _score(processed, experiment)
+        true_cell = {rois[roi]["cell_roi_id"]: int(cell_truth.cell_ids[cell]) for roi, cell in score.matches}
         rois = cells[cells["experiment_id"] == experiment["experiment_id"]]["cell_roi_id"]
         truth[experiment["experiment_id"]] = {int(r): true_cell.get(int(r), -1) for r in rois}
     predicted = {(int(r.experiment_id), int(r.cell_roi_id)): int(r.cell_specimen_id) for r in cells.itertuples()}

@@ -1,0 +1,92 @@
+"""2-photon accuracy against ground truth: the demo and benchmark presets, each also with few photons.
+
+    python -m benchmarks.bench_ophys_accuracy [--presets demo benchmark] [--sessions 1] [--low-photon 0.25]
+
+For each preset a survey of one GCaMP6f container with --sessions sessions is generated (seed 0), then again
+with ``photons_per_pixel`` multiplied by --low-photon (shot noise up, everything else the same). Each survey is
+ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, MotionCorrection .. EventDetection are
+populated, and every experiment is scored with ``brainobs.api.score_against_truth``: registration RMSE (px),
+ROI recall / precision / F1 (centroids within 4 px and IoU >= 0.5, FOV interior), the median correlation of
+corrected traces with the true calcium, and L0 event precision / recall / F1 against every true spike
+(+-2 frames). The tests hold the tiny preset to F1 >= 0.9, RMSE <= 0.5 px and median r >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import load_average
+from benchmarks.bench_ophys import OPHYS_TABLES
+
+
+def generate(folder: Path, preset: str, sessions: int, photon_factor: float) -> Path:
+    from brainobs.ingest.synthetic import generate_survey
+    from brainobs.ingest.synthetic.presets import PRESETS, SubjectPlan
+
+    photons = PRESETS[preset].ophys.photons_per_pixel * photon_factor
+    one = (SubjectPlan(indicator="GCaMP6f", sessions=sessions),)
+    return generate_survey(folder, preset, seed=0, subjects=one, photons_per_pixel=photons).manifest
+
+
+def process_and_score(manifest: Path, home: Path) -> list[tuple[int, object]]:
+    from brainobs import api
+    from brainobs.database import EmbeddedServer
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.pipeline import populate_all
+    from brainobs.schemas import activate
+    from brainobs.schemas.acquisition import Experiment
+    from brainobs.schemas.loading import insert_manifest
+    from brainobs.settings import Settings
+
+    root = manifest.parent
+    settings = Settings(database_url="embedded", home=home, data_root=root, schema_prefix="benchaccuracy_")
+    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(root))
+    try:
+        activate(settings)
+        insert_manifest(load_manifest(manifest, root))
+        results = populate_all(settings, tables=OPHYS_TABLES, display_progress=False)
+        errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
+        if errors:
+            raise RuntimeError(f"pipeline did not finish: {errors}")
+        ids = Experiment.to_arrays("experiment_id", order_by="experiment_id")
+        return [(int(i), api.score_against_truth(int(i), root)) for i in ids]
+    finally:
+        EmbeddedServer(home).stop()
+
+
+def report(label: str, scores: list) -> None:
+    for experiment_id, s in scores:
+        d, e = s.detection, s.events
+        print(
+            f"  {label} experiment {experiment_id}: registration RMSE {s.registration_rmse_px:.2f} px; ROIs "
+            f"recall {d.recall:.3f} precision {d.precision:.3f} F1 {d.f1:.3f} ({len(d.matches)} of {d.n_truth} "
+            f"cells, {d.n_detected} ROIs); corrected-trace r median {np.nanmedian(s.trace_correlations):.3f}; "
+            f"events precision {e.precision:.3f} recall {e.recall:.3f} F1 {e.f1:.3f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["demo", "benchmark"])
+    parser.add_argument("--sessions", type=int, default=1, help="sessions (experiments) per preset")
+    parser.add_argument("--low-photon", type=float, default=0.25, help="photons_per_pixel factor of the variant")
+    args = parser.parse_args()
+    for preset in args.presets:
+        for label, factor in ((preset, 1.0), (f"{preset} low-photon x{args.low_photon:g}", args.low_photon)):
+            with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
+                started = time.perf_counter()
+                manifest = generate(Path(tmp) / "data", preset, args.sessions, factor)
+                scores = process_and_score(manifest, Path(tmp) / "home")
+                print(f"{label}: {time.perf_counter() - started:.0f} s (load {load_average()})", flush=True)
+                report(label, scores)
+
+
+if __name__ == "__main__":
+    main()
