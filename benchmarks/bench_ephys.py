@@ -14,9 +14,11 @@ MALLOC_TOP_PAD_=1073741824):
   ``spikeinterface.sorters.run_sorter`` with the preset's sorter and parameters, one job and one BLAS/OpenMP
   thread, as our SpikeSorting gives it.
 
-The figure of merit is SpikeSorting / bare (target <= 1.1): what wrapping the sorter call in a table costs.
-UnitMetrics is work the bare call does not do; it is timed apart and shown added too. Also seconds per
-recorded minute and each child's peak RSS (ru_maxrss) against the recording's int16 bytes.
+The bare sorting is scored against the generated truth (``score_sorting``: well-detected units at accuracy
+>= 0.8, false positives, high-SNR fraction). The figure of merit is SpikeSorting / bare (target <= 1.1):
+what wrapping the sorter call in a table costs. UnitMetrics is work the bare call does not do; it is timed
+apart and shown added too. Also seconds per recorded minute and each child's peak RSS (ru_maxrss) against
+the recording's int16 bytes.
 """
 
 from __future__ import annotations
@@ -84,8 +86,11 @@ def child_bare(manifest: Path, work: Path, preset: str) -> dict:
     from threadpoolctl import threadpool_limits
 
     from brainobs.ingest.ephys_files import open_recording
+    from brainobs.ingest.synthetic.ephys import load_truth
+    from brainobs.ingest.synthetic.truth import load_survey_truth
     from brainobs.populate.ephys.preprocessing import preprocess
     from brainobs.populate.ephys.presets import SORTER_PRESETS
+    from brainobs.populate.scoring.ephys import score_sorting
 
     probe = yaml.safe_load(manifest.read_text())["probe_insertions"][0]
     root = manifest.parent
@@ -103,7 +108,12 @@ def child_bare(manifest: Path, work: Path, preset: str) -> dict:
             verbose=False, **params,
         )  # fmt: skip
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": len(sorting.unit_ids)}
+    truth_sorting, truth_units = load_truth(root / load_survey_truth(root).probe_insertions[0]["truth_dir"])
+    accuracy = score_sorting(sorting, truth_sorting, truth_units).summary()
+    return {
+        "seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": len(sorting.unit_ids),
+        "accuracy": accuracy,
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -143,6 +153,7 @@ def main() -> None:
             f"(load before {bare['load']}, after {load_average()})",
             flush=True,
         )
+        print(f"accuracy of the bare sorting against the truth: {bare['accuracy']}", flush=True)
     print(
         f"SpikeSorting / bare sorter: {sorting_s / bare['seconds']:.2f}x (target <= 1.1); with UnitMetrics: "
         f"{(sorting_s + metrics_s) / bare['seconds']:.2f}x; peak memory / recording bytes: ours "
