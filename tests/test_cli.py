@@ -27,6 +27,7 @@ COMMANDS = [
     ["jobs", "errors"],
     ["jobs", "retry"],
     ["jobs", "ignore"],
+    ["jobs", "slurm"],
 ]
 
 

@@ -132,24 +132,3 @@ def test_sbatch_commands_group_tables_by_resources():
     assert "--cpus-per-task=2" in light and "--export=ALL,BRAINOBS_WORKER_TABLES=DeltaFOverF" in light
     submitted = sbatch_options("#!/bin/sh\n" + "\n".join(f"#SBATCH {o}" for o in heavy[1:-1]))
     assert submitted["--mem"] == "32G"
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["worker"],
-        ["jobs"],
-        ["jobs", "refresh"],
-        ["jobs", "errors"],
-        ["jobs", "retry"],
-        ["jobs", "ignore"],
-        ["jobs", "slurm"],
-    ],
-    ids=" ".join,
-)
-def test_worker_commands_have_help(command):
-    from typer.testing import CliRunner
-
-    result = CliRunner().invoke(app, [*command, "--help"])
-    assert result.exit_code == 0 and "Usage" in result.output, result.output
-    assert len(result.output.split("Usage", 1)[1].strip().splitlines()) > 2
