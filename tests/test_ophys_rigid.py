@@ -71,7 +71,7 @@ def test_reference_equals_suite2ps_on_one_batch():
 def test_rigid_shifts_equal_register_frames_and_recover_truth():
     frames, truth = shifted_frames(150, seed=3)
     reference = rigid.compute_reference(frames.copy(), SETTINGS)
-    dy, dx, peak = rigid.rigid_shifts(frames, reference, SETTINGS, batch_size=64)
+    dy, dx, peak = rigid.rigid_shifts(frames, reference, SETTINGS)
     offsets = register_frames(
         frames, reference, batch_size=64, norm_frames=True, smooth_sigma=1.15, spatial_taper=3.45, nonrigid=False,
         maxregshift=0.2, smooth_sigma_time=0, device=CPU, apply_shifts=False,

@@ -332,7 +332,7 @@ def register_movie(
             )
             y_raw, x_raw, correlation, y_block, x_block, block_correlation = offsets[:6]
         else:  # the same rigid pass in bounded memory
-            y_raw, x_raw, correlation = rigid_shifts(frames, reference, _suite2p_settings(params), batch)
+            y_raw, x_raw, correlation = rigid_shifts(frames, reference, _suite2p_settings(params))
             y_block = x_block = block_correlation = blocks = None
         y_raw, x_raw = y_raw.astype(np.int32), x_raw.astype(np.int32)
         y_offset, x_offset, clipped = clean_offsets(y_raw, x_raw, empty, fs, (height, width), params)

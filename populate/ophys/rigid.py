@@ -61,13 +61,16 @@ def _whiten_against(spectrum: np.ndarray, reference: np.ndarray) -> None:
                 spectrum[k, i, j] = complex((re * ref_re - im * ref_im) * scale, (re * ref_im + im * ref_re) * scale)
 
 
-def phase_correlate(frames: np.ndarray, filters: tuple, max_shift: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def phase_correlate(
+    frames: Any, filters: tuple, max_shift: int, clip: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer (dy, dx) shifts and peak correlation of each frame against a reference.
 
-    ``filters`` are suite2p's (maskMul, maskOffset, cfRefImg) of the reference (``compute_filters_and_norm``);
-    shifts are searched within +-``max_shift`` px. A positive dy means the frame's content sits lower than
-    the reference's; rolling the frame by (-dy, -dx) aligns it. Only the rows of the correlation map inside
-    the search window are transformed back.
+    ``frames``: int16, sliced along frames (an array, or a movie read a batch at a time). ``filters`` are
+    suite2p's (maskMul, maskOffset, cfRefImg) of the reference (``compute_filters_and_norm``); frames are
+    clipped to ``clip`` (suite2p's norm_frames range) first; shifts are searched within +-``max_shift`` px.
+    A positive dy means the frame's content sits lower than the reference's; rolling the frame by (-dy, -dx)
+    aligns it. Only the rows of the correlation map inside the search window are transformed back.
     """
     n_frames, height, width = frames.shape
     mask_mul, mask_offset, reference_spectrum = (f.resolve_conj().cpu().numpy() for f in filters)
@@ -82,7 +85,10 @@ def phase_correlate(frames: np.ndarray, filters: tuple, max_shift: int) -> tuple
     for start in range(0, n_frames, batch):
         stop = min(start + batch, n_frames)
         tapered = data[: stop - start]
-        _tapered(np.ascontiguousarray(frames[start:stop]), mask_mul, mask_offset, tapered)
+        batch_frames = np.asarray(frames[start:stop])
+        if clip is not None:
+            batch_frames = np.clip(batch_frames, *clip)
+        _tapered(np.ascontiguousarray(batch_frames), mask_mul, mask_offset, tapered)
         spectrum = scipy.fft.rfft2(tapered, workers=workers)
         _whiten_against(spectrum, half_spectrum)
         spectrum = scipy.fft.ifft(spectrum, axis=1, workers=workers, overwrite_x=True)
@@ -159,26 +165,17 @@ def compute_reference(stack: np.ndarray, settings: dict[str, Any]) -> np.ndarray
     return reference
 
 
-def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any], batch_size: int) -> tuple:
+def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any]) -> tuple:
     """suite2p ``register_frames``'s rigid shifts (dy, dx, peak correlation) of every frame of ``frames``
-    (int16, sliced along frames in batches of ``batch_size``) against ``reference``.
+    (int16, sliced along frames) against ``reference``.
 
     ``settings``: ``norm_frames``, ``smooth_sigma``, ``spatial_taper``, ``maxregshift``."""
     from suite2p.registration.register import compute_filters_and_norm
 
-    n_frames = frames.shape[0]
     masks_and_norm = compute_filters_and_norm(
         reference, settings["norm_frames"], settings["smooth_sigma"], settings["spatial_taper"], block_size=None,
         device=torch.device("cpu"),
     )  # fmt: skip
     filters, (rmin, rmax) = masks_and_norm[:3], masks_and_norm[-2:]
     max_shift = search_window(settings["maxregshift"], reference.shape)
-    dy, dx = np.empty(n_frames, np.int64), np.empty(n_frames, np.int64)
-    peak = np.empty(n_frames, np.float32)
-    for start in range(0, n_frames, batch_size):
-        stop = min(start + batch_size, n_frames)
-        batch = np.asarray(frames[start:stop])
-        if rmin > -np.inf:
-            batch = np.clip(batch, rmin, rmax)
-        dy[start:stop], dx[start:stop], peak[start:stop] = phase_correlate(batch, filters, max_shift)
-    return dy, dx, peak
+    return phase_correlate(frames, filters, max_shift, clip=(rmin, rmax) if rmin > -np.inf else None)
