@@ -7,6 +7,8 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,3 +34,35 @@ def run_child(module: str, kind: str, *args: object) -> dict:
     if done.returncode:
         raise RuntimeError(f"{kind} child failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def ingested_survey(manifest: Path, home: Path, schema_prefix: str) -> Iterator:
+    """An embedded PostgreSQL under ``home`` holding the rows of ``manifest`` (a generated survey), with the
+    brainobs schemas under ``schema_prefix``; yields its Settings and stops the server on exit.
+    BRAINOBS_HOME and BRAINOBS_DATA_ROOT are set too, for code that activates from the environment."""
+    from brainobs.database import EmbeddedServer
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.schemas import activate
+    from brainobs.schemas.loading import insert_manifest
+    from brainobs.settings import Settings
+
+    root = manifest.parent
+    settings = Settings(database_url="embedded", home=home, data_root=root, schema_prefix=schema_prefix)
+    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(root))
+    try:
+        activate(settings)
+        insert_manifest(load_manifest(manifest, root))
+        yield settings
+    finally:
+        EmbeddedServer(home).stop()
+
+
+def populate(settings, tables: list[str]) -> None:
+    """Populate ``tables`` (and nothing upstream); RuntimeError listing the jobs' errors if any failed."""
+    from brainobs.pipeline import populate_all
+
+    results = populate_all(settings, tables=tables, display_progress=False)
+    errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
+    if errors:
+        raise RuntimeError(f"pipeline did not finish: {errors}")

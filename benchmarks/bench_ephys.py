@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import load_average, peak_bytes, run_child
+from benchmarks import ingested_survey, load_average, peak_bytes, populate, run_child
 
 
 def generate_recording(folder: Path, channels: int, seconds: float) -> tuple[Path, float]:
@@ -47,37 +46,22 @@ def generate_recording(folder: Path, channels: int, seconds: float) -> tuple[Pat
 
 
 def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
-    from brainobs.database import EmbeddedServer
-    from brainobs.ingest.manifest import load_manifest
-    from brainobs.pipeline import populate_all
-    from brainobs.schemas import activate
     from brainobs.schemas.ephys import DEFAULT_PARAMSET, SpikeSorting, UnitMetrics
-    from brainobs.schemas.loading import insert_manifest
-    from brainobs.settings import Settings
 
     if preset != DEFAULT_PARAMSET:
         raise ValueError(f"the pipeline side runs the default parameter set {DEFAULT_PARAMSET!r}, not {preset!r}")
-    settings = Settings(database_url="embedded", home=home, data_root=manifest.parent, schema_prefix="benchephys_")
-    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(manifest.parent))
-    try:
-        activate(settings)
-        insert_manifest(load_manifest(manifest, manifest.parent))
-        populate_all(settings, tables=["EphysRecording"], display_progress=False)
+    with ingested_survey(manifest, home, "benchephys_") as settings:
+        populate(settings, ["EphysRecording"])
         load = load_average()
         seconds = {}
         for table in ("SpikeSorting", "UnitMetrics"):
             started = time.perf_counter()
-            results = populate_all(settings, tables=[table], display_progress=False)
+            populate(settings, [table])
             seconds[table] = time.perf_counter() - started
-            errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
-            if errors:
-                raise RuntimeError(f"pipeline did not finish: {errors}")
         if len(UnitMetrics()) != 1:
             raise RuntimeError("UnitMetrics has no row")
         n_units = int(SpikeSorting.fetch1("n_units"))
         return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": n_units}
-    finally:
-        EmbeddedServer(home).stop()
 
 
 def child_bare(manifest: Path, work: Path, preset: str) -> dict:

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import load_average, peak_bytes, run_child
+from benchmarks import ingested_survey, load_average, peak_bytes, populate, run_child
 
 OPHYS_TABLES = ["MotionCorrection", "Segmentation", "Fluorescence", "Demixing", "NeuropilCorrection"]
 OPHYS_TABLES += ["DeltaFOverF", "EventDetection"]
@@ -51,30 +50,17 @@ def generate_movie(folder: Path, frames: int, size: int, cells: int) -> tuple[Pa
 
 def child_pipeline(manifest: Path, home: Path) -> dict:
     """Ingest, then time the ophys tables' populate; the embedded server is stopped at the end."""
-    from brainobs.database import EmbeddedServer
-    from brainobs.ingest.manifest import load_manifest
-    from brainobs.pipeline import populate_all
-    from brainobs.schemas import activate
-    from brainobs.schemas.loading import insert_manifest
     from brainobs.schemas.ophys import EventDetection, Segmentation
-    from brainobs.settings import Settings
 
-    settings = Settings(database_url="embedded", home=home, data_root=manifest.parent, schema_prefix="benchophys_")
-    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(manifest.parent))
-    try:
-        activate(settings)
-        insert_manifest(load_manifest(manifest, manifest.parent))
+    with ingested_survey(manifest, home, "benchophys_") as settings:
         load = load_average()
         started = time.perf_counter()
-        results = populate_all(settings, tables=OPHYS_TABLES, display_progress=False)
+        populate(settings, OPHYS_TABLES)
         seconds = time.perf_counter() - started
-        errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
-        if errors or len(EventDetection()) != 1:
-            raise RuntimeError(f"pipeline did not finish: {errors}")
+        if len(EventDetection()) != 1:
+            raise RuntimeError("EventDetection has no row")
         n_rois = int(Segmentation.fetch1("n_rois"))
         return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_rois": n_rois}
-    finally:
-        EmbeddedServer(home).stop()
 
 
 def child_suite2p(movie_folder: Path, out: Path) -> dict:

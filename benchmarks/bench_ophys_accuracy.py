@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import load_average, run_child
+from benchmarks import ingested_survey, load_average, populate, run_child
 from benchmarks.bench_ophys import OPHYS_TABLES
 
 
@@ -39,27 +38,13 @@ def generate(folder: Path, preset: str, sessions: int, photon_factor: float) -> 
 def process_and_score(manifest: Path, home: Path) -> list[dict]:
     """Ingest, populate the 2-photon tables and score every experiment; the embedded server is stopped after."""
     from brainobs import api
-    from brainobs.database import EmbeddedServer
-    from brainobs.ingest.manifest import load_manifest
-    from brainobs.pipeline import populate_all
-    from brainobs.schemas import activate
     from brainobs.schemas.acquisition import Experiment
-    from brainobs.schemas.loading import insert_manifest
-    from brainobs.settings import Settings
 
-    root = manifest.parent
-    settings = Settings(database_url="embedded", home=home, data_root=root, schema_prefix="benchaccuracy_")
-    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(root))
-    try:
-        activate(settings)
-        insert_manifest(load_manifest(manifest, root))
-        results = populate_all(settings, tables=OPHYS_TABLES, display_progress=False)
-        errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
-        if errors:
-            raise RuntimeError(f"pipeline did not finish: {errors}")
+    with ingested_survey(manifest, home, "benchaccuracy_") as settings:
+        populate(settings, OPHYS_TABLES)
         rows = []
         for experiment_id in Experiment.to_arrays("experiment_id", order_by="experiment_id"):
-            s = api.score_against_truth(int(experiment_id), root)
+            s = api.score_against_truth(int(experiment_id), manifest.parent)
             d, e = s.detection, s.events
             rows.append(
                 {"experiment_id": int(experiment_id), "rmse": s.registration_rmse_px, "recall": d.recall,
@@ -68,8 +53,6 @@ def process_and_score(manifest: Path, home: Path) -> list[dict]:
                  "event_precision": e.precision, "event_recall": e.recall, "event_f1": e.f1}
             )  # fmt: skip
         return rows
-    finally:
-        EmbeddedServer(home).stop()
 
 
 def child_variant(preset: str, sessions: str, photon_factor: str) -> dict:
