@@ -200,3 +200,38 @@ def score_against_truth(experiment_id: int, survey_root: str | Path, ophys_param
     events = ophys.stack(ophys.EventDetection.Event, key, "events")
     truth = load_ophys_truth(Path(survey_root), int(experiment_id))
     return score_experiment(rois, y_offset, x_offset, corrected, events, truth, (height, width))
+
+
+def score_units_against_truth(
+    session_id: int, survey_root: str | Path, probe_name: str = "probeA", sorting_paramset: str | None = None
+):
+    """One probe's sorted units of a synthetic ecephys session (``brainobs synth``) scored against the truth
+    files under ``survey_root``: per-unit accuracy, well-detected units, false positives (a
+    `brainobs.populate.scoring.ephys.SortingScore`)."""
+    from spikeinterface.core import NumpySorting
+
+    from brainobs.ingest.synthetic.ephys import load_truth
+    from brainobs.ingest.synthetic.truth import load_survey_truth
+    from brainobs.populate.scoring.ephys import score_sorting
+    from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SpikeSorting
+
+    activate()
+    probe = {"session_id": int(session_id), "probe_name": probe_name}
+    key = {**probe, "sorting_paramset": sorting_paramset or DEFAULT_PARAMSET}
+    if not SpikeSorting & key:
+        raise LookupError(f"no SpikeSorting row for {key}")
+    fs, t_start = (EphysRecording & probe).fetch1("sampling_rate", "t_start")
+    unit_ids, times = (SpikeSorting.Unit & key).to_arrays("unit_id", "spike_times")
+    samples = {
+        int(u): np.round((np.asarray(t) - t_start) * fs).astype(np.int64) for u, t in zip(unit_ids, times, strict=True)
+    }
+    root = Path(survey_root)
+    probes = [
+        p
+        for p in load_survey_truth(root).probe_insertions
+        if p["session_id"] == probe["session_id"] and p["probe_name"] == probe_name
+    ]
+    if not probes:
+        raise LookupError(f"{root}: the truth has no probe {probe_name!r} in session {session_id}")
+    truth_sorting, truth_units = load_truth(root / probes[0]["truth_dir"])
+    return score_sorting(NumpySorting.from_unit_dict(samples, fs), truth_sorting, truth_units)

@@ -17,7 +17,7 @@ from brainobs.ingest.ephys_files import channel_geometry, open_recording
 from brainobs.populate.ephys.filters import filter_units
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS, compute_unit_metrics
 from brainobs.populate.ephys.pipeline import curate_units
-from brainobs.populate.ephys.preprocessing import cache_preprocessed, preprocess
+from brainobs.populate.ephys.preprocessing import held_in_memory, preprocess
 from brainobs.populate.ephys.presets import (
     ALLEN_METRIC_PARAMS,
     DUPLICATE_REMOVAL,
@@ -170,12 +170,14 @@ class SpikeSorting(dj.Computed):
 
     def make_compute(self, key, insertion, params):
         recording = preprocess(_open(insertion), params["preprocessing"])
-        sorting = run_sorter(recording, params["sorter"], _folder(key, "sorter"), n_jobs=1)
         analyzer_folder = _folder(key, "analyzer")
         if analyzer_folder.exists():
             shutil.rmtree(analyzer_folder)
-        traces = cache_preprocessed(recording)  # filtered once for all the analyzer's passes
-        curated = curate_units(recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces)
+        with held_in_memory(recording) as traces:  # filtered once, for the sorter and every analyzer pass
+            sorting = run_sorter(traces, params["sorter"], _folder(key, "sorter"), n_jobs=1, source=recording)
+            curated = curate_units(
+                recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces
+            )
         return (curated.units,)
 
     def make_insert(self, key, units):

@@ -6,13 +6,14 @@ import time
 
 import numpy as np
 import pytest
+import spikeinterface as si
 from spikeinterface.core import NumpySorting
 
 from brainobs.ingest.ephys_files import open_recording
 from brainobs.ingest.synthetic.ephys import load_truth, write_recording
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS
 from brainobs.populate.ephys.pipeline import UNIT_COLUMNS, curate_units
-from brainobs.populate.ephys.preprocessing import available_memory, cache_preprocessed, preprocess
+from brainobs.populate.ephys.preprocessing import HeldRecording, available_memory, held_in_memory, preprocess
 from brainobs.populate.ephys.sorting import run_sorter
 from brainobs.populate.scoring.ephys import score_sorting
 
@@ -69,8 +70,13 @@ def test_curate_truth_units(tiny):
 def test_sort_tiny_recording_with_cpu_default(tiny, tmp_path):
     _, recording, truth, truth_units = tiny
     started = time.perf_counter()
-    sorting = run_sorter(recording, "cpu_default", tmp_path / "sorter", n_jobs=1)
+    with held_in_memory(recording) as held:  # as SpikeSorting does: the sorter reads the held traces
+        sorting = run_sorter(held, "cpu_default", tmp_path / "sorter", n_jobs=1, source=recording)
     elapsed = time.perf_counter() - started
+    # the folder names the lazy chain as the sorter's input, not the in-process handle
+    assert not (tmp_path / "sorter" / "spikeinterface_recording.pickle").exists()
+    dumped = si.load(tmp_path / "sorter" / "spikeinterface_recording.json")
+    np.testing.assert_allclose(dumped.get_traces(end_frame=3000), recording.get_traces(end_frame=3000))
     score = score_sorting(sorting, truth, truth_units)
     print(f"cpu_default sorted 10 s x 16 channels in {elapsed:.1f} s: {score.summary()}")
     assert (truth_units["snr"] >= 5).sum() >= 3
@@ -88,31 +94,40 @@ def test_units_without_spikes_give_empty_tables(tiny):
     assert list(result.units.columns) == list(UNIT_COLUMNS)
 
 
-def test_cache_holds_the_same_traces_and_respects_its_limit(tiny):
+def test_held_traces_equal_lazy_and_respect_the_limit(tiny):
     _, recording, _, _ = tiny
-    cached = cache_preprocessed(recording)
-    assert cached is not recording
-    frames = {"start_frame": 1000, "end_frame": 31000}
-    # equal up to the filter's chunk-edge effects: a lazy read filters the window asked for, with margins
-    np.testing.assert_allclose(cached.get_traces(**frames), recording.get_traces(**frames), atol=0.01)
-    assert cached.get_dtype() == np.float32 and cached.get_num_samples() == recording.get_num_samples()
+    with held_in_memory(recording) as held:
+        assert isinstance(held, HeldRecording)
+        frames = {"start_frame": 1000, "end_frame": 31000}
+        # equal up to the filter's chunk-edge effects: a lazy read filters the window asked for, with margins
+        np.testing.assert_allclose(held.get_traces(**frames), recording.get_traces(**frames), atol=0.01)
+        assert held.get_dtype() == np.float32 and held.get_num_samples() == recording.get_num_samples()
+        assert held.get_start_time() == T_START
+        # run_sorter dumps its input and reloads it: the reload reads the same memory, with the probe
+        assert held.check_serializability("pickle") and not held.check_serializability("json")
+        reloaded = si.load(held.to_dict(include_properties=True))
+        assert np.shares_memory(reloaded.get_traces(end_frame=10), held.get_traces(end_frame=10))
+        np.testing.assert_array_equal(reloaded.get_channel_locations(), recording.get_channel_locations())
+        handle = held.to_dict()
+    with pytest.raises(RuntimeError, match="no preprocessed traces are held under"):
+        si.load(handle)  # released on leaving the block
     too_small = recording.get_num_samples() * recording.get_num_channels() * 4 - 1
-    assert cache_preprocessed(recording, max_bytes=too_small) is recording
+    with held_in_memory(recording, max_bytes=too_small) as lazy:
+        assert lazy is recording
     assert available_memory() > 0
 
 
-def test_curation_on_cached_traces_equals_lazy(tiny, tmp_path):
+def test_curation_on_held_traces_equals_lazy(tiny, tmp_path):
     _, recording, truth, _ = tiny
-    cached = cache_preprocessed(recording)
     lazy = curate_units(recording, truth, with_metrics=False)
-    fast = curate_units(recording, truth, with_metrics=False, traces=cached, analyzer_folder=tmp_path / "analyzer")
+    with held_in_memory(recording) as held:
+        fast = curate_units(recording, truth, with_metrics=False, traces=held, analyzer_folder=tmp_path / "analyzer")
     for column in ("unit_id", "peak_channel", "num_spikes"):
         np.testing.assert_array_equal(fast.units[column], lazy.units[column])
     for column in ("snr", "amplitude"):
         np.testing.assert_allclose(fast.units[column], lazy.units[column], rtol=1e-4)
     for ours, theirs in zip(fast.units["mean_waveform"], lazy.units["mean_waveform"], strict=True):
         np.testing.assert_allclose(ours, theirs, atol=0.01)
-    import spikeinterface as si
 
-    reloaded = si.load_sorting_analyzer(tmp_path / "analyzer")  # provenance: the lazy chain, not the cache
+    reloaded = si.load_sorting_analyzer(tmp_path / "analyzer")  # provenance: the lazy chain, not the held copy
     assert reloaded.has_recording() and "CommonReferenceRecording" in str(reloaded.recording.to_dict())

@@ -114,18 +114,15 @@ def test_cell_matching_recovers_identities_across_sessions(processed):
 
 
 def test_units_are_sorted_scored_and_filtered(processed):
-    from spikeinterface.core import NumpySorting
-
     from brainobs import api
-    from brainobs.ingest.synthetic.ephys import load_truth
-    from brainobs.ingest.synthetic.truth import load_survey_truth
-    from brainobs.populate.scoring.ephys import score_sorting
     from brainobs.schemas import stores
-    from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics
+    from brainobs.schemas.ephys import SpikeSorting, UnitMetrics
 
     sorting = SpikeSorting.fetch1()
     assert sorting["sorter_name"] == "lupin" and sorting["n_units"] > 0
     assert (stores.root() / sorting["output_dir"] / "analyzer").is_dir()
+    # the sorter read the held traces; its folder names the lazy chain they came from
+    assert (stores.root() / sorting["output_dir"] / "sorter" / "spikeinterface_recording.json").is_file()
     assert len(UnitMetrics.Unit()) == sorting["n_units"]
     units = api.units()
     for column in ("firing_rate", "presence_ratio", "isi_violations", "amplitude_cutoff", "PT_ratio", "in_brain"):
@@ -134,16 +131,10 @@ def test_units_are_sorted_scored_and_filtered(processed):
     passing = api.units(preset="visual_coding")
     assert len(passing) <= len(units)
     assert (passing["amplitude_cutoff"] <= 0.1).all() and (passing["presence_ratio"] >= 0.95).all()
-    survey = load_survey_truth(processed)
-    truth_sorting, truth_units = load_truth(processed / survey.probe_insertions[0]["truth_dir"])
-    recording = EphysRecording.fetch1()
-    samples = {
-        unit: np.round((times - recording["t_start"]) * recording["sampling_rate"]).astype(np.int64)
-        for (_probe, unit), times in api.spike_times(sorting["session_id"]).items()
-    }
-    sorted_units = NumpySorting.from_unit_dict(samples, recording["sampling_rate"])
-    score = score_sorting(sorted_units, truth_sorting, truth_units)
+    score = api.score_units_against_truth(sorting["session_id"], processed, sorting["probe_name"])
     assert score.fraction_high_snr_well_detected >= 0.7, score.summary()
+    with pytest.raises(LookupError, match="no SpikeSorting row"):
+        api.score_units_against_truth(sorting["session_id"], processed, sorting_paramset="kilosort4")
 
 
 def test_release_exports_what_passes_qc(processed, settings, tmp_path):

@@ -44,7 +44,7 @@ def curate_units(
     quality is "good" for every unit: no sorter we run labels noise.
     BLAS/OpenMP threads are capped at n_jobs. with_metrics=False leaves metrics empty (compute them later
     from the analyzer saved in analyzer_folder with compute_unit_metrics). traces: a faster copy of recording
-    (`preprocessing.cache_preprocessed`) read for every computation; the analyzer keeps recording's provenance.
+    (`preprocessing.held_in_memory`) read for every computation; the analyzer keeps recording's provenance.
     """
     t_start_s = recording.get_start_time() if t_start_s is None else t_start_s
     with threadpool_limits(limits=n_jobs):

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import spikeinterface.preprocessing as spre
 from spikeinterface.core import BaseRecording
+from spikeinterface.core.numpyextractors import NumpyRecordingSegment
 
 from brainobs.populate.ephys.presets import PREPROCESSING_PRESETS
 
 FILTERS = ("highpass", "bandpass")
-CACHE_MAX_BYTES = 8 * 2**30  # float32 bytes of a preprocessed recording held in memory for the analyzer
+CACHE_MAX_BYTES = 8 * 2**30  # float32 bytes of a preprocessed recording held in memory
 REFERENCES = ("median", "average", None)
 
 
@@ -54,15 +57,51 @@ def available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def cache_preprocessed(recording: BaseRecording, *, n_jobs: int = 1, max_bytes: int = CACHE_MAX_BYTES) -> BaseRecording:
-    """``recording`` (lazy, preprocessed) computed once into memory, when it fits.
+class HeldRecording(BaseRecording):
+    """A preprocessed recording computed into this process's memory, serialised as a key.
 
-    The SortingAnalyzer's passes (peak channels, waveforms, amplitudes and locations each read the whole
-    recording) then read the filtered traces instead of filtering again. The values equal a lazy read's up to
-    the filter's chunk-edge effects (under 0.01 uV). A recording larger than ``max_bytes`` or than a quarter
-    of the available memory is returned as it is, lazy.
+    ``run_sorter`` dumps its input recording to the output folder and reloads it; an in-memory recording
+    cannot be dumped, this one pickles as its key, and the reload finds the same arrays (no copy). Valid
+    only in the process that made it, inside ``held_in_memory``.
+    """
+
+    def __init__(self, key: str):
+        source = _HELD.get(key)
+        if source is None:
+            raise RuntimeError(
+                f"no preprocessed traces are held under {key!r} in this process: a HeldRecording is valid only "
+                "inside held_in_memory(), in the process that made it"
+            )
+        BaseRecording.__init__(self, source.get_sampling_frequency(), source.channel_ids, source.get_dtype())
+        for index in range(source.get_num_segments()):
+            traces = source.get_traces(segment_index=index)
+            t_start = source.get_start_time(segment_index=index)
+            self.add_recording_segment(NumpyRecordingSegment(traces, source.get_sampling_frequency(), t_start))
+        source.copy_metadata(self)
+        self._serializability["json"] = False
+        self._serializability["pickle"] = True
+        self._kwargs = {"key": key}
+
+
+_HELD: dict[str, BaseRecording] = {}
+
+
+@contextmanager
+def held_in_memory(recording: BaseRecording, *, max_bytes: int = CACHE_MAX_BYTES) -> Iterator[BaseRecording]:
+    """``recording`` (lazy, preprocessed) computed once into memory, as a HeldRecording, when it fits.
+
+    The sorter and then every SortingAnalyzer pass read these traces instead of filtering again. The values
+    equal a lazy read's up to the filter's chunk-edge effects (under 0.01 uV). A recording larger than
+    ``max_bytes`` or than a quarter of the available memory is yielded as it is, lazy. Leaving the block drops
+    the key: the traces are freed once nothing else refers to them.
     """
     size = recording.get_total_samples() * recording.get_num_channels() * recording.get_dtype().itemsize
     if size > min(max_bytes, available_memory() // 4):
-        return recording
-    return recording.save(format="memory", n_jobs=n_jobs, progress_bar=False)
+        yield recording
+        return
+    key = uuid.uuid4().hex
+    _HELD[key] = recording.save(format="memory", n_jobs=1, progress_bar=False)
+    try:
+        yield HeldRecording(key)
+    finally:
+        del _HELD[key]

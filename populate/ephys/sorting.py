@@ -47,13 +47,20 @@ def sorter_problems(preset: Mapping | str) -> list[str]:
 
 
 def run_sorter(
-    recording: BaseRecording, preset: Mapping | str, output_folder: Path, *, n_jobs: int | None = None
+    recording: BaseRecording,
+    preset: Mapping | str,
+    output_folder: Path,
+    *,
+    n_jobs: int | None = None,
+    source: BaseRecording | None = None,
 ) -> BaseSorting:
     """Sort `recording` into `output_folder` (replaced if present) and return the sorting, held in memory.
 
     Raises SorterUnavailableError before starting when the sorter cannot run here, SortingFailedError
     when it crashes (the sorter's log stays in output_folder). With n_jobs, BLAS/OpenMP threads are capped
-    at n_jobs too, so a worker uses the cores it was given and no more.
+    at n_jobs too, so a worker uses the cores it was given and no more. source: the lazy recording that
+    `recording` holds in memory (`preprocessing.held_in_memory`); its JSON replaces the in-process handle
+    that SpikeInterface dumped into output_folder, so the folder says how to rebuild the sorter's input.
     """
     preset = resolve_sorter_preset(preset)
     problems = sorter_problems(preset)
@@ -72,7 +79,17 @@ def run_sorter(
         raise SortingFailedError(
             f"{name} failed on {recording.get_num_channels()} channels ({err}); see {output_folder}"
         ) from err
+    finally:
+        if source is not None:
+            _record_source(Path(output_folder), source)
     return NumpySorting.from_sorting(sorting)
+
+
+def _record_source(output_folder: Path, source: BaseRecording) -> None:
+    handle = output_folder / "spikeinterface_recording.pickle"
+    if handle.exists():
+        source.dump_to_json(output_folder / "spikeinterface_recording.json")
+        handle.unlink()
 
 
 def _package_installed(name: str) -> bool:

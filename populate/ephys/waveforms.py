@@ -58,7 +58,7 @@ def build_analyzer(
     amplitudes and spike locations (for drift): every pass over the traces. The principal components, which
     only the metrics use, are `metrics.compute_unit_metrics`'s to add.
     main_channels (unit id -> peak channel index) defaults to peak_channels(). traces: a faster copy of
-    recording (`preprocessing.cache_preprocessed`) read by the computations; the analyzer records
+    recording (`preprocessing.held_in_memory`) read by the computations; the analyzer records
     recording's provenance.
     """
     channels = peak_channels(traces or recording, sorting, seed=seed) if main_channels is None else main_channels
