@@ -17,10 +17,10 @@ MALLOC_TOP_PAD_=1073741824):
 
 Both sortings are scored against the generated truth (``score_sorting``; ours from the stored Unit rows,
 after duplicate removal, through ``api.score_units_against_truth``): well-detected units at accuracy >= 0.8,
-false positives, high-SNR fraction. Each preset given is measured in turn on the same recording. The figure of merit is SpikeSorting / bare (target <= 1.1):
-what wrapping the sorter call in a table costs. UnitMetrics is work the bare call does not do; it is timed
-apart and shown added too. Also seconds per recorded minute and each child's peak RSS (ru_maxrss) against
-the recording's int16 bytes.
+false positives, high-SNR fraction. Each preset given is measured in turn on the same recording. The
+figure of merit is SpikeSorting / bare (target <= 1.1): what wrapping the sorter call in a table costs.
+UnitMetrics is work the bare call does not do; it is timed apart and shown added too. Also seconds per
+recorded minute and each child's peak RSS (ru_maxrss) against the recording's int16 bytes.
 """
 
 from __future__ import annotations
@@ -75,14 +75,15 @@ def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
 
 
 def paramset_for(preset: str) -> str:
-    """The SortingParamSet row that sorts with sorter preset ``preset`` (inserted if new)."""
-    from brainobs.schemas.ephys import DEFAULT_PARAMSET, SortingParamSet, sorting_params
-    from brainobs.schemas.params import insert_params, params_hash
+    """The SortingParamSet row that sorts with sorter preset ``preset``."""
+    from brainobs.schemas.ephys import DEFAULT_PARAMSET, PARAMSET_DESCRIPTIONS, SortingParamSet
 
     SortingParamSet.insert_defaults()
-    if params_hash(sorting_params(preset)) == params_hash(sorting_params(DEFAULT_PARAMSET)):
-        return DEFAULT_PARAMSET
-    return insert_params(SortingParamSet, preset, sorting_params(preset), f"{preset} (bench_ephys)")
+    if preset == "lupin":
+        return DEFAULT_PARAMSET  # the same parameters
+    if preset not in PARAMSET_DESCRIPTIONS:
+        raise ValueError(f"no SortingParamSet row for sorter preset {preset!r}")
+    return preset
 
 
 def child_bare(manifest: Path, work: Path, preset: str) -> dict:

@@ -32,6 +32,12 @@ from brainobs.schemas.params import insert_params, paramset_definition, select_n
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "cpu_default"
+PARAMSET_DESCRIPTIONS = {
+    DEFAULT_PARAMSET: "CPU default (lupin)",
+    "tridesclous2": "tridesclous2 (needs hdbscan: pip install 'brainobs[sorters]')",
+    "spykingcircus2": "spykingcircus2, motion correction off (needs hdbscan: pip install 'brainobs[sorters]')",
+    "kilosort4": "Kilosort4 (needs a GPU and kilosort: pip install 'brainobs[kilosort]')",
+}
 OUTSIDE_BRAIN = ("", "unknown", "root", "out of brain")
 
 
@@ -114,8 +120,9 @@ class SortingParamSet(dj.Lookup):
 
     @classmethod
     def insert_defaults(cls) -> None:
-        insert_params(cls, DEFAULT_PARAMSET, sorting_params("cpu_default"), "CPU default (lupin)")
-        insert_params(cls, "kilosort4", sorting_params("kilosort4"), "Kilosort4 (needs a GPU and kilosort)")
+        """One row per sorter preset (the `lupin` preset is the CPU default's row)."""
+        for name, description in PARAMSET_DESCRIPTIONS.items():
+            insert_params(cls, name, sorting_params(name), description)
 
 
 @schema

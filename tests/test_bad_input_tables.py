@@ -16,6 +16,7 @@ import yaml
 from ophys_fake_movie import make_fake_movie
 
 from brainobs.ingest.synthetic.ephys import load_truth, neuropixels1_probe, write_recording
+from brainobs.populate.ephys.sorting import sorter_problems
 
 pytestmark = pytest.mark.db
 
@@ -277,12 +278,19 @@ def test_crashing_sorter_fails_only_its_spike_sorting_job(db, settings, tmp_path
         return real_run_sorter(extractor, preset, output_folder, **kwargs)
 
     monkeypatch.setattr(ephys, "run_sorter", run_sorter)
-    ephys.SortingSelection.insert({**recording, "sorting_paramset": name} for name in (CRASHING, STAND_IN))
+    ephys.SortingParamSet.insert_defaults()
+    unavailable = ["kilosort4"] if sorter_problems("kilosort4") else []  # no GPU or no kilosort: a clear error
+    selected = (CRASHING, STAND_IN, *unavailable)
+    ephys.SortingSelection.insert({**recording, "sorting_paramset": name} for name in selected)
 
     result = ephys.SpikeSorting.populate(recording, reserve_jobs=True, suppress_errors=True, display_progress=False)
+    (ephys.SortingSelection & recording & [{"sorting_paramset": name} for name in unavailable]).delete(prompt=False)
 
-    ((key, message),) = result["error_list"]
-    assert key["sorting_paramset"] == CRASHING
+    errors = {key["sorting_paramset"]: message for key, message in result["error_list"]}
+    assert set(errors) == {CRASHING, *unavailable}
+    for name in unavailable:
+        assert "SorterUnavailableError: kilosort4 needs" in errors[name], errors[name]
+    message = errors[CRASHING]
     assert "SortingFailedError: lupin failed" in message and "no_such_parameter" in message, message
     sorter_folder = Path(message.rsplit("; see ", 1)[1])  # where the sorter's files (and any log) stay
     assert sorter_folder.parent.name.endswith(f"sorting_paramset-{CRASHING}") and sorter_folder.is_dir()
@@ -290,7 +298,7 @@ def test_crashing_sorter_fails_only_its_spike_sorting_job(db, settings, tmp_path
     assert not ephys.SpikeSorting & crashed
     assert not ephys.SpikeSorting.Unit & crashed
     failed_jobs = (ephys.SpikeSorting().jobs.errors & recording).to_arrays("sorting_paramset")
-    assert list(failed_jobs) == [CRASHING]
+    assert set(failed_jobs) == {CRASHING, *unavailable}
     sorted_ = {**recording, "sorting_paramset": STAND_IN}
     assert (ephys.SpikeSorting & sorted_).fetch1("n_units") == truth.get_num_units() > 0
     units = (ephys.SpikeSorting.Unit & sorted_).to_dicts()
