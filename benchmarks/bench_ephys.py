@@ -92,8 +92,7 @@ def child_bare(manifest: Path, work: Path, preset: str) -> dict:
     from threadpoolctl import threadpool_limits
 
     from brainobs.ingest.ephys_files import open_recording
-    from brainobs.ingest.synthetic.ephys import load_truth
-    from brainobs.ingest.synthetic.truth import load_survey_truth
+    from brainobs.ingest.synthetic.ephys import load_probe_truth
     from brainobs.populate.ephys.preprocessing import preprocess
     from brainobs.populate.ephys.presets import SORTER_PRESETS
     from brainobs.populate.scoring.ephys import score_sorting
@@ -114,7 +113,7 @@ def child_bare(manifest: Path, work: Path, preset: str) -> dict:
             verbose=False, **params,
         )  # fmt: skip
     seconds = time.perf_counter() - started
-    truth_sorting, truth_units = load_truth(root / load_survey_truth(root).probe_insertions[0]["truth_dir"])
+    truth_sorting, truth_units = load_probe_truth(root, probe["session_id"], probe["probe_name"])
     accuracy = score_sorting(sorting, truth_sorting, truth_units).summary()
     return {
         "seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": len(sorting.unit_ids),

@@ -210,8 +210,7 @@ def score_units_against_truth(
     `brainobs.populate.scoring.ephys.SortingScore`)."""
     from spikeinterface.core import NumpySorting
 
-    from brainobs.ingest.synthetic.ephys import load_truth
-    from brainobs.ingest.synthetic.truth import load_survey_truth
+    from brainobs.ingest.synthetic.ephys import load_probe_truth
     from brainobs.populate.scoring.ephys import score_sorting
     from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SpikeSorting
 
@@ -221,17 +220,7 @@ def score_units_against_truth(
     if not SpikeSorting & key:
         raise LookupError(f"no SpikeSorting row for {key}")
     fs, t_start = (EphysRecording & probe).fetch1("sampling_rate", "t_start")
-    unit_ids, times = (SpikeSorting.Unit & key).to_arrays("unit_id", "spike_times")
-    samples = {
-        int(u): np.round((np.asarray(t) - t_start) * fs).astype(np.int64) for u, t in zip(unit_ids, times, strict=True)
-    }
-    root = Path(survey_root)
-    probes = [
-        p
-        for p in load_survey_truth(root).probe_insertions
-        if p["session_id"] == probe["session_id"] and p["probe_name"] == probe_name
-    ]
-    if not probes:
-        raise LookupError(f"{root}: the truth has no probe {probe_name!r} in session {session_id}")
-    truth_sorting, truth_units = load_truth(root / probes[0]["truth_dir"])
+    trains = spike_times(session_id, probe_name=probe_name, sorting_paramset=key["sorting_paramset"])
+    samples = {unit: np.round((times - t_start) * fs).astype(np.int64) for (_, unit), times in trains.items()}
+    truth_sorting, truth_units = load_probe_truth(survey_root, int(session_id), probe_name)
     return score_sorting(NumpySorting.from_unit_dict(samples, fs), truth_sorting, truth_units)

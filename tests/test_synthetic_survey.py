@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import yaml
@@ -12,9 +13,10 @@ import yaml
 from brainobs.ingest.behavior_files import read_behavior
 from brainobs.ingest.manifest import load_manifest
 from brainobs.ingest.synthetic import generate_survey, load_ophys_truth, load_survey_truth
+from brainobs.ingest.synthetic.ephys import load_probe_truth, load_truth
 from brainobs.ingest.synthetic.presets import PRESETS, PresetError, SubjectPlan
 from brainobs.ingest.synthetic.survey import SurveyExistsError
-from brainobs.ingest.synthetic.truth import load_container_truth
+from brainobs.ingest.synthetic.truth import TruthError, load_container_truth
 from brainobs.populate.ophys.indicators import decay_time_s
 
 # a demo-like survey with a second, two-plane 11 Hz subject, at a small size
@@ -118,6 +120,10 @@ def test_the_truth_index_describes_the_survey(tiny):
         assert (tiny / session["behavior_truth"]).is_dir()
     (probe,) = truth.probe_insertions
     assert (tiny / probe["truth_dir"]).is_dir()
+    units = load_truth(tiny / probe["truth_dir"])[1]
+    pd.testing.assert_frame_equal(load_probe_truth(tiny, probe["session_id"], probe["probe_name"])[1], units)
+    with pytest.raises(TruthError, match="the truth has no probe 'probeZ'"):
+        load_probe_truth(tiny, probe["session_id"], "probeZ")
     assert probe["t_start_s"] + probe["duration_s"] <= truth.sessions[-1]["duration_s"]
 
 

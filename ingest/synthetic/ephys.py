@@ -17,6 +17,8 @@ import probeinterface
 from probeinterface.neuropixels_tools import build_neuropixels_probe
 from spikeinterface.core import BaseRecording, NumpySorting, generate_ground_truth_recording
 
+from brainobs.ingest.synthetic.truth import TruthError, load_survey_truth
+
 PROBE_TYPE = "Neuropixels 1.0"
 PROBE_PART_NUMBER = "NP1000"
 NP1_READOUT_CHANNELS = 384
@@ -142,6 +144,14 @@ def load_truth(truth_dir: Path) -> tuple[NumpySorting, pd.DataFrame]:
         [samples], [labels], info["sampling_rate"], unit_ids=units["unit_id"].to_numpy()
     )
     return sorting, units
+
+
+def load_probe_truth(out_dir: Path | str, session_id: int, probe_name: str) -> tuple[NumpySorting, pd.DataFrame]:
+    """``load_truth`` of one probe insertion of the survey in out_dir (``brainobs synth``)."""
+    for probe in load_survey_truth(out_dir).probe_insertions:
+        if probe["session_id"] == session_id and probe["probe_name"] == probe_name:
+            return load_truth(Path(out_dir) / probe["truth_dir"])
+    raise TruthError(f"{out_dir}: the truth has no probe {probe_name!r} in session {session_id}")
 
 
 def _generate(num_channels: int, duration_s: float, seed: int, sampling_rate: float, num_units: int):
