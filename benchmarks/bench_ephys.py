@@ -75,15 +75,15 @@ def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
 
 
 def paramset_for(preset: str) -> str:
-    """The SortingParamSet row that sorts with sorter preset ``preset``."""
-    from brainobs.schemas.ephys import DEFAULT_PARAMSET, PARAMSET_DESCRIPTIONS, SortingParamSet
+    """The SortingParamSet row that holds sorter preset ``preset``'s parameters (found by their hash)."""
+    from brainobs.schemas.ephys import SortingParamSet, sorting_params
+    from brainobs.schemas.params import params_hash
 
     SortingParamSet.insert_defaults()
-    if preset == "lupin":
-        return DEFAULT_PARAMSET  # the same parameters
-    if preset not in PARAMSET_DESCRIPTIONS:
-        raise ValueError(f"no SortingParamSet row for sorter preset {preset!r}")
-    return preset
+    row = SortingParamSet & {"param_hash": params_hash(sorting_params(preset))}
+    if not row:
+        raise ValueError(f"no SortingParamSet row holds sorter preset {preset!r}")
+    return row.fetch1("sorting_paramset")
 
 
 def child_bare(manifest: Path, work: Path, preset: str) -> dict:
@@ -136,7 +136,7 @@ def main() -> None:
         run = child_pipeline if kind == "pipeline" else child_bare
         print(json.dumps(run(Path(manifest), Path(work), preset)), flush=True)
         return
-    unavailable = {preset: sorter_problems(preset) for preset in args.preset if sorter_problems(preset)}
+    unavailable = {preset: problems for preset in args.preset if (problems := sorter_problems(preset))}
     if unavailable:
         parser.error(f"cannot run here: {unavailable}")
 
