@@ -57,39 +57,36 @@ def window_frames(fs: float, seconds: float) -> int:
 
 
 def check_window(window: int, n_frames: int, name: str = "window") -> None:
-    """Raise ValueError unless ``window`` is odd, positive and not longer than the trace."""
-    if window <= 0 or window % 2 == 0 or window > n_frames:
+    """Raise ValueError unless ``window`` is odd, positive and shorter than the trace (Allen's rule)."""
+    if window <= 0 or window % 2 == 0 or window >= n_frames:
         raise ValueError(
             f"invalid {name} of {window} frames for a trace of {n_frames} frames: it must be odd, positive "
-            "and no longer than the trace (use shorter window seconds for short recordings)"
+            "and shorter than the trace (use shorter window seconds for short recordings)"
         )
 
 
-def noise_std(x: np.ndarray, filter_length: int) -> float:
-    """Robust standard deviation of the noise of ``x``.
+def noise_std(x: np.ndarray, filter_length: int, mode: str = "reflect") -> float:
+    """Robust standard deviation of the noise of ``x`` (Allen ``noise_std``).
 
-    residual = x - median_filter(x, filter_length); keep residuals below 1.5 * |min(residual)| (drops
+    residual = x - median_filter(x, filter_length, mode); keep residuals below 1.5 * |min(residual)| (drops
     positive transients); robust sigma = 1.4826 * MAD of those; keep |residual| < 2.5 * that sigma; return
-    1.4826 * MAD of what is left. NaN when ``x`` holds a NaN; 0.0 when no residual survives the first cut
-    (a noiseless, e.g. constant, trace). The median filter pads the edges with the nearest value, as
-    Allen's event detection does (Allen's dF/F module pads with zeros, which only adds edge residuals that
-    the positive cut removes). ``filter_length`` may be even (as int(1.0 * fs) can be).
+    1.4826 * MAD of what is left. NaN when ``x`` holds a NaN, and NaN when no residual survives a cut (a
+    noiseless, e.g. constant, trace), as in Allen. dF/F uses scipy's default edge mode ``reflect``; event
+    detection passes ``nearest``. ``filter_length`` may be even (as int(1.0 * fs) can be).
     """
     x = np.asarray(x, dtype=np.float64)
     if np.isnan(x).any():
         return float("nan")
-    residual = x - median_filter(x, size=filter_length, mode="nearest")
+    residual = x - median_filter(x, size=filter_length, mode=mode)
     kept = residual[residual < 1.5 * abs(residual.min())]
-    if kept.size == 0:
-        return 0.0
     robust_sigma = _mad_sigma(kept)
-    kept = kept[np.abs(kept) < 2.5 * robust_sigma]
-    if kept.size == 0:
-        return 0.0
-    return _mad_sigma(kept)
+    return _mad_sigma(kept[np.abs(kept) < 2.5 * robust_sigma])
 
 
 def _mad_sigma(x: np.ndarray) -> float:
+    """1.4826 * MAD; NaN for an empty array."""
+    if x.size == 0:
+        return float("nan")
     return MAD_TO_SIGMA * float(np.median(np.abs(x - np.median(x))))
 
 
@@ -175,29 +172,52 @@ def _window_nanmedian(ranks: np.ndarray, sorted_values: np.ndarray, window: int,
     return out
 
 
-def compute_dff_trace(trace: np.ndarray, long_window: int, short_window: int) -> tuple[np.ndarray, float, int]:
-    """dF/F of one trace with windows in frames; returns (dff, sigma_dff, num_small_baseline_frames).
+@dataclass(frozen=True)
+class DffTrace:
+    """dF/F of one trace and the intermediates Allen's code computes on the way (all float64 unless noted).
 
-    An all-NaN trace is returned unchanged with sigma NaN and 0 small-baseline frames; a trace with only
-    some NaNs is an error.
+    dff (T,); sigma_dff; num_small_baseline_frames (int); sigma_f = noise_std(F); low_baseline (T,), the
+    10th-percentile filter; active_mask (T,) bool, frames above low_baseline + 3 sigma_f; baseline (T,).
+    For an all-NaN trace only dff (the input), sigma_dff (NaN) and num_small_baseline_frames (0) are set.
+    """
+
+    dff: np.ndarray
+    sigma_dff: float
+    num_small_baseline_frames: int
+    sigma_f: float = float("nan")
+    low_baseline: np.ndarray | None = None
+    active_mask: np.ndarray | None = None
+    baseline: np.ndarray | None = None
+
+
+def dff_trace(trace: np.ndarray, long_window: int, short_window: int) -> DffTrace:
+    """dF/F of one trace with windows in frames (Allen ``compute_dff_trace``, inactive percentile 10).
+
+    An all-NaN trace is returned unchanged with sigma NaN and 0 small-baseline frames (no window check). A
+    trace with some NaNs has a NaN noise sigma, so its dF/F and sigma_dff are all NaN. A noiseless
+    (constant) trace has a NaN noise sigma too, giving an all-NaN dF/F. Windows must be odd, positive and
+    shorter than the trace (ValueError otherwise).
     """
     trace = np.asarray(trace, dtype=np.float64)
     if trace.ndim != 1:
         raise ValueError(f"a trace must be 1-D, got shape {trace.shape}")
-    nan = np.isnan(trace)
-    if nan.all():
-        return trace.copy(), float("nan"), 0
-    if nan.any():
-        raise ValueError(f"trace has {int(nan.sum())} NaN frames out of {trace.size}; expected none or all")
+    if np.isnan(trace).all():
+        return DffTrace(trace.copy(), float("nan"), 0)
     check_window(long_window, trace.size, "long baseline window")
     check_window(short_window, trace.size, "short noise window")
     sigma_f = noise_std(trace, short_window)
-    low = percentile_filter(trace, INACTIVE_PERCENTILE, size=long_window, mode="reflect")
-    inactive = np.where(trace > low + ACTIVE_SIGMAS * sigma_f, np.nan, trace)
-    baseline = nanmedian_filter(inactive, long_window)
+    low = percentile_filter(trace, INACTIVE_PERCENTILE, size=long_window)
+    active = trace > low + ACTIVE_SIGMAS * sigma_f
+    baseline = nanmedian_filter(np.where(active, np.nan, trace), long_window)
     dff = (trace - baseline) / np.maximum(baseline, sigma_f)
     num_small = int(np.count_nonzero(baseline <= sigma_f))
-    return dff, noise_std(dff, short_window), num_small
+    return DffTrace(dff, noise_std(dff, short_window), num_small, sigma_f, low, active, baseline)
+
+
+def compute_dff_trace(trace: np.ndarray, long_window: int, short_window: int) -> tuple[np.ndarray, float, int]:
+    """(dff, sigma_dff, num_small_baseline_frames) of one trace; see :func:`dff_trace`."""
+    result = dff_trace(trace, long_window, short_window)
+    return result.dff, result.sigma_dff, result.num_small_baseline_frames
 
 
 def compute_dff(

@@ -106,7 +106,7 @@ def detect_events_trace(
     trace = np.asarray(trace, dtype=np.float64)
     if np.isnan(trace).any():
         return np.full(trace.shape, np.nan), float("nan"), float("nan")
-    sigma = noise_std(trace, int(NOISE_FILTER_S * fs))
+    sigma = noise_std(trace, int(NOISE_FILTER_S * fs), mode="nearest")
     trend = median_filter(trace, size=int(DETREND_FILTER_S * fs), mode="nearest")
     detrended = trace - np.minimum(trend, DETREND_CLIP_SIGMAS * sigma)
     events, penalty = search_penalty(detrended, gamma, noise_multiplier * sigma, eps)

@@ -1,16 +1,18 @@
-"""Neuropil subtraction F_C = F_M - r F_N with the Allen contamination-ratio estimate.
+"""Neuropil subtraction F_C = F_M - r F_N with the Allen contamination-ratio estimate (ophys_etl
+``neuropil_correction``, AllenSDK ``r_neuropil``; docs/methods.md).
 
 For a candidate r, the smooth F_C solves (I + lam L^T L) F_C = F_M - r F_N (L = first difference,
-lam = 0.05); the error is ``sqrt(mean((F_C - (F_M - r F_N))^2)) / mean(F_M)`` (absolute value), averaged
-over 4 contiguous folds of ``T // 4`` frames. Since F_C is linear in r, each fold's error is computed in
-closed form from two banded solves (exactly the same numbers as solving per r). r is searched on
-[0, 2) in steps of 0.1 (the range is extended upwards while the minimum sits on its upper edge), then
-refined 3 times around the minimum with steps 10x finer each time. Negative r -> 0; when the mean of
+lam = 0.05); the error is ``|sqrt(mean((F_C - (F_M - r F_N))^2)) / mean(F_M)|``, averaged over 4
+contiguous folds of ``int(T / 4)`` frames (the tail is unused). Since F_C is linear in r, each fold's error
+is computed in closed form from two banded solves. r is searched on ``np.arange(0, 2, 0.1)``; while the
+pass's minimum sits on the grid's last point the range is extended to ``[rs[-1], 2 rs[-1] - rs[0]]`` and
+the pass repeated; otherwise the next range is ``[rs[i-1], rs[i+1]]`` with the step times 0.1. Three passes
+(steps 0.1, 0.01, 0.001) in all; the result is the lowest error seen. Negative r -> 0; when the mean of
 ``F_M - r F_N`` is <= 0, r = 0 and F_C = F_M.
 
-Experiment level: every r > 1 is replaced by the mean of the experiment's r values in (0, 1] when at least
-5 ROIs have one, else by 0.7; their F_C and RMSE are recomputed. RMSE is always the fold-averaged error at
-the final r. Rows with NaN (excluded ROIs) give NaN r, RMSE and F_C.
+Experiment level: when any r > 1, every r > 1 is replaced by the mean of the experiment's r values in
+(0, 1] when at least 5 ROIs have one, else by 0.7; their F_C is recomputed, and the RMSE of every ROI is
+recomputed at its final r. Rows with NaN (excluded ROIs) give NaN r, RMSE and F_C.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from scipy.linalg import solveh_banded
 SMOOTHING = 0.05
 FOLDS = 4
 R_START, R_STOP, R_STEP = 0.0, 2.0, 0.1
-REFINEMENTS = 3
-R_MAX = 100.0
+STEP_FACTOR = 0.1
+PASSES = 3
+R_MAX = 100.0  # upward range extension stops here (Allen has no bound; only a degenerate trace gets there)
 UNCONVERGED_R = 1.0
 MIN_CONVERGED_ROIS = 5
 FALLBACK_R = 0.7
@@ -32,13 +35,18 @@ FALLBACK_R = 0.7
 
 @dataclass(frozen=True)
 class NeuropilResult:
-    """Per ROI: r (contamination ratio), rmse (fold-averaged normalised error at r), r_estimated (r before
-    the experiment-level r > 1 rule), all (n_roi,); corrected: (n_roi, T) F_C."""
+    """Per ROI, (n_roi,): r (contamination ratio), rmse (fold-averaged normalised error: the search minimum,
+    or the error at the final r when the r > 1 rule applied), r_estimated and error_estimated (r and error
+    before that rule), n_error_evaluations (grid points the search evaluated), filled (bool: r replaced by
+    the rule); corrected: (n_roi, T) F_C."""
 
     r: np.ndarray
     rmse: np.ndarray
     r_estimated: np.ndarray
     corrected: np.ndarray
+    error_estimated: np.ndarray
+    n_error_evaluations: np.ndarray
+    filled: np.ndarray
 
 
 class FoldError:
@@ -72,14 +80,25 @@ class FoldError:
             return np.abs(np.sqrt(mse) / self._mean).mean(axis=-1)
 
 
-def search_r(error: FoldError) -> float:
-    """Grid search of r (step 0.1 on [0, 2), then 3 refinements 10x finer around the minimum)."""
+@dataclass(frozen=True)
+class RSearch:
+    """The grid search's answer: r (not yet clipped at 0), its error, and how many r values it evaluated."""
+
+    r: float
+    error: float
+    n_evaluations: int
+
+
+def search_r(error: FoldError, passes: int = PASSES) -> RSearch:
+    """Allen's grid search of r (see the module docstring)."""
     low, high, step = R_START, R_STOP, R_STEP
     best_r, best_error = R_START, np.inf
-    refinements = 0
-    while refinements <= REFINEMENTS:
+    evaluations = 0
+    done = 0
+    while done < passes:
         grid = np.arange(low, high, step)
         errors = error(grid)
+        evaluations += grid.size
         i = int(np.argmin(errors))
         if errors[i] < best_error:
             best_r, best_error = float(grid[i]), float(errors[i])
@@ -87,9 +106,9 @@ def search_r(error: FoldError) -> float:
             low, high = grid[-1], grid[-1] + (grid[-1] - grid[0])
             continue
         low, high = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-        step /= 10.0
-        refinements += 1
-    return max(best_r, 0.0)
+        step *= STEP_FACTOR
+        done += 1
+    return RSearch(best_r, best_error, evaluations)
 
 
 def estimate_neuropil(
@@ -102,6 +121,8 @@ def estimate_neuropil(
         raise ValueError(f"ROI traces {fm_all.shape} and neuropil traces {fn_all.shape} must both be (n_roi, T)")
     n_roi = fm_all.shape[0]
     r = np.full(n_roi, np.nan)
+    rmse = np.full(n_roi, np.nan)
+    evaluations = np.zeros(n_roi, dtype=np.int64)
     corrected = np.full_like(fm_all, np.nan)
     errors: list[FoldError | None] = [None] * n_roi
     for i in range(n_roi):
@@ -109,17 +130,18 @@ def estimate_neuropil(
         if np.isnan(fm).any() or np.isnan(fn).any():
             continue
         errors[i] = FoldError(fm, fn, lam, folds)
-        r[i] = search_r(errors[i])
+        found = search_r(errors[i])
+        r[i], rmse[i], evaluations[i] = max(found.r, 0.0), found.error, found.n_evaluations
         corrected[i] = fm - r[i] * fn
         if corrected[i].mean() <= 0:
             r[i] = 0.0
             corrected[i] = fm
-    r_estimated = r.copy()
-    unconverged = r > UNCONVERGED_R
-    if unconverged.any():
+    r_estimated, error_estimated = r.copy(), rmse.copy()
+    filled = r > UNCONVERGED_R
+    if filled.any():
         converged = r[(r > 0) & (r <= UNCONVERGED_R)]
         fill = float(converged.mean()) if converged.size >= MIN_CONVERGED_ROIS else FALLBACK_R
-        r[unconverged] = fill
-        corrected[unconverged] = fm_all[unconverged] - fill * fn_all[unconverged]
-    rmse = np.array([float(e(r[i])) if e is not None else np.nan for i, e in enumerate(errors)])
-    return NeuropilResult(r, rmse, r_estimated, corrected)
+        r[filled] = fill
+        corrected[filled] = fm_all[filled] - fill * fn_all[filled]
+        rmse = np.array([float(e(r[i])) if e is not None else np.nan for i, e in enumerate(errors)])
+    return NeuropilResult(r, rmse, r_estimated, corrected, error_estimated, evaluations, filled)
