@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainobs.populate.ophys import demix, dff, neuropil, rois
+from brainobs.populate.ophys import demix, dff, neuropil, registration, rois
 
 
 def _require(sidecar: dict, **expected: object) -> None:
@@ -70,7 +70,50 @@ def _neuropil(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndar
     }
 
 
+
+def _roi_postprocess(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    scalars = sidecar["scalars"]
+    _require(sidecar, abs_threshold=None, morphological_ops=True)
+    shape = (int(scalars["movie_height"]), int(scalars["movie_width"]))
+    owner = inputs["pixel_roi"]
+    n_input = int(scalars.get("n_input_rois", owner.max() + 1 if owner.size else 0))
+    stat = [
+        {"ypix": inputs["ypix"][owner == i], "xpix": inputs["xpix"][owner == i], "lam": inputs["lam"][owner == i]}
+        for i in range(n_input)
+    ]
+    border = registration.motion_border(inputs["motion_x"], inputs["motion_y"], float(scalars["maximum_motion_shift"]))
+    result = rois.postprocess_rois(
+        stat,
+        shape,
+        border,
+        aspect_ratio_threshold=float(scalars["aspect_ratio_threshold"]),
+        binary_quantile=float(scalars["binary_quantile"]),
+        npixel_threshold=int(scalars["npixel_threshold"]),
+    )
+    aspect_kept = np.array([result.dropped.get(i) != "aspect_ratio" for i in range(n_input)], dtype=bool)
+    allen_id = np.cumsum(aspect_kept) - 1  # Allen numbers the ROIs that passed the aspect-ratio filter
+    records = result.rois
+    return {
+        "max_frame_shift": np.array([border.left, border.right, border.up, border.down]),
+        "aspect_ratio_kept": aspect_kept,
+        "id": np.array([allen_id[r.source_index] for r in records], dtype=np.int64),
+        "source_index": np.array([r.source_index for r in records], dtype=np.int64),
+        "x": np.array([r.x for r in records], dtype=np.int64),
+        "y": np.array([r.y for r in records], dtype=np.int64),
+        "width": np.array([r.width for r in records], dtype=np.int64),
+        "height": np.array([r.height for r in records], dtype=np.int64),
+        "motion_border": np.array(["motion_border" in r.exclusion_labels for r in records], dtype=bool),
+        "small_size": np.array(["small_size" in r.exclusion_labels for r in records], dtype=bool),
+        "valid_roi": np.array([r.valid_roi for r in records], dtype=bool),
+        "full_mask": np.array([r.full_mask() for r in records], dtype=bool).reshape(len(records), *shape),
+        # the stored values are the pixel counts of the final masks (after the morphology), whatever the
+        # vectors' README says; brainobs's records hold exactly those masks
+        "binarized_npixels": np.array([r.npix for r in records], dtype=np.int64),
+    }
+
+
 ADAPTERS = {
     "dff": _dff,
     "neuropil": _neuropil,
+    "roi_postprocess": _roi_postprocess,
 }

@@ -143,9 +143,13 @@ def test_motion_border_keeps_shifts_of_exactly_30_px() -> None:
     assert motion_border(np.array([30, -30]), np.array([0, 0])) == MotionBorder(30, 30, 0, 0)
 
 
-def test_motion_border_is_never_negative() -> None:
-    assert motion_border(np.array([2, 4]), np.array([-1, -6])) == MotionBorder(left=4, right=0, up=0, down=6)
-    assert motion_border(np.array([99]), np.array([-99])) == MotionBorder(0, 0, 0, 0)
+def test_motion_border_is_negative_on_a_side_never_moved_towards_as_in_allen() -> None:
+    assert motion_border(np.array([2, 4]), np.array([-1, -6])) == MotionBorder(left=4, right=-2, up=-1, down=6)
+
+
+def test_motion_border_without_inliers_is_an_error() -> None:
+    with pytest.raises(ValueError, match="x offset"):
+        motion_border(np.array([99]), np.array([0]))
 
 
 # --- intensity conversion

@@ -51,7 +51,7 @@ IQR_TO_SIGMA = 1.349  # interquartile range of a normal distribution, in standar
 @dataclass(frozen=True)
 class MotionBorder:
     """Largest motion correction in each direction, px (Allen naming: right = -min(x), left = max(x),
-    down = -min(y), up = max(y)); never negative."""
+    down = -min(y), up = max(y)); negative on a side the movie never moved towards, as in Allen."""
 
     left: float
     right: float
@@ -117,16 +117,20 @@ def clip_offset_outliers(offsets: np.ndarray, window_frames: int, max_shift: int
 
 
 def motion_border(x_offset: np.ndarray, y_offset: np.ndarray, max_shift: float = 30.0) -> MotionBorder:
-    """Motion border from rigid offsets, ignoring offsets beyond ``max_shift`` px as outliers."""
+    """Motion border from rigid offsets, ignoring offsets beyond ``max_shift`` px as outliers (Allen
+    ``get_max_correction_values``): left = max(x), right = -min(x), up = max(y), down = -min(y) of the
+    inliers. As in Allen a side the movie never moved towards gets a negative value (e.g. right = -2 when
+    every x offset is >= 2); it only widens the valid region past the frame edge, so no ROI changes label.
+    ValueError when an axis has no inlier."""
 
-    def largest(values: np.ndarray) -> tuple[float, float]:
+    def largest(values: np.ndarray, axis: str) -> tuple[float, float]:
         inliers = values[np.abs(values) <= max_shift]
         if inliers.size == 0:
-            return 0.0, 0.0
-        return max(float(inliers.max()), 0.0), max(float(-inliers.min()), 0.0)
+            raise ValueError(f"every {axis} offset is beyond the {max_shift} px motion-border limit")
+        return float(inliers.max()), float(-inliers.min())
 
-    left, right = largest(np.asarray(x_offset, dtype=np.float64))
-    up, down = largest(np.asarray(y_offset, dtype=np.float64))
+    left, right = largest(np.asarray(x_offset, dtype=np.float64), "x")
+    up, down = largest(np.asarray(y_offset, dtype=np.float64), "y")
     return MotionBorder(left=left, right=right, up=up, down=down)
 
 

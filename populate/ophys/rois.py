@@ -1,4 +1,5 @@
-"""ROI post-processing of suite2p detections into binary masks with exclusion labels (Allen method).
+"""ROI post-processing of suite2p detections into binary masks with exclusion labels (Allen ophys_etl
+``postprocess_rois``; docs/methods.md).
 
 In order, per ROI (suite2p ``stat`` entry with ``ypix``, ``xpix``, ``lam``):
 
@@ -165,10 +166,10 @@ def crosses_motion_border(
 def _unique_pixels(
     ypix: np.ndarray, xpix: np.ndarray, lam: np.ndarray, frame_shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row-major sorted pixels with repeated pixels' weights summed."""
+    """Row-major sorted pixels with repeated pixels' weights summed (weights keep their dtype)."""
     linear = ypix * frame_shape[1] + xpix
     unique, inverse = np.unique(linear, return_inverse=True)
-    weights = np.zeros(unique.size)
+    weights = np.zeros(unique.size, dtype=lam.dtype)
     np.add.at(weights, inverse, lam)
     return unique // frame_shape[1], unique % frame_shape[1], weights
 
@@ -191,9 +192,11 @@ def _pixels(entry: Mapping[str, Any], index: int, frame_shape: tuple[int, int]) 
     try:
         ypix = np.asarray(entry["ypix"], dtype=np.int64).ravel()
         xpix = np.asarray(entry["xpix"], dtype=np.int64).ravel()
-        lam = np.asarray(entry["lam"], dtype=np.float64).ravel()
+        lam = np.asarray(entry["lam"]).ravel()
     except KeyError as err:
         raise ValueError(f"ROI {index}: missing {err.args[0]!r} (need ypix, xpix, lam)") from err
+    if lam.dtype.kind != "f":
+        lam = lam.astype(np.float64)
     if not ypix.size == xpix.size == lam.size:
         raise ValueError(f"ROI {index}: ypix, xpix and lam lengths differ ({ypix.size}, {xpix.size}, {lam.size})")
     height, width = frame_shape
