@@ -16,7 +16,10 @@ def _require(sidecar: dict, **expected: object) -> None:
     as a refusal of the input, so this is a RuntimeError: the case fails, naming the parameter)."""
     scalars = sidecar["scalars"]
     for name, value in expected.items():
-        if name in scalars and scalars[name] != value:
+        given = scalars.get(name, value)
+        if isinstance(value, frozenset):
+            given = frozenset(given)
+        if given != value:
             raise RuntimeError(f"{sidecar['case']}: {name}={scalars[name]!r}; brainobs implements {value!r}")
 
 
@@ -112,8 +115,40 @@ def _roi_postprocess(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, 
     }
 
 
+
+def _demix(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    scalars = sidecar["scalars"]
+    _require(
+        sidecar,
+        exclude_labels=demix.NOT_DEMIXED_LABELS,
+        negative_transient_window=demix.TRANSIENT_WINDOW,
+        negative_transient_length=demix.TRANSIENT_LENGTH,
+        negative_transient_std_devs=demix.TRANSIENT_SIGMAS,
+    )
+    masks, ids = inputs["masks"], inputs["roi_ids"]
+    shape = (int(masks.shape[1]), int(masks.shape[2]))
+    records = []
+    for i, mask in enumerate(masks):
+        ypix, xpix = np.nonzero(mask)
+        records.append(rois.RoiRecord(i, i, ypix.astype(np.int64), xpix.astype(np.int64), shape))
+    labels = [scalars["roi_labels"][str(int(roi_id))] for roi_id in ids]
+    result = demix.demix_traces(inputs["movie"], records, inputs["traces"], labels)
+    return {
+        "demixed": result.demixed_traces,
+        "demixed_before_nan": result.demixed_before_nan,
+        "dropped_frames": result.dropped_frames,
+        "dropped_roi": np.isnan(result.demixed_traces).all(axis=1),
+        "negative_transient_roi_ids": ids[result.negative_transient],
+        "negative_baseline_roi_ids": ids[result.made_nan],
+        "negative_baseline_only": result.negative_baseline,
+        "zero_baseline": result.zero_baseline,
+        # Allen's runner re-creates its plot folder per negative-baseline ROI and fails (README); brainobs does not
+        "runner_raises_file_exists_error": np.bool_(result.negative_baseline.any()),
+    }
+
 ADAPTERS = {
     "dff": _dff,
     "neuropil": _neuropil,
     "roi_postprocess": _roi_postprocess,
+    "demix": _demix,
 }

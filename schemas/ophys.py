@@ -316,12 +316,16 @@ class Fluorescence(dj.Computed):
 @schema
 class Demixing(dj.Computed):
     definition = """
-    # demixing of overlapping ROIs, frame by frame (Allen); QC flags for negative transients and baselines
+    # demixing of overlapping ROIs, frame by frame (Allen); ROIs with a negative or zero baseline (and the
+    # two-hop overlap neighbours of a negative one) become NaN and are labelled demix_error; negative
+    # transients are labelled negative_transient
     -> Fluorescence
     ---
     n_groups : int32                       # groups of overlapping ROIs solved jointly
+    n_dropped_frames : int32               # frames where a trace was 0: demixed value 0 for every ROI
     n_negative_transient : int32
     n_negative_baseline : int32
+    n_made_nan : int32                     # ROIs set to NaN (label demix_error)
     """
 
     class Trace(dj.Part):
@@ -329,10 +333,18 @@ class Demixing(dj.Computed):
         -> master
         -> Fluorescence.Trace
         ---
-        demixed_trace : <npy@main>         # NaN for ROIs not demixed (excluded)
+        demixed_trace : <npy@main>         # NaN for ROIs not demixed (excluded) and ROIs labelled demix_error
         negative_transient : bool
-        negative_baseline : bool
-        skipped_frames : int32             # frames with a zero trace in the ROI's group
+        negative_baseline : bool           # mean + std < 0
+        zero_baseline : bool               # mean < std
+        skipped_frames : int32             # dropped frames (demixed value 0), for ROIs taking part
+        """
+
+    class ExclusionLabel(dj.Part):
+        definition = """
+        # demixing labels: demix_error (trace set to NaN), negative_transient
+        -> master.Trace
+        exclusion_label : varchar(32)
         """
 
     def make_fetch(self, key):
@@ -348,14 +360,18 @@ class Demixing(dj.Computed):
         return (demix_traces(movie, records, traces, labels),)
 
     def make_insert(self, key, result):
+        n_dropped = int(result.dropped_frames.sum())
         self.insert1(
             {
                 **key,
                 "n_groups": len(result.groups),
+                "n_dropped_frames": n_dropped,
                 "n_negative_transient": int(result.negative_transient.sum()),
                 "n_negative_baseline": int(result.negative_baseline.sum()),
+                "n_made_nan": int(result.made_nan.sum()),
             }
         )
+        taking_part = ~np.isnan(result.demixed_before_nan).all(axis=1)
         self.Trace.insert(
             {
                 **key,
@@ -363,9 +379,15 @@ class Demixing(dj.Computed):
                 "demixed_trace": result.demixed_traces[i],
                 "negative_transient": bool(result.negative_transient[i]),
                 "negative_baseline": bool(result.negative_baseline[i]),
-                "skipped_frames": int(result.skipped_frames[i]),
+                "zero_baseline": bool(result.zero_baseline[i]),
+                "skipped_frames": n_dropped if taking_part[i] else 0,
             }
             for i in range(result.demixed_traces.shape[0])
+        )
+        self.ExclusionLabel.insert(
+            {**key, "cell_roi_id": i, "exclusion_label": label}
+            for i, labels in enumerate(result.exclusion_labels)
+            for label in labels
         )
 
 

@@ -1,19 +1,26 @@
-"""Demixing of overlapping ROIs' traces (Allen method), before neuropil subtraction.
+"""Demixing of overlapping ROIs' traces, before neuropil subtraction (Allen ophys_etl ``demix``;
+docs/methods.md).
 
-For each frame t, over a group of ROIs that share pixels, with M the (k x n_pixels) binary mask matrix,
-F_t the frame and trace_t the ROI traces (means over the masks):
+For each frame t, over the ROIs taking part (all ROIs except those labelled ``union``, ``duplicate`` or
+``motion_border`` and those whose trace holds NaN), with M the (k x n_pixels) binary mask matrix, F_t the
+frame and trace_t the ROI traces (means over the masks):
 
     (M diag(F_t) M^T) d = trace_t * npix,      demixed_t = trace_t * d
 
-(least squares when the matrix is singular). This is Allen's time-dependent-mask model: each pixel's value
-is shared among the ROIs covering it in proportion to their traces; an ROI overlapping no other keeps its
-trace exactly (d = 1). Frames where a trace of the group is 0 are skipped and keep the raw traces.
-ROIs labelled ``union``, ``duplicate`` or ``motion_border``, and ROIs whose trace holds NaN, are not
-demixed: their demixed rows are NaN and they do not take part in other ROIs' systems.
+(least squares when the matrix is singular). Each pixel's value is shared among the ROIs covering it in
+proportion to their traces. The system is block diagonal, so it is solved per group of overlapping ROIs
+(an isolated ROI is a group of one); that is the same solution as Allen's one system per frame. A frame
+where any taking-part ROI's trace is 0 is dropped for all of them: their demixed value there is 0.
 
-QC (on demixed traces): negative-transient ROIs (>= 10 consecutive frames below rolling mean - 3 rolling
-std over a trailing 500-frame window, the start padded with the mean of the first 500 frames) and
-negative-baseline ROIs (mean + std < 0).
+Then, on the demixed traces (Allen's rules):
+- negative baseline: ``mean + std < 0``; such a ROI, every ROI whose mask overlaps it, and every ROI
+  overlapping those (two hops) are set to NaN (when the last ROI's mask covers the whole frame it is left
+  out of that overlap search, as in Allen);
+- zero baseline: ``mean < std``; such a ROI is set to NaN;
+- negative transient: >= 10 consecutive frames below the trailing 500-frame rolling mean - 3 rolling std
+  (the start padded with the mean of the first 500 frames); reported, the trace is kept.
+The ROIs set to NaN get the exclusion label ``demix_error``, those with a negative transient
+``negative_transient``; their rows stay (NaN) so downstream stages keep one row per ROI.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from brainobs.populate.ophys.extraction import apply_to_frames, default_chunk_fr
 from brainobs.populate.ophys.rois import RoiRecord
 
 NOT_DEMIXED_LABELS = frozenset({"union", "duplicate", "motion_border"})
+NAN_LABEL = "demix_error"
+TRANSIENT_LABEL = "negative_transient"
 TRANSIENT_WINDOW = 500
 TRANSIENT_LENGTH = 10
 TRANSIENT_SIGMAS = 3.0
@@ -39,27 +48,40 @@ TRANSIENT_SIGMAS = 3.0
 class DemixResult:
     """Demixed traces of ``n_roi`` ROIs over T frames (movie intensity units).
 
-    demixed_traces: (n_roi, T) float64; NaN rows for ROIs not demixed.
-    skipped_frames: (n_roi,) frames where the ROI's group had a zero trace (raw trace kept there).
+    demixed_traces: (n_roi, T) float64; NaN rows for ROIs not demixed and for ``made_nan`` ROIs.
+    demixed_before_nan: (n_roi, T) the solver's output (NaN rows only for ROIs not demixed).
+    dropped_frames: (T,) bool, frames where a taking-part trace is 0 (demixed value 0 for every ROI).
     groups: tuples of ROI indices solved jointly (overlapping ROIs; isolated ROIs are not listed).
-    negative_transient, negative_baseline: (n_roi,) bool QC flags (False for ROIs not demixed).
+    Per ROI, (n_roi,) bool, False for ROIs not demixed: negative_transient; negative_baseline
+    (``mean + std < 0``); zero_baseline (``mean < std``); made_nan (set to NaN: negative baseline with
+    its two-hop overlap neighbours, and zero baseline).
     """
 
     demixed_traces: np.ndarray
-    skipped_frames: np.ndarray
+    demixed_before_nan: np.ndarray
+    dropped_frames: np.ndarray
     groups: list[tuple[int, ...]]
     negative_transient: np.ndarray
     negative_baseline: np.ndarray
+    zero_baseline: np.ndarray
+    made_nan: np.ndarray
+
+    @property
+    def exclusion_labels(self) -> list[tuple[str, ...]]:
+        """Per ROI, the labels demixing gives it (``demix_error``, ``negative_transient``)."""
+        return [
+            tuple(label for label, flag in ((NAN_LABEL, nan), (TRANSIENT_LABEL, transient)) if flag)
+            for nan, transient in zip(self.made_nan, self.negative_transient, strict=True)
+        ]
 
 
 def overlap_groups(masks: sparse.csr_matrix, members: np.ndarray) -> list[tuple[int, ...]]:
-    """Connected groups (size >= 2) of the ROIs in ``members`` whose masks share pixels."""
+    """Connected groups of the ROIs in ``members`` whose masks share pixels (isolated ROIs as groups of one)."""
     sub = masks[members]
     overlap = (sub @ sub.T).tocoo()
     graph = sparse.coo_matrix((np.ones(overlap.nnz), (overlap.row, overlap.col)), shape=overlap.shape)
     n_groups, label = connected_components(graph, directed=False)
-    groups = [tuple(int(i) for i in members[label == g]) for g in range(n_groups)]
-    return [g for g in groups if len(g) > 1]
+    return [tuple(int(i) for i in members[label == g]) for g in range(n_groups)]
 
 
 def _pair_matrix(masks: sparse.csr_matrix, groups: list[tuple[int, ...]]) -> tuple[sparse.csr_matrix, list]:
@@ -104,6 +126,26 @@ def rolling_negative_transient(
     return bool(below.size >= length and np.convolve(below, np.ones(length, dtype=np.int64), "valid").max() >= length)
 
 
+def two_hop_neighbours(masks: sparse.csr_matrix, seeds: np.ndarray) -> np.ndarray:
+    """Bool (n,): the seed ROIs, the ROIs whose masks overlap a seed, and the ROIs overlapping those.
+
+    As Allen's ``plot_overlap_masks_lengthOne``, a last mask covering the whole frame is left out of the
+    overlap search (it is still a seed, and reached only as one)."""
+    n = masks.shape[0]
+    reached = np.zeros(n, dtype=bool)
+    if not seeds.any():
+        return reached
+    searched = n - 1 if n and masks[n - 1].nnz == masks.shape[1] else n
+    overlap = (masks[:searched] @ masks[:searched].T).toarray() > 0
+    for seed in np.flatnonzero(seeds):
+        reached[seed] = True
+        if seed >= searched:
+            continue
+        first = overlap[seed]
+        reached[:searched] |= first | overlap[first].any(axis=0)
+    return reached
+
+
 def demix_traces(
     movie: Any,
     rois: Sequence[RoiRecord],
@@ -117,9 +159,9 @@ def demix_traces(
     stages (e.g. union/duplicate from a classifier) when they live elsewhere.
     """
     roi_traces = np.asarray(roi_traces, dtype=np.float64)
-    n_roi = len(rois)
-    if roi_traces.shape != (n_roi, movie.shape[0]):
-        raise ValueError(f"roi_traces shape {roi_traces.shape} does not match {n_roi} ROIs x {movie.shape[0]} frames")
+    n_roi, n_frames = len(rois), int(movie.shape[0])
+    if roi_traces.shape != (n_roi, n_frames):
+        raise ValueError(f"roi_traces shape {roi_traces.shape} does not match {n_roi} ROIs x {n_frames} frames")
     labels = [set(r.exclusion_labels) for r in rois] if exclusion_labels is None else [set(x) for x in exclusion_labels]
     if len(labels) != n_roi:
         raise ValueError(f"{len(labels)} label sets for {n_roi} ROIs")
@@ -127,43 +169,56 @@ def demix_traces(
         [not (labels[i] & NOT_DEMIXED_LABELS) and not np.isnan(roi_traces[i]).any() for i in range(n_roi)], dtype=bool
     )
     frame_shape = (int(movie.shape[1]), int(movie.shape[2]))
+    n_pixels = frame_shape[0] * frame_shape[1]
+    indices = [r.linear_index for r in rois]
+    masks = sparse.csr_matrix(
+        (
+            np.ones(sum(i.size for i in indices)),
+            (np.repeat(np.arange(n_roi), [i.size for i in indices]), np.concatenate(indices) if indices else []),
+        ),
+        shape=(n_roi, n_pixels),
+    )
+    dropped = (roi_traces[demixable] == 0).any(axis=0)
     demixed = np.full_like(roi_traces, np.nan)
-    demixed[demixable] = roi_traces[demixable]
-    skipped = np.zeros(n_roi, dtype=np.int64)
-    groups: list[tuple[int, ...]] = []
-    if demixable.any():
-        n_pixels = frame_shape[0] * frame_shape[1]
-        indices = [r.linear_index for r in rois]
-        masks = sparse.csr_matrix(
-            (
-                np.ones(sum(i.size for i in indices)),
-                (np.repeat(np.arange(n_roi), [i.size for i in indices]), np.concatenate(indices)),
-            ),
-            shape=(n_roi, n_pixels),
-        )
-        groups = overlap_groups(masks, np.flatnonzero(demixable))
-    if groups:
+    demixed[demixable] = 0.0
+    groups = overlap_groups(masks, np.flatnonzero(demixable)) if demixable.any() else []
+    if groups and not dropped.all():
         pairs, layout = _pair_matrix(masks, groups)
         npix = np.array([r.npix for r in rois], dtype=np.float64)
         for start, block in iter_chunks(movie, chunk_frames or default_chunk_frames(frame_shape)):
-            sums = apply_to_frames(pairs, block)
-            frames = slice(start, start + block.shape[0])
+            frames = np.arange(start, start + block.shape[0])
+            solved = frames[~dropped[frames]]
+            if solved.size == 0:
+                continue
+            sums = apply_to_frames(pairs, block[solved - start])
             for group, entries in zip(groups, layout, strict=True):
                 members = list(group)
-                traces = roi_traces[members, frames].T
-                system = np.zeros((traces.shape[0], len(members), len(members)))
+                traces = roi_traces[members][:, solved].T
+                system = np.zeros((solved.size, len(members), len(members)))
                 for a, b, row in entries:
                     system[:, a, b] = sums[row]
                     system[:, b, a] = sums[row]
-                solvable = (traces != 0).all(axis=1)
-                skipped[members] += int((~solvable).sum())
-                if solvable.any():
-                    scale = _solve_frames(system[solvable], traces[solvable] * npix[members])
-                    out = traces.copy()
-                    out[solvable] = traces[solvable] * scale
-                    demixed[members, frames] = out.T
-    negative_transient = np.array([demixable[i] and rolling_negative_transient(demixed[i]) for i in range(n_roi)])
-    negative_baseline = np.array(
-        [demixable[i] and demixed[i].mean() + demixed[i].std() < 0 for i in range(n_roi)], dtype=bool
+                scale = _solve_frames(system, traces * npix[members])
+                demixed[np.ix_(members, solved)] = (traces * scale).T
+    before_nan = demixed.copy()
+    rows = np.flatnonzero(demixable)
+    mean = np.zeros(n_roi)
+    std = np.zeros(n_roi)
+    mean[rows], std[rows] = demixed[rows].mean(axis=1), demixed[rows].std(axis=1)
+    negative_baseline = demixable & (mean + std < 0)
+    zero_baseline = demixable & (mean < std)
+    made_nan = np.zeros(n_roi, dtype=bool)
+    made_nan[rows] = two_hop_neighbours(masks[rows], negative_baseline[rows])
+    made_nan |= zero_baseline
+    demixed[made_nan] = np.nan
+    negative_transient = np.array([demixable[i] and rolling_negative_transient(before_nan[i]) for i in range(n_roi)])
+    return DemixResult(
+        demixed,
+        before_nan,
+        dropped,
+        [g for g in groups if len(g) > 1],
+        negative_transient.astype(bool),
+        negative_baseline,
+        zero_baseline,
+        made_nan,
     )
-    return DemixResult(demixed, skipped, groups, negative_transient.astype(bool), negative_baseline)
