@@ -483,6 +483,49 @@ def report(
 
 
 @app.command()
+def conformance(
+    folders: list[Path] = typer.Argument(  # noqa: B008 - typer reads the default
+        None, help="Folders of <algorithm>__<case>.json/.npz vectors (default: the Allen vectors brainobs ships)."
+    ),
+    failed_only: bool = typer.Option(False, "--failed-only", help="Print only the outputs that fail."),
+) -> None:
+    """Run Allen's conformance vectors through brainobs's own functions and compare every output.
+
+    Prints one row per output (algorithm, case, output, max abs diff, max rel diff, pass/fail) and exits
+    with status 1 when any case fails: an output beyond its tolerance, an expected error not raised, or an
+    algorithm brainobs has no adapter for. The format and the algorithms are described in the vectors'
+    README.md; docs/methods.md says which brainobs stage each algorithm is.
+    """
+    from brainobs.conformance import ConformanceError, run
+
+    try:
+        checks = run(folders or None)
+    except ConformanceError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    table = Table("algorithm", "case", "output", "max abs diff", "max rel diff", "result", "detail")
+    for check in checks:
+        if failed_only and check.passed:
+            continue
+        table.add_row(
+            check.algorithm,
+            check.case,
+            check.output,
+            "-" if check.max_abs_diff != check.max_abs_diff else f"{check.max_abs_diff:.3g}",
+            "-" if check.max_rel_diff != check.max_rel_diff else f"{check.max_rel_diff:.3g}",
+            "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
+            check.detail,
+        )
+    console.print(table)
+    cases = {(c.algorithm, c.case) for c in checks}
+    failed = {(c.algorithm, c.case) for c in checks if not c.passed}
+    console.print(f"{len(cases) - len(failed)} of {len(cases)} cases pass ({len(checks)} outputs checked)")
+    if failed:
+        console.print("failed: " + ", ".join(f"{a}__{c}" for a, c in sorted(failed)))
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo() -> None:
     """Start the embedded database, generate and ingest a small survey, run the pipeline, print what it holds."""
     from brainobs.demo import run_demo

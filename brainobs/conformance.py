@@ -83,11 +83,9 @@ def load_case(json_path: Path) -> Case:
         sidecar = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise ConformanceError(f"{json_path}: not a readable JSON sidecar: {err}") from err
-    if not isinstance(sidecar, dict) or sidecar.get("algorithm") != algorithm:
-        raise ConformanceError(
-            f"{json_path}: the sidecar's 'algorithm' ({sidecar.get('algorithm') if isinstance(sidecar, dict) else None!r})"
-            f" does not match the file name ({algorithm!r})"
-        )
+    named = sidecar.get("algorithm") if isinstance(sidecar, dict) else None
+    if named != algorithm:
+        raise ConformanceError(f"{json_path}: the sidecar's 'algorithm' ({named!r}) does not match the file name")
     npz_path = json_path.with_suffix(".npz")
     try:
         with np.load(npz_path, allow_pickle=False) as archive:
@@ -188,7 +186,8 @@ def run_case(case: Case, adapters: dict[str, Adapter]) -> list[Check]:
         produced = adapter(case.sidecar, inputs)
     except Exception as err:  # noqa: BLE001 - a failing adapter is a failed case, and the run goes on
         last = traceback.extract_tb(err.__traceback__)[-1]
-        return [Check(*head, "-", False, detail=f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})")]
+        where = f"{Path(last.filename).name}:{last.lineno}"
+        return [Check(*head, "-", False, detail=f"{type(err).__name__}: {err} ({where})")]
     optional = INFORMATIONAL_OUTPUTS.get(case.algorithm, frozenset())
     checks = []
     for output, expected in case.outputs.items():

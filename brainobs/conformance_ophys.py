@@ -24,8 +24,12 @@ def _require(sidecar: dict, **expected: object) -> None:
 
 
 def _dff(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    _require(sidecar, inactive_percentile=dff.INACTIVE_PERCENTILE, active_threshold_sigmas=dff.ACTIVE_SIGMAS,
-             detrending=False)
+    _require(
+        sidecar,
+        inactive_percentile=dff.INACTIVE_PERCENTILE,
+        active_threshold_sigmas=dff.ACTIVE_SIGMAS,
+        detrending=False,
+    )
     scalars = sidecar["scalars"]
     fs = float(scalars["frame_rate_hz"])
     long_window = dff.window_frames(fs, float(scalars["long_baseline_filter_s"]))
@@ -73,7 +77,6 @@ def _neuropil(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndar
     }
 
 
-
 def _roi_postprocess(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     scalars = sidecar["scalars"]
     _require(sidecar, abs_threshold=None, morphological_ops=True)
@@ -115,7 +118,6 @@ def _roi_postprocess(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, 
     }
 
 
-
 def _demix(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     scalars = sidecar["scalars"]
     _require(
@@ -145,6 +147,7 @@ def _demix(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray
         # Allen's runner re-creates its plot folder per negative-baseline ROI and fails (README); brainobs does not
         "runner_raises_file_exists_error": np.bool_(result.negative_baseline.any()),
     }
+
 
 ADAPTERS = {
     "dff": _dff,

@@ -19,6 +19,7 @@ COMMANDS = [
     ["diagram"],
     ["synth"],
     ["demo"],
+    ["conformance"],
     ["release"],
     ["report"],
     ["worker"],

@@ -1,8 +1,8 @@
 """Trace extraction, demixing and neuropil subtraction (allen-methods.md, 2-photon sections)."""
 
 import numpy as np
-import scipy.sparse as sparse
 import pytest
+import scipy.sparse as sparse
 from scipy.linalg import solve_banded
 from scipy.ndimage import binary_dilation
 
