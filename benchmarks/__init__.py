@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+SHORT_MOVIE_PRESET = "allen_short_movies"  # synthetic movies are shorter than the 600 s dF/F window
+
 REPO = Path(__file__).resolve().parents[1]
 # glibc malloc tuning that makes suite2p registration 2.5-3.4x faster; read at process start
 MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "17179869184", "MALLOC_TOP_PAD_": "1073741824"}
@@ -40,7 +42,8 @@ def run_child(module: str, kind: str, *args: object) -> dict:
 def ingested_survey(manifest: Path, home: Path, schema_prefix: str) -> Iterator:
     """An embedded PostgreSQL under ``home`` holding the rows of ``manifest`` (a generated survey), with the
     brainobs schemas under ``schema_prefix``; yields its Settings and stops the server on exit.
-    BRAINOBS_HOME and BRAINOBS_DATA_ROOT are set too, for code that activates from the environment."""
+    BRAINOBS_HOME, BRAINOBS_DATA_ROOT and BRAINOBS_OPHYS_PARAMSET are set too, for code that activates from
+    the environment."""
     from brainobs.database import EmbeddedServer
     from brainobs.ingest.manifest import load_manifest
     from brainobs.schemas import activate
@@ -48,8 +51,15 @@ def ingested_survey(manifest: Path, home: Path, schema_prefix: str) -> Iterator:
     from brainobs.settings import Settings
 
     root = manifest.parent
-    settings = Settings(database_url="embedded", home=home, data_root=root, schema_prefix=schema_prefix)
-    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(root))
+    # the synthetic movies are shorter than Allen's 600 s dF/F window: the preset that clamps it
+    settings = Settings(
+        database_url="embedded",
+        home=home,
+        data_root=root,
+        schema_prefix=schema_prefix,
+        ophys_paramset=SHORT_MOVIE_PRESET,
+    )
+    os.environ.update(BRAINOBS_HOME=str(home), BRAINOBS_DATA_ROOT=str(root), BRAINOBS_OPHYS_PARAMSET=SHORT_MOVIE_PRESET)
     try:
         activate(settings)
         insert_manifest(load_manifest(manifest, root))

@@ -34,7 +34,6 @@ def insert_experiment(dff: np.ndarray) -> dict:
     from brainobs.schemas import stores
     from brainobs.schemas.acquisition import Container, Experiment, Session
     from brainobs.schemas.ophys import (
-        DEFAULT_PARAMSET,
         DeltaFOverF,
         Demixing,
         Fluorescence,
@@ -60,8 +59,7 @@ def insert_experiment(dff: np.ndarray) -> dict:
         {**EXPERIMENT, "container_id": 700001, "imaging_depth": 175, "targeted_structure": "VISp",
          "frame_rate": 31.0, "width": 512, "height": 512, "pixel_size_um": 0.78, "movie_file": "none.tif"}
     )  # fmt: skip
-    OphysParamSet.insert_default()
-    key = {**EXPERIMENT, "ophys_paramset": DEFAULT_PARAMSET}
+    key = {**EXPERIMENT, "ophys_paramset": OphysParamSet.insert_default()}
     OphysSelection.insert1(key)
     movie = stores.path("registered", "placeholder.bin")
     movie.write_bytes(b"\0\0")
@@ -87,10 +85,14 @@ def insert_experiment(dff: np.ndarray) -> dict:
         ({**key, "cell_roi_id": i, "roi_trace": one, "neuropil_trace": one, "neuropil_npix": 1} for i in ids),
         **direct,
     )
-    Demixing.insert1({**key, "n_groups": 0, "n_negative_transient": 0, "n_negative_baseline": 0}, **direct)
+    Demixing.insert1(
+        {**key, "n_groups": 0, "n_dropped_frames": 0, "n_negative_transient": 0, "n_negative_baseline": 0,
+         "n_made_nan": 0},
+        **direct,
+    )  # fmt: skip
     Demixing.Trace.insert(
         ({**key, "cell_roi_id": i, "demixed_trace": one, "negative_transient": False, "negative_baseline": False,
-          "skipped_frames": 0} for i in ids),
+          "zero_baseline": False, "skipped_frames": 0} for i in ids),
         **direct,
     )  # fmt: skip
     NeuropilCorrection.insert1({**key, "mean_r": 0.7}, **direct)

@@ -103,9 +103,9 @@ def behavior_sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
 
 
 def _experiment_key(experiment_id: int, ophys_paramset: str | None) -> dict:
-    from brainobs.schemas.ophys import DEFAULT_PARAMSET
+    from brainobs.schemas.ophys import default_paramset
 
-    return {"experiment_id": int(experiment_id), "ophys_paramset": ophys_paramset or DEFAULT_PARAMSET}
+    return {"experiment_id": int(experiment_id), "ophys_paramset": ophys_paramset or default_paramset()}
 
 
 def _traces(part, attribute: str, experiment_id: int, ophys_paramset: str | None) -> pd.DataFrame:

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from brainobs.settings import Settings
 
+DEMO_OPHYS_PARAMSET = "allen_short_movies"
+
 
 def run_demo(settings: Settings, console: Console) -> None:
     """Generate (once) and ingest the `demo` survey, populate every table, and print what the database holds."""
@@ -21,10 +23,13 @@ def run_demo(settings: Settings, console: Console) -> None:
     from brainobs.schemas.loading import insert_manifest
 
     data_root = (settings.data_root or settings.home / "demo-data").resolve()
-    settings = dataclasses.replace(settings, data_root=data_root)
-    os.environ["BRAINOBS_DATA_ROOT"] = str(data_root)
+    # the demo's movies (4000 frames) are shorter than Allen's 600 s dF/F window, which `allen` refuses
+    preset = os.environ.get("BRAINOBS_OPHYS_PARAMSET") or DEMO_OPHYS_PARAMSET
+    settings = dataclasses.replace(settings, data_root=data_root, ophys_paramset=preset)
+    os.environ.update(BRAINOBS_DATA_ROOT=str(data_root), BRAINOBS_OPHYS_PARAMSET=preset)
     console.rule("brainobs demo")
     console.print(f"database: {settings.database}   home: {settings.home.resolve()}   data: {data_root}")
+    console.print(f"2-photon preset: {preset} (later commands on this database: BRAINOBS_OPHYS_PARAMSET={preset})")
     manifest = data_root / "manifest.yaml"
     if not manifest.exists():
         console.print("generating the synthetic 'demo' survey (once) ...")

@@ -20,6 +20,7 @@ ENV_KEYS = {
     "data_root": "BRAINOBS_DATA_ROOT",
     "store_url": "BRAINOBS_STORE_URL",
     "schema_prefix": "BRAINOBS_SCHEMA_PREFIX",
+    "ophys_paramset": "BRAINOBS_OPHYS_PARAMSET",
 }
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I)
 
@@ -85,13 +86,14 @@ class Settings:
     data_root: Path | None = None
     store_url: str | None = None
     schema_prefix: str = "brainobs_"
+    ophys_paramset: str = "allen"  # 2-photon preset new experiments are paired with (docs/methods.md)
 
     def __repr__(self) -> str:
         store = redact_url(self.store_url) if self.store_url else None
         return (
             f"Settings(database_url={redact_url(self.database_url)!r}, home={str(self.home)!r}, "
             f"data_root={str(self.data_root) if self.data_root else None!r}, store_url={store!r}, "
-            f"schema_prefix={self.schema_prefix!r})"
+            f"schema_prefix={self.schema_prefix!r}, ophys_paramset={self.ophys_paramset!r})"
         )
 
     __str__ = __repr__

@@ -39,11 +39,11 @@ def experiment_page(experiment_id: int, out: Path, release_tag: str | None = Non
     """QC table, ROI masks, motion, dF/F heatmap with stimulus changes and the event raster of one experiment."""
     from brainobs import api
     from brainobs.schemas.acquisition import Experiment
-    from brainobs.schemas.ophys import DEFAULT_PARAMSET, MotionCorrection, Segmentation
+    from brainobs.schemas.ophys import MotionCorrection, Segmentation, default_paramset
     from brainobs.schemas.qc import QC, QCOverride
 
     api.connect()
-    key = {"experiment_id": int(experiment_id), "ophys_paramset": DEFAULT_PARAMSET}
+    key = {"experiment_id": int(experiment_id), "ophys_paramset": default_paramset()}
     experiment = (Experiment & key).fetch1()
     motion = (MotionCorrection & key).fetch1()
     rois = [

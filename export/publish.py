@@ -46,7 +46,7 @@ def publish(
     """Record the release, export its files as ReleaseFile jobs, and build ``out_dir/<tag>``."""
     from brainobs.pipeline import schedule_defaults
     from brainobs.schemas import activate, stores
-    from brainobs.schemas.ophys import DEFAULT_PARAMSET as OPHYS_DEFAULT
+    from brainobs.schemas.ophys import default_paramset
     from brainobs.schemas.qc import DEFAULT_PARAMSET as QC_DEFAULT
     from brainobs.schemas.release import Release, ReleaseFile
 
@@ -60,7 +60,7 @@ def publish(
                 "description": description,
                 "release_date": dt.date.today(),
                 "qc_policy": qc_policy,
-                "ophys_paramset": OPHYS_DEFAULT,
+                "ophys_paramset": default_paramset(),
                 "qc_paramset": QC_DEFAULT,
             }
         )

@@ -18,16 +18,23 @@ import numpy as np
 
 from brainobs.populate.ophys import dff, events, extraction, neuropil, rois
 from brainobs.populate.ophys.demix import demix_traces
-from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS
+from brainobs.populate.ophys.params import OPHYS_PRESETS
 from brainobs.populate.ophys.registration import RegisteredMovie, open_registered_movie, register_movie
 from brainobs.populate.ophys.segmentation import segment_movie
-from brainobs.schemas import finite_or_none, stores
+from brainobs.schemas import active_settings, finite_or_none, stores
 from brainobs.schemas.acquisition import Experiment
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
 from brainobs.schemas.subject import Indicator, Subject
 
 schema = dj.Schema()
-DEFAULT_PARAMSET = "allen"
+
+
+def default_paramset() -> str:
+    """The preset new experiments are paired with: the ``ophys_paramset`` setting (``allen`` by default)."""
+    name = active_settings().ophys_paramset
+    if name not in OPHYS_PRESETS:
+        raise ValueError(f"BRAINOBS_OPHYS_PARAMSET {name!r} is not a 2-photon preset; known: {sorted(OPHYS_PRESETS)}")
+    return name
 
 
 @schema
@@ -38,7 +45,10 @@ class OphysParamSet(dj.Lookup):
 
     @classmethod
     def insert_default(cls) -> str:
-        return insert_params(cls, DEFAULT_PARAMSET, ALLEN_OPHYS_PARAMS, "Allen Brain Observatory preset")
+        """Insert every preset of `OPHYS_PRESETS`; returns the default one's name."""
+        for name, (params, description) in OPHYS_PRESETS.items():
+            insert_params(cls, name, params, description)
+        return default_paramset()
 
 
 @schema
@@ -52,8 +62,7 @@ class OphysSelection(dj.Manual):
 
 def schedule_defaults() -> int:
     """Pair every experiment not yet selected with the default parameter set; returns how many were added."""
-    OphysParamSet.insert_default()
-    return select_new(Experiment, OphysSelection, OphysParamSet, DEFAULT_PARAMSET)
+    return select_new(Experiment, OphysSelection, OphysParamSet, OphysParamSet.insert_default())
 
 
 def _params(key: dict) -> dict:
@@ -443,12 +452,21 @@ class NeuropilCorrection(dj.Computed):
         )
 
 
-def long_window_s(params: dict, n_frames: int, frame_rate: float) -> float:
-    """The dF/F baseline window: the preset's, or (when allowed) the longest odd window the trace holds."""
+def long_window_s(params: dict, n_frames: int, frame_rate: float) -> tuple[float, bool]:
+    """(the dF/F baseline window in s, whether it was clamped): the preset's window; for a movie too short
+    to hold it, the longest odd window it holds when ``dff_clamp_long_window`` is set, else a ValueError
+    (Allen's dF/F refuses such a movie)."""
     wanted = params["dff_long_window_s"]
-    if dff.window_frames(frame_rate, wanted) <= n_frames or not params["dff_clamp_long_window"]:
-        return wanted
-    return (n_frames - 2) / frame_rate
+    if dff.window_frames(frame_rate, wanted) < n_frames:
+        return wanted, False
+    if not params["dff_clamp_long_window"]:
+        raise ValueError(
+            f"the movie's {n_frames} frames at {frame_rate} Hz are shorter than the {wanted} s dF/F baseline "
+            f"window ({dff.window_frames(frame_rate, wanted)} frames), which Allen's dF/F refuses; process short "
+            "movies with the allen_short_movies preset (BRAINOBS_OPHYS_PARAMSET=allen_short_movies), which "
+            "clamps the window (docs/methods.md)"
+        )
+    return (n_frames - 2) / frame_rate, True
 
 
 @schema
@@ -457,8 +475,9 @@ class DeltaFOverF(dj.Computed):
     # dF/F against a 10th-percentile / median baseline of inactive frames (Allen windows: 600 s, 3.333 s)
     -> NeuropilCorrection
     ---
-    long_window : int32                    # frames actually used (shorter than 600 s only for short movies)
+    long_window : int32                    # frames actually used
     short_window : int32                   # frames
+    long_window_clamped = 0 : bool         # shortened to fit a short movie (dff_clamp_long_window; not Allen)
     """
 
     class Trace(dj.Part):
@@ -479,14 +498,21 @@ class DeltaFOverF(dj.Computed):
         frame_rate = (Experiment & key).fetch1("frame_rate")
         if corrected.size == 0:
             return (None,)
-        long_s = long_window_s(params, corrected.shape[1], frame_rate)
-        return (dff.compute_dff(corrected, frame_rate, long_s, params["dff_short_window_s"]),)
+        long_s, clamped = long_window_s(params, corrected.shape[1], frame_rate)
+        return (dff.compute_dff(corrected, frame_rate, long_s, params["dff_short_window_s"]), clamped)
 
-    def make_insert(self, key, result):
+    def make_insert(self, key, result, clamped=False):
         if result is None:  # an experiment without ROIs: the stage ran, nothing to store
             self.insert1({**key, "long_window": 0, "short_window": 0})
             return
-        self.insert1({**key, "long_window": result.long_window, "short_window": result.short_window})
+        self.insert1(
+            {
+                **key,
+                "long_window": result.long_window,
+                "short_window": result.short_window,
+                "long_window_clamped": clamped,
+            }
+        )
         self.Trace.insert(
             {
                 **key,

@@ -16,6 +16,7 @@ import pytest
 from brainobs.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+SHORT_MOVIE_PRESET = "allen_short_movies"
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +40,15 @@ def tiny_survey(test_home: Path) -> Path:
 def settings(test_home: Path, tiny_survey: Path) -> Settings:
     """Settings of the test database; schema names carry this run's pid so runs never collide."""
     url = os.environ.get("BRAINOBS_TEST_DATABASE_URL", "embedded")
+    # the tiny survey's movies are shorter than Allen's 600 s dF/F window, which the `allen` preset refuses;
+    # workers and CLI runs started by the tests inherit the preset through the environment
+    os.environ["BRAINOBS_OPHYS_PARAMSET"] = SHORT_MOVIE_PRESET
     return Settings(
         database_url=url,
         home=test_home,
         data_root=tiny_survey,
         schema_prefix=f"bot{os.getpid()}_",
+        ophys_paramset=SHORT_MOVIE_PRESET,
     )
 
 

@@ -123,3 +123,17 @@ def test_an_hour_long_trace_with_the_default_windows_is_fast():
     elapsed = time.perf_counter() - start
     assert elapsed < 5.0, f"dF/F of a 140k-frame trace took {elapsed:.1f} s"
     assert abs(np.median(result.dff)) < 0.01
+
+
+def test_the_allen_preset_refuses_short_movies_and_the_short_movie_preset_clamps_the_window():
+    from brainobs.populate.ophys.params import OPHYS_PRESETS
+    from brainobs.schemas.ophys import long_window_s
+
+    allen, short = OPHYS_PRESETS["allen"][0], OPHYS_PRESETS["allen_short_movies"][0]
+    assert {k for k in allen if allen[k] != short[k]} == {"dff_clamp_long_window"}
+    assert long_window_s(allen, 18602, 31.0) == (600.0, False)
+    with pytest.raises(ValueError, match="allen_short_movies"):
+        long_window_s(allen, 18601, 31.0)  # Allen: the window must be shorter than the trace
+    seconds, clamped = long_window_s(short, 6000, 31.0)
+    assert clamped and window_frames(31.0, seconds) == 5999
+    assert long_window_s(short, 20000, 31.0) == (600.0, False)

@@ -14,6 +14,10 @@ def test_defaults_without_environment(tmp_path):
     assert settings.schema_prefix == "brainobs_"
     assert settings.database.backend == "embedded"
     assert settings.store_location.endswith(".brainobs/store")
+    assert settings.ophys_paramset == "allen"
+    assert Settings.load(environ={"BRAINOBS_OPHYS_PARAMSET": "allen_short_movies"}).ophys_paramset == (
+        "allen_short_movies"
+    )
 
 
 def test_environment_overrides_toml(tmp_path):

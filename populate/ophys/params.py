@@ -1,9 +1,13 @@
-"""The Allen Brain Observatory parameter preset for 2-photon processing.
+"""The 2-photon parameter presets: ``allen`` (Allen Brain Observatory) and ``allen_short_movies``.
 
-One flat, JSON-serialisable dict: a parameter-set table hashes it, so the same values can never be
-stored under two names. Keys are prefixed by the stage that reads them. Values follow
-reference/allen-methods.md; where Allen leaves a suite2p setting at its default, that default is
-written here so the hash covers every value handed to suite2p.
+One flat, JSON-serialisable dict per preset: a parameter-set table hashes it, so the same values can never
+be stored under two names. Keys are prefixed by the stage that reads them. Values follow docs/methods.md;
+where Allen leaves a suite2p setting at its default, that default is written here so the hash covers every
+value handed to suite2p.
+
+``allen`` reproduces Allen's algorithms (checked by ``brainobs conformance``); like Allen's dF/F module it
+refuses a movie shorter than the 600 s baseline window. ``allen_short_movies`` differs in one value: such a
+movie gets the longest odd window it holds (``dff_clamp_long_window``), recorded per DeltaFOverF row.
 """
 
 from __future__ import annotations
@@ -54,9 +58,18 @@ ALLEN_OPHYS_PARAMS: dict[str, Any] = {
     # --- dF/F
     "dff_long_window_s": LONG_WINDOW_S,
     "dff_short_window_s": SHORT_WINDOW_S,
-    "dff_clamp_long_window": True,  # movies shorter than the long window use the longest odd window they hold
+    "dff_clamp_long_window": False,  # True: movies shorter than the long window use the longest one they hold
     # --- L0 events
     "events_noise_multiplier": None,  # None: 2.0 near 31 Hz, 2.6 near 11 Hz; required at other rates
+}
+
+
+OPHYS_PRESETS: dict[str, tuple[dict[str, Any], str]] = {
+    "allen": (ALLEN_OPHYS_PARAMS, "Allen Brain Observatory preset"),
+    "allen_short_movies": (
+        {**ALLEN_OPHYS_PARAMS, "dff_clamp_long_window": True},
+        "Allen preset; movies shorter than the 600 s dF/F window use the longest window they hold",
+    ),
 }
 
 
