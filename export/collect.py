@@ -136,6 +136,7 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
     height, width = experiment["height"], experiment["width"]
     motion = (ophys.MotionCorrection & key).fetch1()
     rois = (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id")
+    labels = ophys.exclusion_labels(key)  # every stage's labels: demixing's demix_error makes a ROI invalid too
     masks = np.zeros((len(rois), height, width), dtype=bool)
     for i, roi in enumerate(rois):
         masks[i, np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = True
@@ -170,7 +171,7 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
             y=np.array([r["y"] for r in rois], dtype=np.int64),
             width=np.array([r["width"] for r in rois], dtype=np.int64),
             height=np.array([r["height"] for r in rois], dtype=np.int64),
-            valid_roi=np.array([bool(r["valid_roi"]) for r in rois]),
+            valid_roi=np.array([r["cell_roi_id"] not in labels for r in rois], dtype=bool),
             image_mask=masks,
             r=column(neuropil, "r"),
             rmse=column(neuropil, "rmse"),

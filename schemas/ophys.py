@@ -243,6 +243,16 @@ def roi_records(key: dict) -> list[rois.RoiRecord]:
     ]
 
 
+def exclusion_labels(key: dict) -> dict[int, list[str]]:
+    """Every exclusion label of the experiment's ROIs, from all stages (segmentation, extraction, demixing),
+    by cell_roi_id; a ROI is valid, as in Allen's releases, when it has none."""
+    labels: dict[int, set[str]] = {}
+    for part in (Segmentation.ExclusionLabel, Fluorescence.ExclusionLabel, Demixing.ExclusionLabel):
+        for row in (part & key).to_dicts():
+            labels.setdefault(row["cell_roi_id"], set()).add(row["exclusion_label"])
+    return {roi: sorted(names) for roi, names in labels.items()}
+
+
 def stack_rows(part: type[dj.Part], key: dict, attribute: str) -> tuple[np.ndarray, np.ndarray]:
     """cell_roi_ids and the per-ROI arrays of ``part`` stacked as (n_roi, T), in cell_roi_id order.
 

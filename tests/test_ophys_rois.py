@@ -1,4 +1,4 @@
-"""ROI post-processing: aspect-ratio drop, binarization, exclusion labels, morphology (allen-methods.md)."""
+"""ROI post-processing: aspect-ratio drop, binarization, exclusion labels, morphology (docs/methods.md)."""
 
 from types import SimpleNamespace
 

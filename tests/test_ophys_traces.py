@@ -1,4 +1,4 @@
-"""Trace extraction, demixing and neuropil subtraction (allen-methods.md, 2-photon sections)."""
+"""Trace extraction, demixing and neuropil subtraction (docs/methods.md, 2-photon sections)."""
 
 import numpy as np
 import pytest

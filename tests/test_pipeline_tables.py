@@ -87,6 +87,13 @@ def test_events_and_dff_windows(processed):
         assert row["noise_multiplier"] == 2.0
     for row in ophys.DeltaFOverF.to_dicts():
         assert row["short_window"] == 103  # 3.333 s at 31 Hz
+        # the tiny survey's 6000-frame movies are shorter than 600 s: the short-movie preset clamps the window
+        assert row["ophys_paramset"] == "allen_short_movies" and row["long_window_clamped"]
+        assert row["long_window"] == 5999
+    # ROIs demixing set to NaN keep their rows, labelled, and stay NaN through dF/F and events
+    for label in (ophys.Demixing.ExclusionLabel & {"exclusion_label": "demix_error"}).proj().to_dicts():
+        assert np.isnan((ophys.DeltaFOverF.Trace & label).fetch1("dff")).all()
+        assert np.isnan((ophys.EventDetection.Event & label).fetch1("events")).all()
     n_events = sum(
         int(np.count_nonzero(np.nan_to_num(np.asarray(e)) > 0)) for e in ophys.EventDetection.Event.to_arrays("events")
     )

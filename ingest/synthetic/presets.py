@@ -15,7 +15,7 @@ class PresetError(ValueError):
 
 @dataclass(frozen=True)
 class IndicatorLine:
-    """A transgenic line expressing a calcium indicator, with its kinetics (allen-methods.md)."""
+    """A transgenic line expressing a calcium indicator, with its kinetics (docs/methods.md)."""
 
     indicator: str
     decay_time_s: float

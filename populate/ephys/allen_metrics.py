@@ -1,4 +1,4 @@
-"""Unit metrics whose released Allen definition differs from SpikeInterface's (allen-methods.md).
+"""Unit metrics whose released Allen definition differs from SpikeInterface's (docs/methods.md).
 
 Spike times are in seconds. `min_time` and `max_time` are the first and last spike of ALL units in the
 epoch (Allen's bounds), not the recording edges and not the unit's own first and last spike.

@@ -1,4 +1,4 @@
-"""Quality and waveform metrics per unit, under the Allen release names (allen-methods.md).
+"""Quality and waveform metrics per unit, under the Allen release names (docs/methods.md).
 
 Allen definitions computed here (allen_metrics): firing_rate, presence_ratio, isi_violations,
 amplitude_cutoff, snr, silhouette_score, max_drift, cumulative_drift. From SpikeInterface (standard

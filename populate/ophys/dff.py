@@ -1,4 +1,4 @@
-"""dF/F of neuropil-corrected fluorescence traces (Allen Brain Observatory method).
+"""dF/F of neuropil-corrected fluorescence traces (Allen ophys_etl ``dff``; docs/methods.md).
 
 Per trace F (one ROI, T frames, arbitrary fluorescence units):
 
@@ -11,9 +11,10 @@ Per trace F (one ROI, T frames, arbitrary fluorescence units):
 5. ``sigma_dff = noise_std(dff, short)``.
 
 Windows are given in seconds and converted with :func:`window_frames` (odd frame counts): 600 s long,
-3.333 s short. The NaN-aware running median is exact (no subsampling): a Fenwick tree over the value
-ranks answers each window's order statistic in O(log T), so an 18601-frame window over a 140k-frame
-trace takes milliseconds.
+3.333 s short; each must be shorter than the trace. As in Allen, an all-NaN trace is returned unchanged, and
+a trace with some NaNs, or a constant one, has a NaN noise sigma and so an all-NaN dF/F. The NaN-aware
+running median is exact (no subsampling): a Fenwick tree over the value ranks answers each window's order
+statistic in O(log T), so an 18601-frame window over a 140k-frame trace takes milliseconds.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def compute_dff(
 
     traces: (n_roi, T) fluorescence, one row per ROI (all-NaN rows for excluded ROIs).
     fs: imaging frame rate in Hz. Windows: ``window_frames(fs, long_window_s)`` and
-    ``window_frames(fs, short_window_s)``; a long window longer than the trace raises ValueError.
+    ``window_frames(fs, short_window_s)``; a window not shorter than the trace raises ValueError.
     """
     traces = np.atleast_2d(np.asarray(traces, dtype=np.float64))
     if traces.ndim != 2:
