@@ -32,6 +32,7 @@ def test_worker_runs_brainobs_worker_and_scales():
         "BRAINOBS_STORE_URL",
         "BRAINOBS_DATA_ROOT",
         "BRAINOBS_SCHEMA_PREFIX",
+        "BRAINOBS_OPHYS_PARAMSET",
     ):
         assert name in env
     assert env["BRAINOBS_DATABASE_URL"].startswith(("${BRAINOBS_DATABASE_URL:-postgresql://", "postgresql://"))

@@ -46,6 +46,9 @@ def test_wheel_holds_every_module_of_the_four_folders(wheel):
             inside = f"brainobs/{package}/{source.relative_to(REPO / folder).as_posix()}"
             assert inside in names, f"{inside} missing from {wheel.name}"
     assert not any(n.startswith(("schemas/", "populate/", "tests/")) for n in names)
+    # `brainobs conformance` without an argument reads the Allen vectors shipped in the package
+    for vector in (REPO / "brainobs" / "allen_vectors").iterdir():
+        assert f"brainobs/allen_vectors/{vector.name}" in names, vector.name
 
 
 def test_wheel_imports_from_a_fresh_venv_outside_the_repo(wheel, tmp_path):

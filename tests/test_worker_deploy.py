@@ -91,7 +91,7 @@ def test_kubernetes_indexed_job_reads_the_database_url_from_its_secret():
     assert reference["name"] == secret["metadata"]["name"]
     assert secret["stringData"][reference["key"]].startswith(("postgresql://", "mysql://"))
     assert "value" not in env["BRAINOBS_DATABASE_URL"], "the URL (with its password) belongs in the Secret"
-    for name in ("BRAINOBS_STORE_URL", "BRAINOBS_DATA_ROOT", "BRAINOBS_SCHEMA_PREFIX"):
+    for name in ("BRAINOBS_STORE_URL", "BRAINOBS_DATA_ROOT", "BRAINOBS_SCHEMA_PREFIX", "BRAINOBS_OPHYS_PARAMSET"):
         assert name in env
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert container["image"] == compose["services"]["worker"]["image"]
