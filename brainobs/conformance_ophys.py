@@ -7,6 +7,7 @@ calls (`brainobs.populate.ophys`), and names the results as the case's outputs (
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sparse
 
 from brainobs.populate.ophys import demix, dff, neuropil, registration, rois
 
@@ -77,6 +78,25 @@ def _neuropil(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndar
     }
 
 
+def _allen_nan_order(masks: np.ndarray, result: demix.DemixResult, taking_part: np.ndarray) -> list[int]:
+    """The NaN set's indices (into the ROIs taking part) in the order Allen's JSON lists them: Allen collects
+    them in a Python set (per negative-baseline ROI: itself, then its two-hop neighbours; then the zero-baseline
+    ROIs) and writes ``list(set)``; CPython orders a set of ints by hash, so the same insertions give the same
+    order."""
+    flat = sparse.csr_matrix(masks.reshape(masks.shape[0], -1).astype(np.float64))
+    inserted: list[int] = []
+    for seed in np.flatnonzero(result.negative_baseline[taking_part]):
+        alone = np.zeros(flat.shape[0], dtype=bool)
+        alone[seed] = True
+        reached = np.flatnonzero(demix.two_hop_neighbours(flat, alone))
+        inserted += [int(seed)] + [int(i) for i in reached if i != seed]
+    inserted += [int(i) for i in np.flatnonzero(result.zero_baseline[taking_part])]
+    order = list(set(inserted))
+    if sorted(order) != np.flatnonzero(result.made_nan[taking_part]).tolist():
+        raise RuntimeError("the NaN set rebuilt in Allen's order differs from demixing's")
+    return order
+
+
 def _roi_postprocess(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     scalars = sidecar["scalars"]
     _require(sidecar, abs_threshold=None, morphological_ops=True)
@@ -135,13 +155,14 @@ def _demix(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray
         records.append(rois.RoiRecord(i, i, ypix.astype(np.int64), xpix.astype(np.int64), shape))
     labels = [scalars["roi_labels"][str(int(roi_id))] for roi_id in ids]
     result = demix.demix_traces(inputs["movie"], records, inputs["traces"], labels)
+    taking_part = ~np.isnan(result.demixed_before_nan).all(axis=1)
     return {
         "demixed": result.demixed_traces,
         "demixed_before_nan": result.demixed_before_nan,
         "dropped_frames": result.dropped_frames,
         "dropped_roi": np.isnan(result.demixed_traces).all(axis=1),
         "negative_transient_roi_ids": ids[result.negative_transient],
-        "negative_baseline_roi_ids": ids[result.made_nan],
+        "negative_baseline_roi_ids": ids[taking_part][_allen_nan_order(masks[taking_part], result, taking_part)],
         "negative_baseline_only": result.negative_baseline,
         "zero_baseline": result.zero_baseline,
         # Allen's runner re-creates its plot folder per negative-baseline ROI and fails (README); brainobs does not
