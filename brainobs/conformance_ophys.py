@@ -132,8 +132,8 @@ def _roi_postprocess(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, 
         "small_size": np.array(["small_size" in r.exclusion_labels for r in records], dtype=bool),
         "valid_roi": np.array([r.valid_roi for r in records], dtype=bool),
         "full_mask": np.array([r.full_mask() for r in records], dtype=bool).reshape(len(records), *shape),
-        # the stored values are the pixel counts of the final masks (after the morphology), whatever the
-        # vectors' README says; brainobs's records hold exactly those masks
+        # the vectors' README says "before the morphology", but the stored values are the pixel counts of
+        # the final masks (out_full_mask), which brainobs's records hold
         "binarized_npixels": np.array([r.npix for r in records], dtype=np.int64),
     }
 
@@ -153,9 +153,13 @@ def _demix(sidecar: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray
     for i, mask in enumerate(masks):
         ypix, xpix = np.nonzero(mask)
         records.append(rois.RoiRecord(i, i, ypix.astype(np.int64), xpix.astype(np.int64), shape))
-    labels = [scalars["roi_labels"][str(int(roi_id))] for roi_id in ids]
+    excluded = inputs["excluded"].astype(bool)
+    named = scalars.get("roi_labels")
+    labels = [named[str(int(i))] for i in ids] if named else [["union"] if e else [] for e in excluded]
     result = demix.demix_traces(inputs["movie"], records, inputs["traces"], labels)
     taking_part = ~np.isnan(result.demixed_before_nan).all(axis=1)
+    if not np.array_equal(taking_part, ~excluded):
+        raise RuntimeError(f"{sidecar['case']}: brainobs's label rule excludes other ROIs than in_excluded")
     return {
         "demixed": result.demixed_traces,
         "demixed_before_nan": result.demixed_before_nan,
