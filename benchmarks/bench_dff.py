@@ -1,6 +1,6 @@
 """dF/F speed: brainobs against a faithful reference of Allen's algorithm on one long trace.
 
-    python -m benchmarks.bench_dff [--frames 140000] [--fs 31] [--reference-frames N]
+    python -m benchmarks.bench_dff [--frames 140000] [--fs 31] [--reference-frames N] [--min-ratio 100]
 
 The reference is written here from the description in brainobs/allen_vectors/README.md (section `dff`), the
 way Allen's ophys_etl code computes it: scipy's median and percentile filters, and a baseline that is a
@@ -8,7 +8,7 @@ per-frame ``np.nanmedian`` of each reflect-padded window (NaN runs interpolated)
 numbers with an O(T log T) running median; the run checks that both agree (1e-9 relative) and prints the
 speed ratio. ``--reference-frames`` times the reference on that many leading output frames of the full trace
 and scales that per-frame part (the same cost for every frame) to the whole trace; by default the reference
-runs on the whole trace.
+runs on the whole trace. Exits 1 when brainobs is less than ``--min-ratio`` times faster.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=140_000, help="trace length in frames")
     parser.add_argument("--fs", type=float, default=31.0, help="frame rate, Hz")
     parser.add_argument("--reference-frames", type=int, default=None, help="time the reference on this many frames")
+    parser.add_argument("--min-ratio", type=float, default=100.0, help="fail below this speed ratio")
     args = parser.parse_args()
 
     trace = synthetic_trace(args.frames, args.fs)
@@ -100,6 +101,8 @@ def main() -> None:
         f"brainobs {ours_s:.3f} s, Allen reference {reference_s:.1f} s ({timed}); "
         f"brainobs is {reference_s / ours_s:.0f}x faster; outputs agree to 1e-9"
     )
+    if reference_s / ours_s < args.min_ratio:
+        raise SystemExit(f"brainobs dF/F is less than {args.min_ratio:g}x faster than the reference")
 
 
 if __name__ == "__main__":
