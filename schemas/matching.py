@@ -1,8 +1,10 @@
-"""Cross-session cell matching per container: every ROI gets a cell_specimen_id shared across sessions.
+"""Cross-session cell matching per container: every valid ROI gets a cell_specimen_id shared across sessions.
 
-A container is matched once all its experiments are segmented (with one ophys parameter set). Each line
-of the n-way match becomes one cell_specimen_id: ``container_id * 100000 + line``, so ids are unique across
-containers and stable for a given container and parameter sets. A ROI with no match is a line of its own.
+A container is matched once all its experiments are segmented (with one ophys parameter set). As in Allen's
+releases, only valid ROIs (no exclusion label) are matched and get a cell_specimen_id; the others keep their
+cell_roi_id alone. Each line of the n-way match becomes one cell_specimen_id: ``container_id * 100000 + line``,
+so ids are unique across containers and stable for a given container and parameter sets. A ROI with no match
+is a line of its own.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class CellMatching(dj.Computed):
 
     class CellSpecimen(dj.Part):
         definition = """
-        # the cell_specimen_id of each ROI
+        # the cell_specimen_id of each valid ROI
         -> master
         -> Segmentation.ROI
         ---
@@ -104,10 +106,9 @@ class CellMatching(dj.Computed):
         for experiment_id in experiment_ids:
             restriction = {**key, "experiment_id": experiment_id}
             image = (MotionCorrection & restriction).fetch1("average_image")
-            rois = tuple(
-                ROI(row["cell_roi_id"], row["ypix"], row["xpix"], bool(row["valid_roi"]))
-                for row in (Segmentation.ROI & restriction).to_dicts(order_by="cell_roi_id")
-            )
+            valid = Segmentation.ROI & restriction & {"valid_roi": True}
+            rows = valid.to_dicts(order_by="cell_roi_id")
+            rois = tuple(ROI(row["cell_roi_id"], row["ypix"], row["xpix"], True) for row in rows)
             inputs.append(ExperimentROIs(experiment_id, np.asarray(image, dtype=float), rois))
         return (match_container(inputs, MatchingParams(**params)),)
 

@@ -151,9 +151,9 @@ class Segmentation(dj.Computed):
 
     class ROI(dj.Part):
         definition = """
-        # one binary ROI mask; cell_roi_id is per experiment
+        # one binary ROI mask; cell_roi_id is unique across the survey (every experiment and parameter set)
         -> master
-        cell_roi_id : int32
+        cell_roi_id : int64
         ---
         ypix : <blob>                      # int32 rows of the mask pixels
         xpix : <blob>                      # int32 columns
@@ -165,6 +165,7 @@ class Segmentation(dj.Computed):
         centroid_y : float64
         npix : int32
         valid_roi : bool                   # no exclusion label
+        unique index (cell_roi_id)
         """
 
     class ExclusionLabel(dj.Part):
@@ -192,6 +193,7 @@ class Segmentation(dj.Computed):
         return len(detected), result.rois
 
     def make_insert(self, key, n_detected, records):
+        first_id = next_cell_roi_id()
         self.insert1(
             {
                 **key,
@@ -203,7 +205,7 @@ class Segmentation(dj.Computed):
         self.ROI.insert(
             {
                 **key,
-                "cell_roi_id": r.roi_index,
+                "cell_roi_id": first_id + r.roi_index,
                 "ypix": r.ypix.astype(np.int32),
                 "xpix": r.xpix.astype(np.int32),
                 "x": r.x,
@@ -218,28 +220,41 @@ class Segmentation(dj.Computed):
             for r in records
         )
         self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": r.roi_index, "exclusion_label": label}
+            {**key, "cell_roi_id": first_id + r.roi_index, "exclusion_label": label}
             for r in records
             for label in r.exclusion_labels
         )
 
 
+def next_cell_roi_id() -> int:
+    """The first unused cell_roi_id: ids are allocated in blocks, one per segmentation, and never reused
+    while their rows exist. Two segmentations inserted at the same instant may pick the same block; the unique
+    index refuses the second, whose job is then retried."""
+    top = dj.U().aggr(Segmentation.ROI, top="max(cell_roi_id)").to_dicts()
+    return int(top[0]["top"]) + 1 if top and top[0]["top"] is not None else 1
+
+
+def roi_ids(key: dict) -> list[int]:
+    """The experiment's cell_roi_ids, in order: position i of every per-ROI array is ROI ``ids[i]``."""
+    return [row["cell_roi_id"] for row in (Segmentation.ROI & key).proj().to_dicts(order_by="cell_roi_id")]
+
+
 def roi_records(key: dict) -> list[rois.RoiRecord]:
-    """The experiment's ROIs as the core's records, in cell_roi_id order."""
+    """The experiment's ROIs as the core's records, in cell_roi_id order (``roi_index`` is the position)."""
     height, width = (Experiment & key).fetch1("height", "width")
     labels: dict[int, list[str]] = {}
     for row in (Segmentation.ExclusionLabel & key).to_dicts():
         labels.setdefault(row["cell_roi_id"], []).append(row["exclusion_label"])
     return [
         rois.RoiRecord(
-            roi_index=row["cell_roi_id"],
-            source_index=row["cell_roi_id"],
+            roi_index=position,
+            source_index=position,
             ypix=np.asarray(row["ypix"], dtype=np.int64),
             xpix=np.asarray(row["xpix"], dtype=np.int64),
             frame_shape=(height, width),
             exclusion_labels=tuple(sorted(labels.get(row["cell_roi_id"], ()))),
         )
-        for row in (Segmentation.ROI & key).to_dicts(order_by="cell_roi_id")
+        for position, row in enumerate((Segmentation.ROI & key).to_dicts(order_by="cell_roi_id"))
     ]
 
 
@@ -314,11 +329,12 @@ class Fluorescence(dj.Computed):
         return (extraction.extract_traces(movie, roi_records(key), border),)
 
     def make_insert(self, key, result):
+        ids = roi_ids(key)
         self.insert1({**key, "n_frames": result.roi_traces.shape[1] if result.roi_traces.size else 0})
         self.Trace.insert(
             {
                 **key,
-                "cell_roi_id": i,
+                "cell_roi_id": ids[i],
                 "roi_trace": result.roi_traces[i],
                 "neuropil_trace": result.neuropil_traces[i],
                 "neuropil_npix": int(result.neuropil_pixels[i][0].size),
@@ -326,7 +342,7 @@ class Fluorescence(dj.Computed):
             for i in range(result.roi_traces.shape[0])
         )
         self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": i, "exclusion_label": label}
+            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
             for i, labels in enumerate(result.exclusion_labels)
             for label in labels
         )
@@ -373,12 +389,14 @@ class Demixing(dj.Computed):
         movie, _border = _registered(key)
         records = roi_records(key)
         labels = [set(r.exclusion_labels) for r in records]
+        position = {roi_id: i for i, roi_id in enumerate(roi_ids(key))}
         for row in (Fluorescence.ExclusionLabel & key).to_dicts():
-            labels[row["cell_roi_id"]].add(row["exclusion_label"])
+            labels[position[row["cell_roi_id"]]].add(row["exclusion_label"])
         traces = stack(Fluorescence.Trace, key, "roi_trace")
         return (demix_traces(movie, records, traces, labels),)
 
     def make_insert(self, key, result):
+        ids = roi_ids(key)
         n_dropped = int(result.dropped_frames.sum())
         self.insert1(
             {
@@ -394,7 +412,7 @@ class Demixing(dj.Computed):
         self.Trace.insert(
             {
                 **key,
-                "cell_roi_id": i,
+                "cell_roi_id": ids[i],
                 "demixed_trace": result.demixed_traces[i],
                 "negative_transient": bool(result.negative_transient[i]),
                 "negative_baseline": bool(result.negative_baseline[i]),
@@ -404,7 +422,7 @@ class Demixing(dj.Computed):
             for i in range(result.demixed_traces.shape[0])
         )
         self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": i, "exclusion_label": label}
+            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
             for i, labels in enumerate(result.exclusion_labels)
             for label in labels
         )
@@ -447,12 +465,13 @@ class NeuropilCorrection(dj.Computed):
         if result is None:
             self.insert1({**key, "mean_r": None})
             return
+        ids = roi_ids(key)
         finite = result.r[np.isfinite(result.r)]
         self.insert1({**key, "mean_r": float(finite.mean()) if finite.size else None})
         self.Trace.insert(
             {
                 **key,
-                "cell_roi_id": i,
+                "cell_roi_id": ids[i],
                 "corrected_trace": result.corrected[i],
                 "r": finite_or_none(result.r[i]),
                 "rmse": finite_or_none(result.rmse[i]),
@@ -515,6 +534,7 @@ class DeltaFOverF(dj.Computed):
         if result is None:  # an experiment without ROIs: the stage ran, nothing to store
             self.insert1({**key, "long_window": 0, "short_window": 0})
             return
+        ids = roi_ids(key)
         self.insert1(
             {
                 **key,
@@ -526,7 +546,7 @@ class DeltaFOverF(dj.Computed):
         self.Trace.insert(
             {
                 **key,
-                "cell_roi_id": i,
+                "cell_roi_id": ids[i],
                 "dff": result.dff[i],
                 "sigma_dff": finite_or_none(result.sigma_dff[i]),
                 "num_small_baseline_frames": int(result.num_small_baseline_frames[i]),
@@ -575,10 +595,11 @@ class EventDetection(dj.Computed):
         self.insert1({**key, "decay_time": decay_time, "gamma": gamma_value, "noise_multiplier": multiplier})
         if result is None:
             return
+        ids = roi_ids(key)
         self.Event.insert(
             {
                 **key,
-                "cell_roi_id": i,
+                "cell_roi_id": ids[i],
                 "events": result.events[i],
                 "filtered_events": result.filtered_events[i],
                 "l0_lambda": finite_or_none(result.lambdas[i]),

@@ -120,6 +120,17 @@ def test_cell_matching_recovers_identities_across_sessions(processed):
     assert result.pair_false_merge_rate <= 0.1, result
 
 
+def test_cell_roi_ids_are_unique_and_only_valid_rois_get_a_cell_specimen_id(processed):
+    from brainobs.schemas import ophys
+    from brainobs.schemas.matching import CellMatching
+
+    ids = ophys.Segmentation.ROI.to_arrays("cell_roi_id")
+    assert len(np.unique(ids)) == len(ids) > 0, "one cell_roi_id names several ROIs"
+    matched = CellMatching.CellSpecimen * ophys.Segmentation.ROI.proj("valid_roi")
+    assert set(matched.to_arrays("valid_roi")) == {True}
+    assert len(matched) == len(ophys.Segmentation.ROI & {"valid_roi": True})
+
+
 def test_units_are_sorted_scored_and_filtered(processed):
     from brainobs import api
     from brainobs.schemas import stores
