@@ -449,6 +449,7 @@ def release(
     )
     if result.validation:
         console.print(result.validation.summary().splitlines()[0])
+    console.print(_release_table(tag))
     if pages:
         from brainobs.schemas.release import ReleaseFile
 
@@ -459,6 +460,33 @@ def release(
             else:
                 experiment_page(int(row["nwb_label"]), folder / f"experiment_{row['nwb_label']}.html", release_tag=tag)
         console.print(f"QC pages: {folder}")
+
+
+def _release_table(tag: str) -> Table:
+    """Released and withheld items of a release; for a withheld one, the check, value and threshold that decided."""
+    from brainobs.export.publish import release_summary
+
+    summary = release_summary(tag)
+    withheld = int((summary["status"] == "withheld").sum())
+    title = f"release {tag}: {len(summary) - withheld} released, {withheld} withheld"
+    table = Table("subject", "session", "item", "status", "check", "value", "threshold", "reason", title=title)
+
+    def number(value) -> str:
+        return "" if value is None or value != value else f"{value:.4g}"
+
+    for row in summary.itertuples():
+        status = "[green]released[/green]" if row.status == "released" else "[red]withheld[/red]"
+        table.add_row(
+            str(row.subject_id),
+            str(row.session_id),
+            str(row.item),
+            status,
+            row.check if isinstance(row.check, str) else "",
+            number(row.value),
+            number(row.threshold),
+            row.reason if isinstance(row.reason, str) else "",
+        )
+    return table
 
 
 @app.command()

@@ -7,32 +7,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from brainobs.export.release import ReleaseItem, ReleaseResult, build_release
+from brainobs.export.release import ReleaseError, ReleaseItem, ReleaseResult, build_release
 from brainobs.settings import Settings
 
+SUMMARY_COLUMNS = ("subject_id", "session_id", "item", "status", "check", "value", "threshold", "reason")
 
-def qc_summary(tag: str) -> pd.DataFrame:
-    """Per experiment of the release: computed and effective QC outcome, and released or withheld (why)."""
-    from brainobs.schemas.qc import QC, QCOverride, effective_outcome
-    from brainobs.schemas.release import Release, ReleaseFile
 
-    release = (Release & {"release_tag": tag}).fetch1()
-    paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
-    withheld = {r["nwb_label"]: r["reason"] for r in (ReleaseFile.Withheld & {"release_tag": tag}).to_dicts()}
-    rows = []
-    for row in (QC & paramsets).to_dicts(order_by="experiment_id"):
-        rows.append(
-            {
-                "subject_id": row["subject_id"],
-                "session_id": row["session_id"],
-                "experiment_id": row["experiment_id"],
-                "qc_outcome": row["outcome"],
-                "effective_outcome": effective_outcome(QC, QCOverride, row).name,
-                "released": str(row["experiment_id"]) not in withheld,
-                "withheld_reason": withheld.get(str(row["experiment_id"]), ""),
-            }
-        )
-    return pd.DataFrame(rows)
+def release_summary(tag: str) -> pd.DataFrame:
+    """One row per item of the release (an ophys experiment, or "session" for an ecephys session): released or
+    withheld, and for a withheld one the check that decided it, its value and threshold, and the reason."""
+    from brainobs.schemas.release import ReleaseFile
+
+    rows = [
+        {"subject_id": r["subject_id"], "session_id": r["session_id"], "item": r["nwb_label"], "status": "released"}
+        for r in (ReleaseFile.File & {"release_tag": tag}).proj().to_dicts()
+    ]
+    rows += [
+        {
+            "subject_id": r["subject_id"],
+            "session_id": r["session_id"],
+            "item": r["nwb_label"],
+            "status": "withheld",
+            "check": r["check_name"],
+            "value": r["value"],
+            "threshold": r["threshold"],
+            "reason": r["reason"],
+        }
+        for r in (ReleaseFile.Withheld & {"release_tag": tag}).to_dicts()
+    ]
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return table.sort_values(["status", "subject_id", "session_id", "item"], ignore_index=True)
 
 
 def publish(
@@ -79,9 +83,13 @@ def publish(
         )
         for row in (ReleaseFile.File & {"release_tag": tag}).to_dicts()
     ]
-    summary = qc_summary(tag)
-    entry = (
-        f"{len(items)} NWB files; {int((~summary['released']).sum()) if len(summary) else 0} experiments withheld "
-        f"by QC (policy: worst outcome {qc_policy})"
-    )
+    summary = release_summary(tag)
+    withheld = summary[summary["status"] == "withheld"]
+    if not items:
+        reasons = [f"  {r.session_id} {r.item}: {r.reason}" for r in withheld.itertuples()]
+        raise ReleaseError(
+            f"release {tag} has no files: "
+            + ("every item was withheld:\n" + "\n".join(reasons) if reasons else "no item has been processed")
+        )
+    entry = f"{len(items)} NWB files; {len(withheld)} items withheld by QC (policy: worst outcome {qc_policy})"
     return build_release(tag, Path(out_dir), items, description, summary, entry)

@@ -1,7 +1,11 @@
 """Quality control: named checks with a value, a threshold and an outcome; the worst outcome wins.
 
 Outcomes order as NOT_SET < PASS < WARNING < FAIL < CRITICAL. Thresholds come from a parameter set
-(:data:`DEFAULT_QC_THRESHOLDS`); every check states the rule it applied in its ``reason``.
+(:data:`DEFAULT_QC_THRESHOLDS`); :data:`CHECK_DEFINITIONS` says what each check measures, in which unit,
+after which source, and which thresholds it reads (README "What each QC check means"). Every check states
+the rule it applied in its ``reason``; a check whose input is missing is NOT_SET and says what is missing.
+ROI-level findings (negative transients, negative baselines) label ROIs and are reported as counts; they
+never decide an experiment's outcome. :func:`release_verdict` is the release policy.
 """
 
 from __future__ import annotations
@@ -37,10 +41,18 @@ class Check:
     reason: str
 
 
-def limit_check(name: str, value: float, warn: float | None, fail: float, *, higher_is_worse: bool = True) -> Check:
-    """PASS inside the limits, WARNING past ``warn``, FAIL past ``fail``; NaN values are NOT_SET."""
+def limit_check(
+    name: str,
+    value: float,
+    warn: float | None,
+    fail: float,
+    *,
+    higher_is_worse: bool = True,
+    missing: str = "its input is missing",
+) -> Check:
+    """PASS inside the limits, WARNING past ``warn``, FAIL past ``fail``; a NaN value is NOT_SET (``missing``)."""
     if value is None or not np.isfinite(value):
-        return Check(name, float("nan"), fail, Outcome.NOT_SET, f"{name} could not be computed")
+        return not_set(name, missing)
     sign = 1.0 if higher_is_worse else -1.0
     word = ">" if higher_is_worse else "<"
     if sign * value > sign * fail:
@@ -51,33 +63,175 @@ def limit_check(name: str, value: float, warn: float | None, fail: float, *, hig
 
 
 DEFAULT_QC_THRESHOLDS: dict[str, float] = {
-    "max_shift_px_warn": 20.0,  # largest motion correction in any direction
+    "max_shift_px_warn": 20.0,
     "max_shift_px_fail": 30.0,
-    "shift_limit_px": 10.0,  # a frame moved further than this is a "large-motion" frame
+    "shift_limit_px": 10.0,
     "large_motion_fraction_warn": 0.05,
     "large_motion_fraction_fail": 0.2,
-    "intensity_drift_warn": 0.2,  # |relative change| of mean frame intensity over the session (linear fit)
+    "intensity_drift_warn": 0.2,
     "intensity_drift_fail": 0.4,
-    "bleaching_ratio_warn": 0.8,  # mean of the last 10 % of frames / mean of the first 10 %
+    "bleaching_ratio_warn": 0.8,
     "bleaching_ratio_fail": 0.6,
-    "saturation_fraction_warn": 0.001,  # fraction of max-projection pixels at the saturation level
+    "saturation_fraction_warn": 0.001,
     "saturation_fraction_fail": 0.01,
     "valid_roi_min_warn": 10,
     "valid_roi_min_fail": 1,
-    "neuropil_r_median_max": 1.0,  # median r above this means neuropil dominates
+    "neuropil_r_median_max": 1.0,
     "neuropil_r_median_min": 0.1,
-    "negative_baseline_fraction_warn": 0.05,
-    "negative_baseline_fraction_fail": 0.2,
-    "negative_transient_fraction_warn": 0.1,
-    "negative_transient_fraction_fail": 0.3,
     "frame_count_mismatch_fail": 0,
-    "dropped_frames_fraction_warn": 0.001,  # display frames that took over 1.5x the median interval
-    "dropped_frames_fraction_fail": 0.01,  # movie frames vs. sync pulses: any difference fails
+    "dropped_frames_fraction_warn": 0.001,
+    "dropped_frames_fraction_fail": 0.01,
     "container_min_sessions": 3,
     "container_max_sessions": 11,
-    "match_fraction_warn": 0.5,  # fraction of ROIs matched between each pair of sessions (lowest pair)
+    "match_fraction_warn": 0.5,
     "match_fraction_fail": 0.2,
 }
+
+
+@dataclass(frozen=True)
+class CheckDefinition:
+    """What a named check measures: its definition, unit, source, the thresholds it reads, and whether it
+    gates (a reported count never changes an item's outcome: it is always PASS)."""
+
+    level: str  # experiment, container, session
+    definition: str
+    unit: str
+    source: str
+    thresholds: tuple[str, ...]
+    gates: bool = True
+
+
+ALLEN_VB = "Allen Visual Behavior 2P QC (technical whitepaper, 'Quality control')"
+CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
+    "max_shift_px": CheckDefinition(
+        "experiment",
+        "largest motion-correction shift in any direction (the registration border)",
+        "pixels",
+        f"{ALLEN_VB}: motion correction; the border is Allen's motion_border",
+        ("max_shift_px_warn", "max_shift_px_fail"),
+    ),
+    "large_motion_fraction": CheckDefinition(
+        "experiment",
+        "fraction of frames whose rigid shift (hypot of x and y offsets) exceeds shift_limit_px",
+        "fraction of frames",
+        f"{ALLEN_VB}: motion correction",
+        ("shift_limit_px", "large_motion_fraction_warn", "large_motion_fraction_fail"),
+    ),
+    "intensity_drift": CheckDefinition(
+        "experiment",
+        "|change of a straight-line fit to the mean frame intensity over the session| / the fit's start value",
+        "fraction of the start intensity",
+        f"{ALLEN_VB}: FOV intensity over the session; AIND ophys QC 'intensity drift'",
+        ("intensity_drift_warn", "intensity_drift_fail"),
+    ),
+    "bleaching_ratio": CheckDefinition(
+        "experiment",
+        "mean intensity of the last 10 % of frames / that of the first 10 % (lower is worse)",
+        "ratio",
+        "AIND ophys QC: photobleaching",
+        ("bleaching_ratio_warn", "bleaching_ratio_fail"),
+    ),
+    "saturation_fraction": CheckDefinition(
+        "experiment",
+        "fraction of maximum-projection pixels at or above the movie's saturation level",
+        "fraction of pixels",
+        f"{ALLEN_VB}: saturated pixels",
+        ("saturation_fraction_warn", "saturation_fraction_fail"),
+    ),
+    "valid_roi_count": CheckDefinition(
+        "experiment",
+        "valid ROIs of the segmentation whose demixed trace was kept (not labelled demix_error); lower is worse",
+        "ROIs",
+        "brainobs (Allen releases only experiments with cells)",
+        ("valid_roi_min_warn", "valid_roi_min_fail"),
+    ),
+    "neuropil_r_median": CheckDefinition(
+        "experiment",
+        "median neuropil contamination ratio r over ROIs; outside [min, max] is a WARNING",
+        "ratio",
+        "Allen neuropil subtraction (r is expected near 0.7)",
+        ("neuropil_r_median_min", "neuropil_r_median_max"),
+    ),
+    "negative_transient_rois": CheckDefinition(
+        "experiment",
+        "ROIs labelled negative_transient by demixing (Allen's rolling test); a ROI label, counted here",
+        "ROIs",
+        "Allen demixing find_negative_transients_threshold",
+        (),
+        gates=False,
+    ),
+    "negative_baseline_rois": CheckDefinition(
+        "experiment",
+        "ROIs whose demixed trace has mean + std < 0 (they and their two-hop overlap neighbours are labelled "
+        "demix_error and left out of valid_roi_count); counted here",
+        "ROIs",
+        "Allen demixing find_negative_baselines",
+        (),
+        gates=False,
+    ),
+    "frame_count_mismatch": CheckDefinition(
+        "experiment",
+        "|movie frames - 2-photon frame pulses on the sync line|; any difference is CRITICAL",
+        "frames",
+        f"{ALLEN_VB}: temporal alignment",
+        ("frame_count_mismatch_fail",),
+    ),
+    "dropped_frames_fraction": CheckDefinition(
+        "session",
+        "fraction of display (vsync) intervals longer than 1.5 x the median interval",
+        "fraction of display frames",
+        "Allen stimulus sync: dropped frames",
+        ("dropped_frames_fraction_warn", "dropped_frames_fraction_fail"),
+    ),
+    "unit_count": CheckDefinition(
+        "session",
+        "units the sorter found on one probe (check name unit_count:<probe>); none FAILs; the reason gives how "
+        "many meet the Visual Coding preset",
+        "units",
+        "brainobs (Allen Visual Coding Neuropixels releases every unit, with quality metrics)",
+        (),
+    ),
+    "session_count": CheckDefinition(
+        "container",
+        "sessions in the container; outside [min, max] fails, except 1 (a single-session experiment passes)",
+        "sessions",
+        "Allen Visual Coding containers hold 3 sessions, Visual Behavior up to 11",
+        ("container_min_sessions", "container_max_sessions"),
+    ),
+    "match_fraction": CheckDefinition(
+        "container",
+        "lowest fraction of ROIs matched between any pair of the container's sessions (lower is worse)",
+        "fraction of ROIs",
+        f"{ALLEN_VB}: FOV matching across sessions",
+        ("match_fraction_warn", "match_fraction_fail"),
+    ),
+    "cell_matching": CheckDefinition(
+        "container",
+        "cell matching ran and matched the container (a failed matching is CRITICAL, with its reason)",
+        "-",
+        "brainobs",
+        (),
+    ),
+}
+
+
+def not_set(name: str, why: str) -> Check:
+    """A check that could not be evaluated; ``why`` names the missing input."""
+    return Check(name, float("nan"), float("nan"), Outcome.NOT_SET, f"not evaluated: {why}")
+
+
+def release_verdict(outcome: Outcome, allowed: Outcome) -> str:
+    """The release policy: '' when an item with this effective outcome is released, else why not.
+
+    An item is released when its effective outcome (the worst of its evaluated checks, or a reviewer's
+    override) is at most ``allowed``. A NOT_SET check ranks below PASS, so it never blocks an item whose
+    other checks were evaluated; an item of which no check could be evaluated (outcome NOT_SET) is withheld.
+    """
+    if outcome is Outcome.NOT_SET:
+        return "no QC check could be evaluated (NOT_SET)"
+    if outcome > allowed:
+        return f"{outcome.name} is worse than the policy's {allowed.name}"
+    return ""
 
 
 def motion_checks(x_offset: np.ndarray, y_offset: np.ndarray, max_correction: float, t: dict) -> list[Check]:
@@ -87,7 +241,11 @@ def motion_checks(x_offset: np.ndarray, y_offset: np.ndarray, max_correction: fl
     return [
         limit_check("max_shift_px", max_correction, t["max_shift_px_warn"], t["max_shift_px_fail"]),
         limit_check(
-            "large_motion_fraction", fraction, t["large_motion_fraction_warn"], t["large_motion_fraction_fail"]
+            "large_motion_fraction",
+            fraction,
+            t["large_motion_fraction_warn"],
+            t["large_motion_fraction_fail"],
+            missing="no motion offsets",
         ),
     ]
 
@@ -96,8 +254,8 @@ def intensity_checks(frame_means: np.ndarray, t: dict) -> list[Check]:
     """Drift (relative change of a linear fit over the session) and bleaching (last/first 10 % of frames)."""
     means = np.asarray(frame_means, float)
     if means.size < 10 or not np.all(np.isfinite(means)) or means.mean() <= 0:
-        nan = float("nan")
-        return [limit_check("intensity_drift", nan, None, 0.0), limit_check("bleaching_ratio", nan, None, 0.0)]
+        why = f"{means.size} frame means; needs at least 10, all finite, with a positive mean"
+        return [not_set("intensity_drift", why), not_set("bleaching_ratio", why)]
     frames = np.arange(means.size)
     slope, intercept = np.polyfit(frames, means, 1)
     drift = float(slope * (means.size - 1) / max(intercept, 1e-12))
@@ -111,22 +269,32 @@ def intensity_checks(frame_means: np.ndarray, t: dict) -> list[Check]:
     ]
 
 
-def saturation_check(max_image: np.ndarray, saturation_level: float, t: dict) -> Check:
+def saturation_check(max_image: np.ndarray, saturation_level: float | None, t: dict) -> Check:
     """Fraction of max-projection pixels at or above ``saturation_level``."""
-    fraction = float(np.mean(np.asarray(max_image) >= saturation_level))
+    image = np.asarray(max_image)
+    if saturation_level is None or not np.isfinite(saturation_level) or image.size == 0:
+        return not_set("saturation_fraction", "no maximum projection or saturation level")
+    fraction = float(np.mean(image >= saturation_level))
     return limit_check("saturation_fraction", fraction, t["saturation_fraction_warn"], t["saturation_fraction_fail"])
 
 
 def roi_checks(
-    n_valid: int,
+    n_usable: int,
     r_values: np.ndarray,
     negative_baseline: np.ndarray,
     negative_transient: np.ndarray,
     t: dict,
 ) -> list[Check]:
-    """Valid ROI count, the neuropil r distribution, and the negative-baseline / transient fractions."""
+    """Usable ROI count and the neuropil r median (gates), and the counts of ROIs that demixing labelled.
+
+    ``n_usable``: valid ROIs whose demixed trace was kept. ``negative_baseline`` / ``negative_transient``:
+    per demixed ROI flags. They label ROIs (Demixing.ExclusionLabel), so they are reported as counts that
+    never change the experiment's outcome.
+    """
     checks = [
-        limit_check("valid_roi_count", n_valid, t["valid_roi_min_warn"], t["valid_roi_min_fail"], higher_is_worse=False)
+        limit_check(
+            "valid_roi_count", n_usable, t["valid_roi_min_warn"], t["valid_roi_min_fail"], higher_is_worse=False
+        )
     ]
     r = np.asarray(r_values, float)
     r = r[np.isfinite(r)]
@@ -137,59 +305,73 @@ def roi_checks(
         reason = f"median r {median:.3g}, expected {low}-{high}"
         checks.append(Check("neuropil_r_median", median, high, outcome, reason))
     else:
-        checks.append(Check("neuropil_r_median", float("nan"), t["neuropil_r_median_max"], Outcome.NOT_SET, "no r"))
-    n = max(len(negative_baseline), 1)
-    checks.append(
-        limit_check(
-            "negative_baseline_fraction",
-            float(np.sum(negative_baseline)) / n,
-            t["negative_baseline_fraction_warn"],
-            t["negative_baseline_fraction_fail"],
-        )
-    )
-    checks.append(
-        limit_check(
-            "negative_transient_fraction",
-            float(np.sum(negative_transient)) / n,
-            t["negative_transient_fraction_warn"],
-            t["negative_transient_fraction_fail"],
-        )
-    )
+        checks.append(not_set("neuropil_r_median", "no ROI has a neuropil r"))
+    n = len(negative_transient)
+    for name, flags, label in (
+        ("negative_transient_rois", negative_transient, "negative_transient"),
+        ("negative_baseline_rois", negative_baseline, "demix_error (negative baseline)"),
+    ):
+        count = int(np.sum(flags))
+        reason = f"{count} of {n} demixed ROIs labelled {label}; a ROI label, not an experiment gate"
+        checks.append(Check(name, float(count), float("nan"), Outcome.PASS, reason))
     return checks
 
 
 def alignment_check(n_movie_frames: int, n_sync_frames: int | None, t: dict) -> Check:
     """Temporal alignment: the movie must have exactly as many frames as the sync record has pulses."""
     if n_sync_frames is None:
-        return Check("frame_count_mismatch", float("nan"), 0.0, Outcome.NOT_SET, "no sync record for this session")
+        return not_set("frame_count_mismatch", "no sync record for this session")
     mismatch = abs(int(n_movie_frames) - int(n_sync_frames))
     outcome = Outcome.PASS if mismatch <= t["frame_count_mismatch_fail"] else Outcome.CRITICAL
     reason = f"movie has {n_movie_frames} frames, sync has {n_sync_frames} pulses"
     return Check("frame_count_mismatch", float(mismatch), float(t["frame_count_mismatch_fail"]), outcome, reason)
 
 
-def container_checks(n_sessions: int, lowest_match_fraction: float, t: dict) -> list[Check]:
-    """Session count within 3-11, and the lowest match fraction over session pairs."""
+def container_checks(n_sessions: int, lowest_match_fraction: float, t: dict, failure: str = "") -> list[Check]:
+    """Session count within [container_min_sessions, container_max_sessions] (a container of one session is a
+    single-session experiment and passes), whether cell matching succeeded (``failure``: the matcher's reason
+    when it did not; then FAIL), and the lowest match fraction."""
     low, high = t["container_min_sessions"], t["container_max_sessions"]
+    if n_sessions == 1:
+        single = "1 session: a single-session experiment, not a longitudinal container; released on its own"
+        return [
+            Check("session_count", 1.0, float(low), Outcome.PASS, single),
+            Check("cell_matching", float("nan"), float("nan"), Outcome.PASS, "nothing to match"),
+            not_set("match_fraction", "a single session has no pair to match"),
+        ]
     outcome = Outcome.PASS if low <= n_sessions <= high else Outcome.FAIL
-    return [
-        Check("session_count", float(n_sessions), float(low), outcome, f"{n_sessions} sessions, expected {low}-{high}"),
-        limit_check(
+    if failure:
+        matching = Check("cell_matching", float("nan"), float("nan"), Outcome.FAIL, f"cell matching failed: {failure}")
+        fraction = not_set("match_fraction", "cell matching failed")
+    else:
+        matching = Check("cell_matching", float("nan"), float("nan"), Outcome.PASS, "matched")
+        fraction = limit_check(
             "match_fraction",
             lowest_match_fraction,
             t["match_fraction_warn"],
             t["match_fraction_fail"],
             higher_is_worse=False,
-        ),
-    ]
+            missing="no pair of sessions was matched",
+        )
+    count = Check(
+        "session_count", float(n_sessions), float(low), outcome, f"{n_sessions} sessions, expected {low}-{high}"
+    )
+    return [count, matching, fraction]
 
 
-def dropped_frames_check(vsync_times: np.ndarray, t: dict) -> Check:
+def dropped_frames_check(vsync_times: np.ndarray | None, t: dict) -> Check:
     """Fraction of display frames whose interval exceeds 1.5 times the median (a dropped frame)."""
-    intervals = np.diff(np.asarray(vsync_times, float))
+    intervals = np.diff(np.asarray([] if vsync_times is None else vsync_times, float))
     if intervals.size == 0:
-        return Check("dropped_frames_fraction", float("nan"), 0.0, Outcome.NOT_SET, "no display frames")
+        return not_set("dropped_frames_fraction", "no display frames (no stimulus sync record)")
     fraction = float(np.mean(intervals > 1.5 * np.median(intervals)))
     return limit_check(
         "dropped_frames_fraction", fraction, t["dropped_frames_fraction_warn"], t["dropped_frames_fraction_fail"]
     )
+
+
+def unit_count_check(probe_name: str, n_units: int, n_passing: int) -> Check:
+    """A probe's sorted units: FAIL when the sorter found none (a dead probe or a failed sorting)."""
+    outcome = Outcome.PASS if n_units > 0 else Outcome.FAIL
+    reason = f"{probe_name}: {n_units} units, {n_passing} meet the Visual Coding preset"
+    return Check(f"unit_count:{probe_name}", float(n_units), 1.0, outcome, reason)

@@ -15,7 +15,7 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from brainobs.populate.matching import ROI, ExperimentROIs, MatchingParams, match_container
+from brainobs.populate.matching import ROI, ExperimentROIs, MatchingParams, RegistrationError, match_container
 from brainobs.schemas.acquisition import Container, Experiment
 from brainobs.schemas.ophys import MotionCorrection, OphysParamSet, Segmentation
 from brainobs.schemas.params import insert_params, paramset_definition
@@ -54,7 +54,8 @@ class CellMatching(dj.Computed):
     -> OphysParamSet
     -> MatchingParamSet
     ---
-    outcome : enum('matched', 'single_experiment')
+    outcome : enum('matched', 'single_experiment', 'failed')
+    failure = "" : varchar(255)            # why matching failed (outcome 'failed'); ContainerQC FAILs with it
     n_experiments : int32
     n_cells : int32                        # cell_specimen_ids (lines), singletons included
     n_cells_all_sessions : int32           # cells found in every experiment of the container
@@ -110,9 +111,18 @@ class CellMatching(dj.Computed):
             rows = valid.to_dicts(order_by="cell_roi_id")
             rois = tuple(ROI(row["cell_roi_id"], row["ypix"], row["xpix"], True) for row in rows)
             inputs.append(ExperimentROIs(experiment_id, np.asarray(image, dtype=float), rois))
-        return (match_container(inputs, MatchingParams(**params)),)
+        try:
+            return (match_container(inputs, MatchingParams(**params)),)
+        except RegistrationError as err:  # e.g. unrelated fields of view: a data finding, recorded for QC
+            return (str(err),)
 
     def make_insert(self, key, match):
+        if isinstance(match, str):
+            self.insert1(
+                {**key, "outcome": "failed", "failure": match[:255], "n_experiments": len(Experiment & key)}
+                | {"n_cells": 0, "n_cells_all_sessions": 0}
+            )
+            return
         n_experiments = len(Experiment & key)
         experiments_per_line = [len({experiment for experiment, _roi in line}) for line in match.lines()]
         fractions = [p.match_fraction for p in match.pairs]

@@ -1,6 +1,7 @@
 """QC: one row per named check (value, threshold, outcome, reason) for experiments, sessions and containers.
 
-QC (experiment QC), ContainerQC and SessionQC each hold the worst outcome of their Part ``Check`` rows.
+QC (experiment QC), ContainerQC and SessionQC (sync and each probe's units) each hold the worst outcome of
+their Part ``Check`` rows.
 
 The computed outcome of an item is the worst of its checks (NOT_SET < PASS < WARNING < FAIL < CRITICAL).
 Reviewers record overrides in the *Override tables; :func:`effective_outcome` applies them on top,
@@ -14,6 +15,8 @@ import numpy as np
 
 from brainobs.populate import qc
 from brainobs.populate.ephys.filters import unmet_conditions
+from brainobs.populate.ophys.demix import NAN_LABEL
+from brainobs.schemas.acquisition import ProbeInsertion, Session
 from brainobs.schemas.behavior import SessionSync
 from brainobs.schemas.ephys import SpikeSorting, UnitMetrics, units_table  # noqa: F401 - table definitions
 from brainobs.schemas.matching import CellMatching
@@ -95,8 +98,10 @@ class QC(dj.Computed):
         checks += qc.intensity_checks(np.asarray(motion["frame_mean"]), t)
         checks.append(qc.saturation_check(motion["max_image"], motion["saturation_level"], t))
         demixed = (Demixing.Trace & key).to_dicts()
+        valid = Segmentation.ROI & key & {"valid_roi": True}
+        made_nan = Demixing.ExclusionLabel & key & {"exclusion_label": NAN_LABEL}
         checks += qc.roi_checks(
-            (Segmentation & key).fetch1("n_valid"),
+            len(valid - made_nan.proj()),
             np.array([r for r in (NeuropilCorrection.Trace & key).to_arrays("r") if r is not None], dtype=float),
             np.array([row["negative_baseline"] for row in demixed], dtype=bool),
             np.array([row["negative_transient"] for row in demixed], dtype=bool),
@@ -110,7 +115,7 @@ class QC(dj.Computed):
 @schema
 class ContainerQC(dj.Computed):
     definition = f"""
-    # QC of one matched container: session count (3-11) and the lowest pairwise match fraction
+    # QC of one container: session count (3-11, or 1), cell matching succeeded, lowest pairwise match fraction
     -> CellMatching
     -> QCParamSet
     ---
@@ -124,27 +129,9 @@ class ContainerQC(dj.Computed):
         t = (QCParamSet & key).fetch1("params")
         match = (CellMatching & key).fetch1()
         lowest = match["lowest_match_fraction"]
-        checks = qc.container_checks(match["n_experiments"], float("nan") if lowest is None else lowest, t)
-        _insert_checks(self, key, checks)
-
-
-@schema
-class SessionQC(dj.Computed):
-    definition = f"""
-    # QC of a session's sync record: dropped display frames
-    -> SessionSync
-    -> QCParamSet
-    ---
-    outcome : enum({OUTCOMES})
-    """
-
-    class Check(dj.Part):
-        definition = CHECK_PART
-
-    def make(self, key):
-        t = (QCParamSet & key).fetch1("params")
-        vsync = np.asarray((SessionSync & key).fetch1("vsync_times"))
-        checks = [qc.dropped_frames_check(vsync, t)]
+        checks = qc.container_checks(
+            match["n_experiments"], float("nan") if lowest is None else lowest, t, failure=match["failure"]
+        )
         _insert_checks(self, key, checks)
 
 
@@ -185,6 +172,49 @@ class UnitQC(dj.Computed):
         outcome = qc.Outcome.PASS if rows else qc.Outcome.FAIL
         self.insert1({**key, "outcome": outcome.name, "n_units": len(rows), "n_passing": n_passing})
         self.Unit.insert(rows)
+
+
+@schema
+class SessionQC(dj.Computed):
+    definition = f"""
+    # QC of a session: dropped display frames (when it has a sync record), and each probe's unit QC
+    -> Session
+    -> QCParamSet
+    ---
+    outcome : enum({OUTCOMES})
+    """
+
+    class Check(dj.Part):
+        definition = CHECK_PART
+
+    class Probe(dj.Part):
+        definition = """
+        # the unit QC of each probe that entered this session's QC (it also orders UnitQC before SessionQC)
+        -> master
+        -> UnitQC
+        """
+
+    @property
+    def key_source(self):
+        """Sessions with a sync record, and ecephys sessions whose every probe has unit QC (and whose sync
+        record, when they name a behavior folder, is read): ecephys needs no behavior to be released."""
+        ecephys = Session & {"modality": "ecephys"}
+        waiting = (ecephys & 'behavior_dir != ""') - SessionSync
+        sorted_ecephys = (ecephys & ProbeInsertion) - (ProbeInsertion - UnitQC) - waiting
+        return ((Session - ecephys) & SessionSync).proj() * QCParamSet.proj() + (
+            sorted_ecephys.proj() * QCParamSet.proj()
+        )
+
+    def make(self, key):
+        t = (QCParamSet & key).fetch1("params")
+        sync = (SessionSync & key).to_arrays("vsync_times")
+        checks = [qc.dropped_frames_check(np.asarray(sync[0]) if len(sync) else None, t)]
+        probes = (UnitQC & key).to_dicts(order_by="probe_name, sorting_paramset")
+        checks += [qc.unit_count_check(row["probe_name"], row["n_units"], row["n_passing"]) for row in probes]
+        _insert_checks(self, key, checks)
+        self.Probe.insert(
+            {**key, "probe_name": row["probe_name"], "sorting_paramset": row["sorting_paramset"]} for row in probes
+        )
 
 
 OVERRIDE = f"""

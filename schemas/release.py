@@ -15,11 +15,10 @@ from brainobs.export.bundles import source_digest
 from brainobs.export.collect import ecephys_session_bundle, ophys_experiment_bundle
 from brainobs.export.validation import inspect_nwb
 from brainobs.export.writer import export_ecephys_session, export_ophys_experiment
-from brainobs.populate.qc import Outcome
+from brainobs.populate.qc import Outcome, release_verdict
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment, Session  # noqa: F401 - Session: table definitions
 from brainobs.schemas.ephys import UnitMetrics
-from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.ophys import OphysParamSet  # noqa: F401 - referenced by the table definitions
 from brainobs.schemas.qc import (
     QC,
@@ -79,11 +78,14 @@ class ReleaseFile(dj.Computed):
 
     class Withheld(dj.Part):
         definition = """
-        # an item of the session left out of the release, and why
+        # an item of the session left out of the release, and the check that decided it
         -> master
         nwb_label : varchar(32)
         ---
         reason : varchar(255)
+        check_name = "" : varchar(48)      # the deciding check ("override" for a reviewer's outcome)
+        value = null : float64             # its value
+        threshold = null : float64         # the threshold it crossed
         """
 
     @property
@@ -101,9 +103,9 @@ class ReleaseFile(dj.Computed):
         paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
         for qc_key in (QC & key & paramsets).proj().to_dicts():
             label = str(qc_key["experiment_id"])
-            reason = _withhold_reason(qc_key, allowed)
-            if reason:
-                withheld.append({**key, "nwb_label": label, "reason": reason})
+            verdict = _ophys_verdict(qc_key, allowed)
+            if verdict:
+                withheld.append({**key, "nwb_label": label, **verdict})
                 continue
             files.append({**key, "nwb_label": label, **_export(qc_key)})
         self.insert1({**key, "n_files": len(files), "n_withheld": len(withheld)})
@@ -113,34 +115,47 @@ class ReleaseFile(dj.Computed):
     def _make_ecephys(self, key: dict, release: dict, allowed: Outcome) -> None:
         session_key = {**key, "qc_paramset": release["qc_paramset"]}
         label = "session"
-        if not SessionQC & session_key:
-            reason = "no session QC yet"
-        elif (outcome := effective_outcome(SessionQC, SessionQCOverride, session_key)) > allowed:
-            reason = f"session QC {outcome.name}"
-        else:
-            reason = ""
-        self.insert1({**key, "n_files": 0 if reason else 1, "n_withheld": 1 if reason else 0})
-        if reason:
-            self.Withheld.insert1({**key, "nwb_label": label, "reason": reason})
+        verdict = withhold_verdict(SessionQC, SessionQCOverride, session_key, allowed, "session")
+        self.insert1({**key, "n_files": 0 if verdict else 1, "n_withheld": 1 if verdict else 0})
+        if verdict:
+            self.Withheld.insert1({**key, "nwb_label": label, **verdict})
         else:
             bundle = ecephys_session_bundle(key)
             self.File.insert1({**key, "nwb_label": label, **_write(bundle, key, "ecephys", export_ecephys_session)})
 
 
-def _withhold_reason(qc_key: dict, allowed: Outcome) -> str:
-    outcome = effective_outcome(QC, QCOverride, qc_key)
-    if outcome > allowed:
-        return f"experiment QC {outcome.name}"
+def withhold_verdict(
+    table: type[dj.Computed], override: type[dj.Manual], key: dict, allowed: Outcome, what: str
+) -> dict | None:
+    """None when the item passes the release policy; else the Withheld values: the reason, and the check
+    that decided it (the worst one, or the reviewer's override) with its value and threshold."""
+    if not table & key:
+        return {"reason": f"{what} has no QC yet", "check_name": "missing QC"}
+    outcome = effective_outcome(table, override, key)
+    why = release_verdict(outcome, allowed)
+    if not why:
+        return None
+    reviewed = (override & key).to_dicts()
+    if reviewed:
+        review = reviewed[0]
+        return {"reason": f"{what}: reviewer {review['reviewer']} set {outcome.name}: {review['reason']}"[:255]}
+    checks = (table.Check & key).to_dicts()
+    decider = max(checks, key=lambda c: Outcome[c["outcome"]])
+    return {
+        "reason": f"{what} QC {why}: {decider['reason']}"[:255],
+        "check_name": decider["check_name"],
+        "value": decider["value"],
+        "threshold": decider["threshold"],
+    }
+
+
+def _ophys_verdict(qc_key: dict, allowed: Outcome) -> dict | None:
+    verdict = withhold_verdict(QC, QCOverride, qc_key, allowed, "experiment")
+    if verdict:
+        return verdict
     container = (Experiment & qc_key).fetch1("container_id")
     container_key = {**qc_key, "container_id": container}
-    if not ContainerQC & container_key:
-        return f"container {container} has no QC yet"
-    container_outcome = effective_outcome(ContainerQC, ContainerQCOverride, container_key)
-    if container_outcome > allowed:
-        return f"container {container} QC {container_outcome.name}"
-    if not CellMatching & container_key:
-        return f"container {container} is not matched"
-    return ""
+    return withhold_verdict(ContainerQC, ContainerQCOverride, container_key, allowed, f"container {container}")
 
 
 def _export(qc_key: dict) -> dict:
