@@ -11,6 +11,7 @@ Large arrays load lazily from the object store: a getter reads only the experime
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,9 @@ def sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
 
 
 def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
-    """Experiments with container, QC outcome, experience level, passive, image set, depth, structure, genotype."""
+    """Experiments with container, QC outcome, experience level, passive, image set, depth, structure, genotype.
+
+    ``qc_outcome`` is the computed outcome; ``dff_traces`` and ``events`` warn when QC withholds the experiment."""
     from brainobs.schemas.acquisition import Experiment, Session
     from brainobs.schemas.qc import QC
     from brainobs.schemas.subject import Subject
@@ -117,10 +120,24 @@ def _traces(part, attribute: str, experiment_id: int, ophys_paramset: str | None
     key = _experiment_key(experiment_id, ophys_paramset)
     experiment = (Experiment & key).fetch1()
     key = {**key, "subject_id": experiment["subject_id"], "session_id": experiment["session_id"]}
+    _warn_if_withheld(key)
     roi_ids, values = stack_rows(part, key, attribute)
     times = frame_times(key, values.shape[1], experiment["frame_rate"]) if values.size else np.empty(0)
     index, columns = pd.Index(times, name="timestamps"), pd.Index(roi_ids, name="cell_roi_id")
     return pd.DataFrame(values.T, index=index, columns=columns, copy=False)
+
+
+def _warn_if_withheld(key: dict) -> None:
+    """Warn, naming the QC outcome and the deciding check, when QC withholds the experiment from a release
+    under the default policy (worst outcome WARNING)."""
+    from brainobs.populate.qc import Outcome
+    from brainobs.schemas.qc import QC, QCOverride
+    from brainobs.schemas.release import withhold_verdict
+
+    for qc_key in (QC & key).proj().to_dicts():
+        verdict = withhold_verdict(QC, QCOverride, qc_key, Outcome.WARNING, f"experiment {key['experiment_id']}")
+        if verdict:
+            warnings.warn(f"withheld from release: {verdict['reason']}", stacklevel=4)
 
 
 def dff_traces(experiment_id: int, ophys_paramset: str | None = None) -> pd.DataFrame:

@@ -449,7 +449,7 @@ def release(
     )
     if result.validation:
         console.print(result.validation.summary().splitlines()[0])
-    console.print(_release_table(tag))
+    console.print(release_table(tag))
     if pages:
         from brainobs.schemas.release import ReleaseFile
 
@@ -462,7 +462,7 @@ def release(
         console.print(f"QC pages: {folder}")
 
 
-def _release_table(tag: str) -> Table:
+def release_table(tag: str) -> Table:
     """Released and withheld items of a release; for a withheld one, the check, value and threshold that decided."""
     from brainobs.export.publish import release_summary
 

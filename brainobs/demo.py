@@ -112,6 +112,7 @@ def _behavior_summary() -> Table:
 
 
 def _release_summary(settings: Settings, console: Console) -> None:
+    from brainobs.cli import release_table
     from brainobs.export.publish import publish
 
     result = publish("demo", settings.home.resolve() / "releases", settings=settings)
@@ -119,3 +120,4 @@ def _release_summary(settings: Settings, console: Console) -> None:
     state = result.validation.summary().splitlines()[0] if result.validation else "not validated"
     console.print(f"release 'demo': {result.folder}  {len(result.files)} files, {size / 1e6:.1f} MB")
     console.print(f"  {state}")
+    console.print(release_table("demo"))

@@ -119,14 +119,15 @@ CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
     ),
     "intensity_drift": CheckDefinition(
         "experiment",
-        "|change of a straight-line fit to the mean frame intensity over the session| / the fit's start value",
+        "rise of a straight-line fit to the mean frame intensity over the session / the fit's start value "
+        "(a fall is bleaching_ratio's)",
         "fraction of the start intensity",
         f"{ALLEN_VB}: FOV intensity over the session; AIND ophys QC 'intensity drift'",
         ("intensity_drift_warn", "intensity_drift_fail"),
     ),
     "bleaching_ratio": CheckDefinition(
         "experiment",
-        "mean intensity of the last 10 % of frames / that of the first 10 % (lower is worse)",
+        "mean intensity of the last tenth of the frames / that of the first tenth (lower is worse)",
         "ratio",
         "AIND ophys QC: photobleaching",
         ("bleaching_ratio_warn", "bleaching_ratio_fail"),
@@ -251,20 +252,32 @@ def motion_checks(x_offset: np.ndarray, y_offset: np.ndarray, max_correction: fl
 
 
 def intensity_checks(frame_means: np.ndarray, t: dict) -> list[Check]:
-    """Drift (relative change of a linear fit over the session) and bleaching (last/first 10 % of frames)."""
+    """Bleaching (a loss of intensity) and drift (a rise of intensity), kept apart so each names one problem.
+
+    bleaching_ratio = mean of the last tenth of the frames / mean of the first tenth.
+    intensity_drift = the rise of a straight-line fit to the frame means over the session, relative to the
+    fit's start (0 when the fit falls: a loss of intensity, whatever its cause, is what bleaching_ratio measures).
+    A fit over every frame, not window means, so that slow activity and neuropil fluctuations average out.
+    """
     means = np.asarray(frame_means, float)
     if means.size < 10 or not np.all(np.isfinite(means)) or means.mean() <= 0:
         why = f"{means.size} frame means; needs at least 10, all finite, with a positive mean"
         return [not_set("intensity_drift", why), not_set("bleaching_ratio", why)]
-    frames = np.arange(means.size)
-    slope, intercept = np.polyfit(frames, means, 1)
-    drift = float(slope * (means.size - 1) / max(intercept, 1e-12))
+    slope, intercept = np.polyfit(np.arange(means.size), means, 1)
     tenth = max(1, means.size // 10)
-    ratio = float(means[-tenth:].mean() / means[:tenth].mean())
+    first, last = means[:tenth].mean(), means[-tenth:].mean()
+    if intercept <= 0 or first <= 0:
+        why = "the start of the session has no light"
+        return [not_set("intensity_drift", why), not_set("bleaching_ratio", why)]
+    rise = float(max(0.0, slope * (means.size - 1)) / intercept)
     return [
-        limit_check("intensity_drift", abs(drift), t["intensity_drift_warn"], t["intensity_drift_fail"]),
+        limit_check("intensity_drift", rise, t["intensity_drift_warn"], t["intensity_drift_fail"]),
         limit_check(
-            "bleaching_ratio", ratio, t["bleaching_ratio_warn"], t["bleaching_ratio_fail"], higher_is_worse=False
+            "bleaching_ratio",
+            float(last / first),
+            t["bleaching_ratio_warn"],
+            t["bleaching_ratio_fail"],
+            higher_is_worse=False,
         ),
     ]
 

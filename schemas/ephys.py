@@ -8,6 +8,7 @@ EphysRecording -> SortingSelection (recording x parameter set) -> SpikeSorting (
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import datajoint as dj
 import numpy as np
@@ -266,4 +267,20 @@ def units_table(*restrictions: dict, preset: str | None = None, **keywords) -> p
     shared = [c for c in ProbeInsertion.primary_key if c in units.columns]
     units = units.merge(channels[[*shared, "peak_channel", "location"]], how="left", on=[*shared, "peak_channel"])
     units["in_brain"] = ~units["location"].fillna("unknown").isin(OUTSIDE_BRAIN)
+    _assume_unregistered_probes_in_brain(units, shared)
     return filter_units(units, preset) if preset else units
+
+
+def _assume_unregistered_probes_in_brain(units: pd.DataFrame, shared: list[str]) -> None:
+    """A probe with no targeted_structure (and no registration) says nothing of where its channels are: its
+    units are taken as in the brain, with a warning naming the probe, instead of all being dropped as outside."""
+    probes = units[shared].drop_duplicates().to_dict("records")
+    unregistered = (ProbeInsertion & probes & {"targeted_structure": ""}).proj().to_dicts()
+    for probe in unregistered:
+        rows = np.logical_and.reduce([units[k] == v for k, v in probe.items()])
+        units.loc[rows, "in_brain"] = True
+        warnings.warn(
+            f"probe {probe['probe_name']} of session {probe['session_id']} has no targeted_structure: its "
+            "units' location is unknown and in_brain is assumed True",
+            stacklevel=3,
+        )

@@ -198,12 +198,12 @@ class SessionQC(dj.Computed):
     def key_source(self):
         """Sessions with a sync record, and ecephys sessions whose every probe has unit QC (and whose sync
         record, when they name a behavior folder, is read): ecephys needs no behavior to be released."""
-        ecephys = Session & {"modality": "ecephys"}
-        waiting = (ecephys & 'behavior_dir != ""') - SessionSync
-        sorted_ecephys = (ecephys & ProbeInsertion) - (ProbeInsertion - UnitQC) - waiting
-        return ((Session - ecephys) & SessionSync).proj() * QCParamSet.proj() + (
-            sorted_ecephys.proj() * QCParamSet.proj()
-        )
+        ecephys = (Session & {"modality": "ecephys"}).proj()
+        waiting = ((Session & {"modality": "ecephys"}) - {"behavior_dir": ""}).proj() - SessionSync.proj()
+        unsorted = (ProbeInsertion.proj() - UnitQC.proj()).proj()
+        sorted_ecephys = (ecephys & ProbeInsertion.proj()) - unsorted - waiting
+        synced = (Session.proj() - ecephys) & SessionSync.proj()
+        return synced * QCParamSet.proj() + sorted_ecephys * QCParamSet.proj()
 
     def make(self, key):
         t = (QCParamSet & key).fetch1("params")

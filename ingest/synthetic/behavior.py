@@ -102,7 +102,7 @@ def _simulate(
     )
     n_frames = int(round(duration_s * DISPLAY_RATE_HZ))
     blocks = _block_layout(n_frames, duration_s, image_set, passive, image_names)
-    vsync = _vsync_times(rng_clock, n_frames)
+    vsync = vsync_times(rng_clock, n_frames)
     delay = round(float(rng_clock.uniform(0.020, 0.035)), 4)
     ophys = _ophys_times(rng_clock, vsync, ophys_frame_rate, n_ophys_frames)
     cd = blocks[0]
@@ -244,10 +244,11 @@ def _block_layout(
     return blocks
 
 
-def _vsync_times(rng: np.random.Generator, n_frames: int) -> np.ndarray:
-    """Vsync edges: 1/60 s with 40 us jitter, a dropped frame (double interval) every ~80 s."""
+def vsync_times(rng: np.random.Generator, n_frames: int, dropped_fraction: float = 2e-4) -> np.ndarray:
+    """Vsync edges: 1/60 s with 40 us jitter; ``dropped_fraction`` of the intervals (by default one every
+    ~80 s) last twice as long (a dropped frame)."""
     intervals = 1.0 / DISPLAY_RATE_HZ + rng.normal(0.0, 4e-5, n_frames - 1)
-    intervals[rng.random(n_frames - 1) < 2e-4] += 1.0 / DISPLAY_RATE_HZ
+    intervals[rng.random(n_frames - 1) < dropped_fraction] += 1.0 / DISPLAY_RATE_HZ
     times = 2.0 + rng.uniform(0.0, 1.0) + np.concatenate([[0.0], np.cumsum(intervals)])
     return _as_written(times)
 

@@ -228,7 +228,7 @@ def _activity(tissue: Tissue, p: OphysParams, line: IndicatorLine, spec: Experim
     duration = t_n / fs
     bleach = (1.0 - p.bleach_fraction) ** (np.arange(t_n) / max(t_n - 1, 1))
     drift = 1.0 + p.drift_fraction * ornstein_uhlenbeck(rng, (), t_n, max(10.0, duration / 5) * fs)
-    scale = bleach * drift
+    scale = bleach * drift * (1.0 + p.intensity_ramp * np.arange(t_n) / max(t_n - 1, 1))
     motion = np.clip(
         p.motion_px * ornstein_uhlenbeck(rng, (2,), t_n, p.motion_timescale_s * fs), -p.max_motion_px, p.max_motion_px
     )

@@ -79,6 +79,7 @@ class OphysParams:
     photons_per_pixel: float = 8.0
     adu_per_photon: float = 8.0
     drift_fraction: float = 0.03
+    intensity_ramp: float = 0.0  # a steady change of intensity over the session (0.5: ends 50 % brighter)
     bleach_fraction: float = 0.05
     motion_px: float = 1.0
     max_motion_px: float = 4.0
@@ -104,6 +105,7 @@ class OphysParams:
             "photons_per_pixel": self.photons_per_pixel > 0,
             "adu_per_photon": self.adu_per_photon > 0,
             "bleach_fraction": 0.0 <= self.bleach_fraction < 1.0,
+            "intensity_ramp": self.intensity_ramp > -1.0,
             "max_motion_px": self.max_motion_px >= 0,
             "movie_format": self.movie_format in ("tif", "h5"),
         }

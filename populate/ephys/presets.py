@@ -66,5 +66,6 @@ UNIT_FILTER_PRESETS: dict[str, list[tuple[str, str, object]]] = {
         ("quality", "==", "good"),
         ("in_brain", "==", True),
     ],
-    "visual_behavior": [],
+    # AllenSDK Visual Behavior Neuropixels get_units_table defaults: out-of-brain units dropped, no metric limit
+    "visual_behavior": [("in_brain", "==", True)],
 }

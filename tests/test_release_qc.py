@@ -1,0 +1,102 @@
+"""A second seed of the tiny survey (seed 0: test_pipeline_tables.py) through the pipeline and a release.
+
+Its ecephys session is ingested without its behavior folder and its probe without a targeted_structure:
+the session must still get session QC and be released, and its units must not all count as outside the brain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.db, pytest.mark.slow]
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def seeded(database, settings, test_home):
+    """Tiny survey seed 7, its ecephys session stripped of behavior and probe target, processed and released."""
+    from brainobs.export.publish import publish
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.ingest.synthetic import generate_survey
+    from brainobs.pipeline import populate_all
+    from brainobs.schemas import activate
+    from brainobs.schemas.loading import insert_manifest
+    from brainobs.schemas.subject import Subject
+
+    root = test_home / f"tiny-seed{SEED}"
+    generate_survey(root, preset="tiny", seed=SEED)
+    manifest = yaml.safe_load((root / "manifest.yaml").read_text())
+    for session in manifest["sessions"]:
+        if session["modality"] == "ecephys":
+            session["behavior_dir"] = ""
+    for probe in manifest["probe_insertions"]:
+        probe["targeted_structure"] = ""
+    (root / "stripped.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    seeded_settings = dataclasses.replace(settings, data_root=root)
+    activate(seeded_settings)
+    try:
+        Subject.delete(prompt=False)
+        insert_manifest(load_manifest(root / "stripped.yaml", root))
+        results = populate_all(seeded_settings, display_progress=False)
+        failures = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
+        assert not failures, failures
+        yield publish(f"seed{SEED}", test_home / "releases-seed", settings=seeded_settings)
+    finally:
+        Subject.delete(prompt=False)
+        activate(settings)
+
+
+def test_every_clean_item_is_released(seeded):
+    from brainobs.export.publish import release_summary
+    from brainobs.schemas.qc import QC
+
+    summary = release_summary(f"seed{SEED}")
+    assert sorted(summary["item"]) == ["900001", "900002", "900003", "session"]
+    assert (summary["status"] == "released").all(), summary.to_string()
+    assert len(seeded.files) == 4
+    # the ROI-level findings are there, as counts that did not gate
+    counts = (QC.Check & {"check_name": "negative_transient_rois"}).to_dicts()
+    assert len(counts) == 3 and all(c["outcome"] == "PASS" and c["threshold"] is None for c in counts)
+
+
+def test_ecephys_without_behavior_gets_session_qc_from_its_probes(seeded):
+    from brainobs.schemas.acquisition import Session
+    from brainobs.schemas.qc import SessionQC
+
+    session = (Session & {"modality": "ecephys"}).proj().fetch1()
+    checks = {c["check_name"]: c for c in (SessionQC.Check & session).to_dicts()}
+    assert checks["dropped_frames_fraction"]["outcome"] == "NOT_SET"
+    assert checks["dropped_frames_fraction"]["reason"].startswith("not evaluated: no display frames")
+    assert checks["unit_count:probeA"]["outcome"] == "PASS" and checks["unit_count:probeA"]["value"] > 0
+    assert len(SessionQC.Probe & session) == 1
+
+
+def test_units_of_a_probe_without_target_are_not_all_outside_the_brain(seeded):
+    from brainobs import api
+
+    with pytest.warns(UserWarning, match="probeA of session 200001 has no targeted_structure"):
+        units = api.units()
+    assert len(units) > 0 and units["in_brain"].all()
+    with pytest.warns(UserWarning, match="no targeted_structure"):
+        behavior = api.units(preset="visual_behavior")
+    assert len(behavior) == len(units)
+
+
+def test_api_warns_when_qc_withholds_an_experiment(seeded):
+    from brainobs import api
+    from brainobs.schemas.qc import QC, QCOverride
+
+    key = QC.proj().to_dicts(order_by="experiment_id")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api.dff_traces(key["experiment_id"])  # released: no warning
+    QCOverride.insert1({**key, "outcome": "FAIL", "reviewer": "jdoe", "reason": "z-drift seen by eye"})
+    try:
+        with pytest.warns(UserWarning, match="withheld from release: .*reviewer jdoe set FAIL: z-drift seen by eye"):
+            api.events(key["experiment_id"])
+    finally:
+        (QCOverride & key).delete(prompt=False)
