@@ -428,20 +428,47 @@ def release(
     description: str = typer.Option("", help="Release description (dandiset.yaml, changelog)."),
     qc_policy: str = typer.Option("WARNING", help="Worst effective QC outcome released: PASS or WARNING."),
     pages: bool = typer.Option(True, help="Write one HTML QC page per released item under <TAG>-reports/."),
+    config: Path = typer.Option(
+        None, "--config", help="Release configuration (YAML): dandiset metadata and embargo rules."
+    ),
+    include_embargoed: bool = typer.Option(
+        False, "--include-embargoed", help="A team release: keep embargoed sessions, mark the dandiset embargoed."
+    ),
 ) -> None:
-    """Export every item that passes QC as NWB, verify and validate it, and build a DANDI-ready folder."""
+    """Export every item that passes QC as NWB, verify and validate it, and build a DANDI-ready folder.
+
+    Ends with a table of released and withheld items (for a withheld one: the check, value and threshold that
+    decided it). Exits 0 when the release was built, 1 when nothing could be released (with the reasons).
+    """
+    import warnings
+
     from brainobs.export.pages import experiment_page, session_page
     from brainobs.export.publish import publish
     from brainobs.export.release import ReleaseError
+    from brainobs.export.release_config import ReleaseConfigError, load_release_config
 
     if qc_policy not in ("PASS", "WARNING"):
         console.print(f"[red]error:[/red] --qc-policy must be PASS or WARNING, not {qc_policy!r}")
         raise typer.Exit(2)
     try:
-        result = publish(tag, out, description=description, qc_policy=qc_policy, settings=_settings())
-    except (ReleaseError, RuntimeError) as err:
+        release_config = load_release_config(config)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = publish(
+                tag,
+                out,
+                description=description,
+                qc_policy=qc_policy,
+                settings=_settings(),
+                config=release_config,
+                include_embargoed=include_embargoed,
+            )
+    except (ReleaseError, ReleaseConfigError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
+    for warning in caught:
+        if "release configuration" in str(warning.message):
+            console.print(f"[yellow]warning:[/yellow] {warning.message}")
     size = sum(f.size for f in result.files)
     console.print(
         f"release {tag}: {result.folder}: {len(result.files)} files ({result.written} written, "

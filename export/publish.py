@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from brainobs.export.release import ReleaseError, ReleaseItem, ReleaseResult, build_release
+from brainobs.export.release_config import ReleaseConfig
 from brainobs.settings import Settings
 
 SUMMARY_COLUMNS = ("subject_id", "session_id", "item", "status", "check", "value", "threshold", "reason")
@@ -46,17 +48,30 @@ def publish(
     description: str = "",
     qc_policy: str = "WARNING",
     settings: Settings | None = None,
+    config: ReleaseConfig | None = None,
+    include_embargoed: bool = False,
 ) -> ReleaseResult:
-    """Record the release, export its files as ReleaseFile jobs, and build ``out_dir/<tag>``."""
+    """Record the release, export its files as ReleaseFile jobs, and build ``out_dir/<tag>``.
+
+    ``config`` (a release configuration file, `load_release_config`) gives dandiset.yaml's metadata and the
+    embargo rules; its placeholder fields are warned about. A public release leaves out embargoed sessions
+    (listed as withheld, check "embargo"); ``include_embargoed`` builds a team release that keeps them and
+    is marked embargoed in dandiset.yaml."""
     from brainobs.pipeline import schedule_defaults
     from brainobs.schemas import activate, stores
     from brainobs.schemas.ophys import default_paramset
     from brainobs.schemas.qc import DEFAULT_PARAMSET as QC_DEFAULT
     from brainobs.schemas.release import Release, ReleaseFile
 
+    config = config or ReleaseConfig()
+    if config.placeholders():
+        warnings.warn(
+            f"release {tag}: the release configuration leaves {', '.join(config.placeholders())} as placeholders",
+            stacklevel=2,
+        )
     activate(settings)
     schedule_defaults(settings)
-    description = description or f"brainobs release {tag}"
+    description = description or config.description or f"brainobs release {tag}"
     if not Release & {"release_tag": tag}:
         Release.insert1(
             {
@@ -66,8 +81,12 @@ def publish(
                 "qc_policy": qc_policy,
                 "ophys_paramset": default_paramset(),
                 "qc_paramset": QC_DEFAULT,
+                "include_embargoed": include_embargoed,
+                "embargo_days": config.embargo_days,
+                "project_embargo_days": config.project_embargo_days or None,
             }
         )
+    embargoed = bool((Release & {"release_tag": tag}).fetch1("include_embargoed"))
     result = ReleaseFile.populate({"release_tag": tag}, suppress_errors=True)
     if result["error_list"]:
         key, error = result["error_list"][0]
@@ -92,4 +111,7 @@ def publish(
             + ("every item was withheld:\n" + "\n".join(reasons) if reasons else "no item has been processed")
         )
     entry = f"{len(items)} NWB files; {len(withheld)} items withheld by QC (policy: worst outcome {qc_policy})"
-    return build_release(tag, Path(out_dir), items, description, summary, entry)
+    if embargoed:
+        entry += "; a team release: embargoed sessions included"
+    metadata = config.dandiset_metadata(tag, description, embargoed)
+    return build_release(tag, Path(out_dir), items, description, summary, entry, metadata=metadata)

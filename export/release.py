@@ -134,11 +134,14 @@ def build_release(
     *,
     name: str = "brainobs release",
     identifier: str = "DANDI:000000",
+    metadata: Mapping[str, Any] | None = None,
     validate: bool = True,
 ) -> ReleaseResult:
     """Build out_dir/<tag>: the DANDI layout of `files`, dandiset.yaml, manifest, QC summary, changelog.
 
     Files whose source digest matches one in an earlier tag are hard-linked from it, not written again.
+    `metadata`, when given, is dandiset.yaml's content (`ReleaseConfig.dandiset_metadata`), in place of the
+    identifier, name, description and version alone.
     With `validate`, `dandi validate` must pass before the folder gets its final name (else ReleaseError).
     """
     out_dir = Path(out_dir)
@@ -166,10 +169,8 @@ def build_release(
             _place(item, staging, out_dir, earlier) for item in sorted(files, key=lambda i: i.dandi_path())
         )
         created = datetime.now(UTC).isoformat(timespec="microseconds")
-        _write_yaml(
-            staging / "dandiset.yaml",
-            {"identifier": identifier, "name": f"{name} {tag}", "description": description, "version": tag},
-        )
+        default = {"identifier": identifier, "name": f"{name} {tag}", "description": description, "version": tag}
+        _write_yaml(staging / "dandiset.yaml", metadata or default)
         _write_manifest(staging, tag, created, description, released)
         _write_qc_summary(staging, qc_summary)
         _write_changelog(staging, out_dir, tag, created, changelog_entry, previous_tag)

@@ -117,6 +117,7 @@ SECTIONS: dict[str, Section] = {
             "image_set": Field(_text, required=False, default=""),
             "project_code": Field(_text, required=False, default=""),
             "behavior_dir": Field(_text, required=False, default="", path="dir"),
+            "embargo_end": Field(_date, required=False),
         },
     ),
     "containers": Section(

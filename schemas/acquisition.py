@@ -28,6 +28,7 @@ class Session(dj.Manual):
     image_set = "" : varchar(16)
     project_code = "" : varchar(64)
     behavior_dir = "" : varchar(255)          # behavior/stimulus/sync folder, relative to the data root
+    embargo_end = null : date                 # not in a public release before; null: start + the project's embargo
     """
 
 

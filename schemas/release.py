@@ -9,10 +9,13 @@ under a name derived from their content digest, so a file whose source did not c
 
 from __future__ import annotations
 
+import datetime as dt
+
 import datajoint as dj
 
 from brainobs.export.bundles import source_digest
 from brainobs.export.collect import ecephys_session_bundle, ophys_experiment_bundle
+from brainobs.export.release_config import ReleaseConfig
 from brainobs.export.validation import inspect_nwb
 from brainobs.export.writer import export_ecephys_session, export_ophys_experiment
 from brainobs.populate.qc import Outcome, release_verdict
@@ -46,6 +49,9 @@ class Release(dj.Manual):
     release_date : date
     qc_policy = "WARNING" : enum('PASS', 'WARNING')   # worst effective QC outcome that is released
     unit_filter = "visual_behavior" : varchar(32)      # unit filter preset users are pointed to
+    include_embargoed = 0 : bool                       # a team release: embargoed sessions in, marked embargoed
+    embargo_days = 365 : int32                         # a session is embargoed this long after its start...
+    project_embargo_days = null : json                 # ...or this long for its project_code (release config)
     -> OphysParamSet
     -> QCParamSet
     """
@@ -96,6 +102,10 @@ class ReleaseFile(dj.Computed):
     def make(self, key):
         release = (Release & key).fetch1()
         allowed = Outcome[release["qc_policy"]]
+        embargo = embargo_verdict(key, release)
+        if embargo:
+            self._withhold_session(key, release, embargo)
+            return
         if (Session & key).fetch1("modality") == "ecephys":
             self._make_ecephys(key, release, allowed)
             return
@@ -122,6 +132,35 @@ class ReleaseFile(dj.Computed):
         else:
             bundle = ecephys_session_bundle(key)
             self.File.insert1({**key, "nwb_label": label, **_write(bundle, key, "ecephys", export_ecephys_session)})
+
+    def _withhold_session(self, key: dict, release: dict, verdict: dict) -> None:
+        """Every item of the session withheld for one reason (its embargo)."""
+        if (Session & key).fetch1("modality") == "ecephys":
+            labels = ["session"]
+        else:
+            paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
+            labels = [str(e) for e in (QC & key & paramsets).to_arrays("experiment_id")]
+        self.insert1({**key, "n_files": 0, "n_withheld": len(labels)})
+        self.Withheld.insert({**key, "nwb_label": label, **verdict} for label in labels)
+
+
+def embargo_end(session: dict, release: dict) -> dt.date:
+    """The session's embargo end: its own (manifest) date, else its start + the release's project embargo."""
+    rules = ReleaseConfig(
+        embargo_days=release["embargo_days"], project_embargo_days=release["project_embargo_days"] or {}
+    )
+    return rules.embargo_end(session["session_start_time"], session["project_code"], session["embargo_end"])
+
+
+def embargo_verdict(key: dict, release: dict) -> dict | None:
+    """None when the session may be in the release; else the Withheld values naming its embargo."""
+    end = embargo_end((Session & key).fetch1(), release)
+    if end <= release["release_date"] or release["include_embargoed"]:
+        return None
+    return {
+        "reason": f"session embargoed until {end.isoformat()} (a public release leaves it out)",
+        "check_name": "embargo",
+    }
 
 
 def withhold_verdict(

@@ -7,6 +7,7 @@ the session must still get session QC and be released, and its units must not al
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import warnings
 
 import pytest
@@ -44,7 +45,7 @@ def seeded(database, settings, test_home):
         results = populate_all(seeded_settings, display_progress=False)
         failures = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
         assert not failures, failures
-        yield publish(f"seed{SEED}", test_home / "releases-seed", settings=seeded_settings)
+        yield publish(f"seed{SEED}", test_home / "releases-seed", settings=seeded_settings), seeded_settings
     finally:
         Subject.delete(prompt=False)
         activate(settings)
@@ -57,7 +58,7 @@ def test_every_clean_item_is_released(seeded):
     summary = release_summary(f"seed{SEED}")
     assert sorted(summary["item"]) == ["900001", "900002", "900003", "session"]
     assert (summary["status"] == "released").all(), summary.to_string()
-    assert len(seeded.files) == 4
+    assert len(seeded[0].files) == 4
     # the ROI-level findings are there, as counts that did not gate
     counts = (QC.Check & {"check_name": "negative_transient_rois"}).to_dicts()
     assert len(counts) == 3 and all(c["outcome"] == "PASS" and c["threshold"] is None for c in counts)
@@ -100,3 +101,57 @@ def test_api_warns_when_qc_withholds_an_experiment(seeded):
             api.events(key["experiment_id"])
     finally:
         (QCOverride & key).delete(prompt=False)
+
+
+def test_a_public_release_leaves_embargoed_sessions_out_and_a_team_release_keeps_them(seeded, test_home):
+    from brainobs.export.publish import publish, release_summary
+    from brainobs.schemas.acquisition import Session
+
+    _, seeded_settings = seeded
+    key = (Session & {"session_id": 100002}).proj().fetch1()
+    stored = (Session & key).fetch1("embargo_end")
+    until = dt.date.today() + dt.timedelta(days=30)
+    Session.update1({**key, "embargo_end": until})
+    try:
+        public = publish("public", test_home / "releases-embargo", settings=seeded_settings)
+        summary = release_summary("public").set_index("item")
+        assert summary.loc["900002", "status"] == "withheld" and summary.loc["900002", "check"] == "embargo"
+        assert f"embargoed until {until.isoformat()}" in summary.loc["900002", "reason"]
+        assert (summary.drop(index="900002")["status"] == "released").all()
+        dandiset = yaml.safe_load((public.folder / "dandiset.yaml").read_text())
+        assert dandiset["access"] == [{"status": "dandi:OpenAccess"}]
+        team = publish("team", test_home / "releases-embargo", settings=seeded_settings, include_embargoed=True)
+        assert (release_summary("team")["status"] == "released").all()
+        dandiset = yaml.safe_load((team.folder / "dandiset.yaml").read_text())
+        assert dandiset["access"] == [{"status": "dandi:EmbargoedAccess"}]
+        assert "team release" in (team.folder / "CHANGELOG.md").read_text()
+    finally:
+        Session.update1({**key, "embargo_end": stored})
+
+
+def test_placeholder_metadata_warns_and_a_configuration_fills_dandiset_yaml(seeded, test_home, tmp_path):
+    from brainobs.export.publish import publish
+    from brainobs.export.release_config import load_release_config
+
+    _, seeded_settings = seeded
+    with pytest.warns(UserWarning, match="leaves dandiset_id, name, description"):
+        publish("placeholders", test_home / "releases-config", settings=seeded_settings)
+    config = tmp_path / "release.yaml"
+    config.write_text(
+        "dandiset_id: 'DANDI:000123'\nname: Synthetic survey\ndescription: brainobs synthetic data\n"
+        "contributors: [{name: 'Doe, Jane', roles: [dcite:ContactPerson]}]\nexperimenters: ['Doe, Jane']\n"
+        "institution: Example Institute\nlab: Example Lab\nkeywords: [synthetic]\n"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = publish(
+            "configured",
+            test_home / "releases-config",
+            settings=seeded_settings,
+            config=load_release_config(config),
+        )
+    assert not [w for w in caught if "release configuration" in str(w.message)]
+    dandiset = yaml.safe_load((result.folder / "dandiset.yaml").read_text())
+    assert dandiset["identifier"] == "DANDI:000123" and dandiset["name"] == "Synthetic survey configured"
+    assert dandiset["contributor"] == [{"name": "Doe, Jane", "roleName": ["dcite:ContactPerson"]}]
+    assert dandiset["lab"] == "Example Lab" and dandiset["keywords"] == ["synthetic"]

@@ -164,6 +164,8 @@ def _session_row(
         "image_set": image_set,
         "project_code": project,
         "behavior_dir": behavior_dir,
+        # synthetic data are public from the start: no embargo
+        "embargo_end": (FIRST_SESSION_DAY + dt.timedelta(days=day)).date(),
     }
 
 
