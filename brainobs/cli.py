@@ -482,7 +482,7 @@ def release(
 
         folder = Path(out) / f"{tag}-reports"
         for row in (ReleaseFile.File & {"release_tag": tag}).to_dicts():
-            if row["nwb_label"] == "session":
+            if row["nwb_label"] in ("session", "behavior"):
                 session_page(row["session_id"], folder / f"session_{row['session_id']}.html", release_tag=tag)
             else:
                 experiment_page(int(row["nwb_label"]), folder / f"experiment_{row['nwb_label']}.html", release_tag=tag)

@@ -557,6 +557,16 @@ class EcephysSessionBundle:
                 raise BundleError(f"units.{name} names channel(s) {sorted(stray)[:5]} not in channels")
 
 
+@dataclass(frozen=True, eq=False)
+class BehaviorSessionBundle:
+    """Everything of one behavior-only session file: running, licks, rewards, stimulus and trials."""
+
+    subject: SubjectInfo
+    session: SessionInfo
+    behavior: BehaviorBundle
+    provenance: Provenance = field(default_factory=Provenance)
+
+
 # ------------------------------------------------------------------------------------------------------ digest
 
 

@@ -207,6 +207,19 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
     )
 
 
+def behavior_session_bundle(key: dict) -> bundles.BehaviorSessionBundle:
+    """One behavior-only session: its subject, session and behavior."""
+    behavior_data = behavior_bundle(key)
+    if behavior_data is None:
+        raise LookupError(f"session {key['session_id']} has no behavior (no sync record)")
+    return bundles.BehaviorSessionBundle(
+        subject=subject_info(key),
+        session=session_info(key),
+        behavior=behavior_data,
+        provenance=bundles.Provenance(software=software_versions()),
+    )
+
+
 def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
     """Every probe of one ecephys session with its channels and all units (unfiltered) and metrics.
 

@@ -22,8 +22,16 @@ import pandas as pd
 from pynwb import NWBFile, TimeSeries
 from pynwb.epoch import TimeIntervals
 
-from brainobs.export.bundles import BehaviorBundle
-from brainobs.export.nwb_common import dataset, table_columns, table_expectations, time_base, time_expectation
+from brainobs.export.bundles import BehaviorBundle, BehaviorSessionBundle
+from brainobs.export.nwb_common import (
+    dataset,
+    new_nwbfile,
+    table_columns,
+    table_expectations,
+    time_base,
+    time_expectation,
+)
+from brainobs.export.provenance import add_provenance
 from brainobs.export.readback import Expectation
 
 MODULE = "behavior"
@@ -194,3 +202,11 @@ def _intervals(nwbfile: NWBFile, name: str) -> TimeIntervals:
     if name == "epochs":
         return nwbfile.epochs
     return nwbfile.intervals[name]
+
+
+def build_behavior_nwbfile(bundle: BehaviorSessionBundle, source_sha256: str) -> tuple[NWBFile, list[Expectation]]:
+    """The NWBFile of one behavior-only session, and what to verify when it is read back."""
+    nwbfile = new_nwbfile(bundle.session, bundle.subject, bundle.provenance)
+    expectations = add_behavior(nwbfile, bundle.behavior)
+    expectations += add_provenance(nwbfile, bundle.provenance, source_sha256)
+    return nwbfile, expectations

@@ -12,12 +12,14 @@ from brainobs.export.release import ReleaseError, ReleaseItem, ReleaseResult, bu
 from brainobs.export.release_config import ReleaseConfig
 from brainobs.settings import Settings
 
+SESSION_LABELS = {"session": "ecephys", "behavior": "behavior"}  # label of a session file -> modality
 SUMMARY_COLUMNS = ("subject_id", "session_id", "item", "status", "check", "value", "threshold", "reason")
 
 
 def release_summary(tag: str) -> pd.DataFrame:
-    """One row per item of the release (an ophys experiment, or "session" for an ecephys session): released or
-    withheld, and for a withheld one the check that decided it, its value and threshold, and the reason."""
+    """One row per item of the release (an ophys experiment, "session" for an ecephys session, "behavior" for a
+    behavior-only session): released or withheld, and for a withheld one the check that decided it, its value
+    and threshold, and the reason."""
     from brainobs.schemas.release import ReleaseFile
 
     rows = [
@@ -97,8 +99,8 @@ def publish(
             subject_id=row["subject_id"],
             session_id=str(row["session_id"]),
             source_sha256=row["source_sha256"],
-            modality="ecephys" if row["nwb_label"] == "session" else "ophys",
-            label=None if row["nwb_label"] == "session" else row["nwb_label"],
+            modality=SESSION_LABELS.get(row["nwb_label"], "ophys"),
+            label=None if row["nwb_label"] in SESSION_LABELS else row["nwb_label"],
         )
         for row in (ReleaseFile.File & {"release_tag": tag}).to_dicts()
     ]

@@ -23,7 +23,8 @@ from typing import Any
 
 from pynwb import NWBHDF5IO, NWBFile
 
-from brainobs.export.bundles import EcephysSessionBundle, OphysExperimentBundle, source_digest
+from brainobs.export.bundles import BehaviorSessionBundle, EcephysSessionBundle, OphysExperimentBundle, source_digest
+from brainobs.export.nwb_behavior import build_behavior_nwbfile
 from brainobs.export.nwb_ecephys import build_ecephys_nwbfile
 from brainobs.export.nwb_ophys import build_ophys_nwbfile
 from brainobs.export.readback import Expectation, bundle_checksums, verify
@@ -128,3 +129,9 @@ def export_ecephys_session(bundle: EcephysSessionBundle, path: str | Path, *, ov
     """Write and verify the NWB file of one Neuropixels session."""
     digest = source_digest(bundle)
     return write_verified(lambda: build_ecephys_nwbfile(bundle, digest), path, digest, overwrite=overwrite)
+
+
+def export_behavior_session(bundle: BehaviorSessionBundle, path: str | Path, *, overwrite: bool = True) -> WriteResult:
+    """Write and verify the NWB file of one behavior-only session."""
+    digest = source_digest(bundle)
+    return write_verified(lambda: build_behavior_nwbfile(bundle, digest), path, digest, overwrite=overwrite)

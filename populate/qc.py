@@ -192,6 +192,14 @@ CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
         "brainobs (Allen Visual Coding Neuropixels releases every unit, with quality metrics)",
         (),
     ),
+    "lick_count": CheckDefinition(
+        "session",
+        "licks recorded in an active (not passive) behavior session; none FAILs (dead sensor or no engagement); "
+        "NOT_SET for passive sessions",
+        "licks",
+        "brainobs (Allen Visual Behavior sessions are active change-detection tasks)",
+        (),
+    ),
     "session_count": CheckDefinition(
         "container",
         "sessions in the container; outside [min, max] fails, except 1 (a single-session experiment passes)",
@@ -388,3 +396,13 @@ def unit_count_check(probe_name: str, n_units: int, n_passing: int) -> Check:
     outcome = Outcome.PASS if n_units > 0 else Outcome.FAIL
     reason = f"{probe_name}: {n_units} units, {n_passing} meet the Visual Coding preset"
     return Check(f"unit_count:{probe_name}", float(n_units), 1.0, outcome, reason)
+
+
+def lick_count_check(n_licks: int | None, passive: bool) -> Check:
+    """An active behavior session must hold licks: none means a dead lick sensor or a disengaged animal."""
+    if n_licks is None:
+        return not_set("lick_count", "no behavior record for this session")
+    if passive:
+        return not_set("lick_count", f"passive session ({n_licks} licks): licks are not expected")
+    outcome = Outcome.PASS if n_licks > 0 else Outcome.FAIL
+    return Check("lick_count", float(n_licks), 1.0, outcome, f"{n_licks} licks in an active behavior session")

@@ -17,7 +17,7 @@ from brainobs.populate import qc
 from brainobs.populate.ephys.filters import unmet_conditions
 from brainobs.populate.ophys.demix import NAN_LABEL
 from brainobs.schemas.acquisition import ProbeInsertion, Session
-from brainobs.schemas.behavior import SessionSync
+from brainobs.schemas.behavior import Licks, SessionSync
 from brainobs.schemas.ephys import SpikeSorting, UnitMetrics, units_table  # noqa: F401 - table definitions
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.ophys import Demixing, MotionCorrection, NeuropilCorrection, Segmentation
@@ -177,7 +177,7 @@ class UnitQC(dj.Computed):
 @schema
 class SessionQC(dj.Computed):
     definition = f"""
-    # QC of a session: dropped display frames (when it has a sync record), and each probe's unit QC
+    # QC of a session: dropped display frames and licks (when it has behavior), and each probe's unit QC
     -> Session
     -> QCParamSet
     ---
@@ -194,24 +194,36 @@ class SessionQC(dj.Computed):
         -> UnitQC
         """
 
+    class Behavior(dj.Part):
+        definition = """
+        # the licks (and so the sync record) this session's QC read (it also orders them before SessionQC)
+        -> master
+        -> Licks
+        """
+
     @property
     def key_source(self):
-        """Sessions with a sync record, and ecephys sessions whose every probe has unit QC (and whose sync
-        record, when they name a behavior folder, is read): ecephys needs no behavior to be released."""
+        """Sessions whose behavior (sync record and licks) is read, and ecephys sessions whose every probe has
+        unit QC (and whose behavior, when they name a behavior folder, is read): ecephys needs no behavior."""
         ecephys = (Session & {"modality": "ecephys"}).proj()
-        waiting = ((Session & {"modality": "ecephys"}) - {"behavior_dir": ""}).proj() - SessionSync.proj()
+        waiting = ((Session & {"modality": "ecephys"}) - {"behavior_dir": ""}).proj() - Licks.proj()
         unsorted = (ProbeInsertion.proj() - UnitQC.proj()).proj()
         sorted_ecephys = (ecephys & ProbeInsertion.proj()) - unsorted - waiting
-        synced = (Session.proj() - ecephys) & SessionSync.proj()
+        synced = (Session.proj() - ecephys) & Licks.proj()
         return synced * QCParamSet.proj() + sorted_ecephys * QCParamSet.proj()
 
     def make(self, key):
         t = (QCParamSet & key).fetch1("params")
         sync = (SessionSync & key).to_arrays("vsync_times")
         checks = [qc.dropped_frames_check(np.asarray(sync[0]) if len(sync) else None, t)]
+        licks = (Licks & key).to_dicts()
+        passive = bool((Session & key).fetch1("passive"))
+        checks.append(qc.lick_count_check(licks[0]["n_licks"] if licks else None, passive))
         probes = (UnitQC & key).to_dicts(order_by="probe_name, sorting_paramset")
         checks += [qc.unit_count_check(row["probe_name"], row["n_units"], row["n_passing"]) for row in probes]
         _insert_checks(self, key, checks)
+        if licks:
+            self.Behavior.insert1({k: key[k] for k in self.primary_key})
         self.Probe.insert(
             {**key, "probe_name": row["probe_name"], "sorting_paramset": row["sorting_paramset"]} for row in probes
         )

@@ -2,8 +2,8 @@
 
 Release names the parameter sets and the QC policy (the worst effective outcome released). ReleaseFile
 runs per (release, session): it exports one NWB per 2-photon experiment that passes the policy (and whose
-container passes), or one NWB per ecephys session (all probes, all units unfiltered) whose session QC
-passes, and records what it leaves out as withheld, with the reason. Files live in the object store
+container passes), or one NWB per ecephys session (all probes, all units unfiltered) or behavior-only session whose
+session QC passes, and records what it leaves out as withheld, with the reason. Files live in the object store
 under a name derived from their content digest, so a file whose source did not change is not rewritten.
 """
 
@@ -14,13 +14,14 @@ import datetime as dt
 import datajoint as dj
 
 from brainobs.export.bundles import source_digest
-from brainobs.export.collect import ecephys_session_bundle, ophys_experiment_bundle
+from brainobs.export.collect import behavior_session_bundle, ecephys_session_bundle, ophys_experiment_bundle
 from brainobs.export.release_config import ReleaseConfig
 from brainobs.export.validation import inspect_nwb
-from brainobs.export.writer import export_ecephys_session, export_ophys_experiment
+from brainobs.export.writer import export_behavior_session, export_ecephys_session, export_ophys_experiment
 from brainobs.populate.qc import Outcome, release_verdict
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment, Session  # noqa: F401 - Session: table definitions
+from brainobs.schemas.behavior import Licks
 from brainobs.schemas.ephys import UnitMetrics
 from brainobs.schemas.ophys import OphysParamSet  # noqa: F401 - referenced by the table definitions
 from brainobs.schemas.qc import (
@@ -37,6 +38,13 @@ from brainobs.schemas.qc import (
 schema = dj.Schema()
 # An electrode outside any atlas structure is named "unknown"; that is a fact, not a defect of the file.
 INSPECTOR_IGNORE = ("check_electrodes_location_allen_ccf",)
+
+
+# modality -> (nwb_label of its one session file, bundle collector, writer)
+SESSION_FILES = {
+    "ecephys": ("session", ecephys_session_bundle, export_ecephys_session),
+    "behavior": ("behavior", behavior_session_bundle, export_behavior_session),
+}
 
 
 @schema
@@ -97,7 +105,12 @@ class ReleaseFile(dj.Computed):
     @property
     def key_source(self):
         sessions = dj.U("release_tag", "subject_id", "session_id")
-        return (sessions & (Release * QC)) + (sessions & (Release.proj() * UnitMetrics))
+        behavior_only = (Session & {"modality": "behavior"}).proj() * Licks.proj()
+        return (
+            (sessions & (Release * QC))
+            + (sessions & (Release.proj() * UnitMetrics))
+            + (sessions & (Release.proj() * behavior_only))
+        )
 
     def make(self, key):
         release = (Release & key).fetch1()
@@ -106,8 +119,9 @@ class ReleaseFile(dj.Computed):
         if embargo:
             self._withhold_session(key, release, embargo)
             return
-        if (Session & key).fetch1("modality") == "ecephys":
-            self._make_ecephys(key, release, allowed)
+        modality = (Session & key).fetch1("modality")
+        if modality in SESSION_FILES:
+            self._make_session(key, release, allowed, modality)
             return
         files, withheld = [], []
         paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
@@ -122,21 +136,22 @@ class ReleaseFile(dj.Computed):
         self.File.insert(files)
         self.Withheld.insert(withheld)
 
-    def _make_ecephys(self, key: dict, release: dict, allowed: Outcome) -> None:
+    def _make_session(self, key: dict, release: dict, allowed: Outcome, modality: str) -> None:
+        """One file for the whole session (ecephys, or behavior only), gated by session QC."""
         session_key = {**key, "qc_paramset": release["qc_paramset"]}
-        label = "session"
+        label, collect, export = SESSION_FILES[modality]
         verdict = withhold_verdict(SessionQC, SessionQCOverride, session_key, allowed, "session")
         self.insert1({**key, "n_files": 0 if verdict else 1, "n_withheld": 1 if verdict else 0})
         if verdict:
             self.Withheld.insert1({**key, "nwb_label": label, **verdict})
         else:
-            bundle = ecephys_session_bundle(key)
-            self.File.insert1({**key, "nwb_label": label, **_write(bundle, key, "ecephys", export_ecephys_session)})
+            self.File.insert1({**key, "nwb_label": label, **_write(collect(key), key, modality, export)})
 
     def _withhold_session(self, key: dict, release: dict, verdict: dict) -> None:
         """Every item of the session withheld for one reason (its embargo)."""
-        if (Session & key).fetch1("modality") == "ecephys":
-            labels = ["session"]
+        modality = (Session & key).fetch1("modality")
+        if modality in SESSION_FILES:
+            labels = [SESSION_FILES[modality][0]]
         else:
             paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
             labels = [str(e) for e in (QC & key & paramsets).to_arrays("experiment_id")]

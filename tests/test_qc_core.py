@@ -25,6 +25,7 @@ def clean_checks() -> list[qc.Check]:
     checks += qc.container_checks(3, 0.8, T)
     checks.append(qc.dropped_frames_check(np.arange(3000) / 60.0, T))
     checks.append(qc.unit_count_check("probeA", 50, 20))
+    checks.append(qc.lick_count_check(250, passive=False))
     return checks
 
 
@@ -108,3 +109,10 @@ def test_containers_single_session_failed_matching_and_too_few_sessions():
 def test_a_probe_without_units_fails():
     assert qc.unit_count_check("probeB", 0, 0).outcome is Outcome.FAIL
     assert qc.unit_count_check("probeB", 3, 0).name == "unit_count:probeB"
+
+
+def test_an_active_session_without_licks_fails_and_a_passive_one_is_not_set():
+    assert qc.lick_count_check(0, passive=False).outcome is Outcome.FAIL
+    passive = qc.lick_count_check(0, passive=True)
+    assert passive.outcome is Outcome.NOT_SET and "passive session" in passive.reason
+    assert qc.lick_count_check(None, passive=False).reason == "not evaluated: no behavior record for this session"

@@ -2,6 +2,7 @@
 
 Its ecephys session is ingested without its behavior folder and its probe without a targeted_structure:
 the session must still get session QC and be released, and its units must not all count as outside the brain.
+A behavior-only session (reading the first ophys session's behavior folder) is added: it is released alone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 SEED = 7
+BEHAVIOR_ONLY = 300001
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,8 @@ def seeded(database, settings, test_home):
             session["behavior_dir"] = ""
     for probe in manifest["probe_insertions"]:
         probe["targeted_structure"] = ""
+    first = manifest["sessions"][0]  # a behavior-only session, reading the first ophys session's behavior folder
+    manifest["sessions"].append({**first, "session_id": BEHAVIOR_ONLY, "modality": "behavior"})
     (root / "stripped.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     seeded_settings = dataclasses.replace(settings, data_root=root)
     activate(seeded_settings)
@@ -56,9 +60,11 @@ def test_every_clean_item_is_released(seeded):
     from brainobs.schemas.qc import QC
 
     summary = release_summary(f"seed{SEED}")
-    assert sorted(summary["item"]) == ["900001", "900002", "900003", "session"]
+    assert sorted(summary["item"]) == ["900001", "900002", "900003", "behavior", "session"]
     assert (summary["status"] == "released").all(), summary.to_string()
-    assert len(seeded[0].files) == 4
+    assert len(seeded[0].files) == 5
+    behavior = [f.path for f in seeded[0].files if f.session_id == str(BEHAVIOR_ONLY)]
+    assert behavior == [f"sub-M0001/sub-M0001_ses-{BEHAVIOR_ONLY}_behavior.nwb"]
     # the ROI-level findings are there, as counts that did not gate
     counts = (QC.Check & {"check_name": "negative_transient_rois"}).to_dicts()
     assert len(counts) == 3 and all(c["outcome"] == "PASS" and c["threshold"] is None for c in counts)
@@ -155,3 +161,11 @@ def test_placeholder_metadata_warns_and_a_configuration_fills_dandiset_yaml(seed
     assert dandiset["identifier"] == "DANDI:000123" and dandiset["name"] == "Synthetic survey configured"
     assert dandiset["contributor"] == [{"name": "Doe, Jane", "roleName": ["dcite:ContactPerson"]}]
     assert dandiset["lab"] == "Example Lab" and dandiset["keywords"] == ["synthetic"]
+
+
+def test_a_behavior_only_session_gets_session_qc_with_licks(seeded):
+    from brainobs.schemas.qc import SessionQC
+
+    checks = {c["check_name"]: c for c in (SessionQC.Check & {"session_id": BEHAVIOR_ONLY}).to_dicts()}
+    assert set(checks) == {"dropped_frames_fraction", "lick_count"}
+    assert checks["lick_count"]["outcome"] == "PASS" and checks["lick_count"]["value"] > 0
