@@ -192,7 +192,8 @@ def withhold_verdict(
     reviewed = (override & key).to_dicts()
     if reviewed:
         review = reviewed[0]
-        return {"reason": f"{what}: reviewer {review['reviewer']} set {outcome.name}: {review['reason']}"[:255]}
+        reason = f"{what}: reviewer {review['reviewer']} set {outcome.name}: {review['reason']}"[:255]
+        return {"reason": reason, "check_name": "override"}
     checks = (table.Check & key).to_dicts()
     decider = max(checks, key=lambda c: Outcome[c["outcome"]])
     return {

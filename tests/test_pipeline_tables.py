@@ -293,6 +293,7 @@ def test_an_empty_release_is_an_error_that_lists_the_reasons(processed, settings
 
     from brainobs.cli import app
     from brainobs.schemas.qc import QC, QCOverride, SessionQC, SessionQCOverride
+    from brainobs.schemas.release import ReleaseFile
 
     overrides = [(QCOverride, k) for k in QC.proj().to_dicts()] + [
         (SessionQCOverride, k) for k in SessionQC.proj().to_dicts()
@@ -311,4 +312,5 @@ def test_an_empty_release_is_an_error_that_lists_the_reasons(processed, settings
     for label in ("900001", "900002", "900003", "session"):
         assert label in result.output
     assert result.output.count("reviewer jdoe set FAIL: withheld for the test") == 4
+    assert {r["check_name"] for r in ReleaseFile.Withheld.to_dicts() if r["release_tag"] == "none"} == {"override"}
     assert not (tmp_path / "none").exists()
