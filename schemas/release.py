@@ -194,10 +194,12 @@ def withhold_verdict(
         review = reviewed[0]
         reason = f"{what}: reviewer {review['reviewer']} set {outcome.name}: {review['reason']}"[:255]
         return {"reason": reason, "check_name": "override"}
-    checks = (table.Check & key).to_dicts()
-    decider = max(checks, key=lambda c: Outcome[c["outcome"]])
+    checks = (table.Check & key).to_dicts(order_by="check_name")
+    decider = max(checks, key=lambda c: Outcome[c["outcome"]])  # the first by name among the worst
+    also = [c["check_name"] for c in checks if c is not decider and c["outcome"] == decider["outcome"]]
+    also_text = f" (also {decider['outcome']}: {', '.join(also)})" if also else ""
     return {
-        "reason": f"{what} QC {why}: {decider['reason']}"[:255],
+        "reason": f"{what} QC {why}: {decider['reason']}{also_text}"[:255],
         "check_name": decider["check_name"],
         "value": decider["value"],
         "threshold": decider["threshold"],
