@@ -169,3 +169,34 @@ def test_a_behavior_only_session_gets_session_qc_with_licks(seeded):
     checks = {c["check_name"]: c for c in (SessionQC.Check & {"session_id": BEHAVIOR_ONLY}).to_dicts()}
     assert set(checks) == {"dropped_frames_fraction", "lick_count"}
     assert checks["lick_count"]["outcome"] == "PASS" and checks["lick_count"]["value"] > 0
+
+
+def test_failed_cell_matching_gives_container_qc_fail_with_the_reason(seeded, monkeypatch):
+    """Runs last: it replaces the container's matching by a failed one."""
+    from brainobs.export.publish import publish, release_summary
+    from brainobs.populate.matching import RegistrationError
+    from brainobs.schemas import matching
+    from brainobs.schemas.qc import ContainerQC
+
+    def unrelated(*_args, **_kwargs):
+        raise RegistrationError("registration of experiment 900002 onto experiment 900001 failed: best SSIM 0.05")
+
+    _, seeded_settings = seeded
+    monkeypatch.setattr(matching, "match_container", unrelated)
+    matching.CellMatching.delete(prompt=False)
+    matching.CellMatching.populate()
+    ContainerQC.populate()
+    assert matching.CellMatching.fetch1("outcome", "failure") == (
+        "failed",
+        "registration of experiment 900002 onto experiment 900001 failed: best SSIM 0.05",
+    )
+    checks = {c["check_name"]: c for c in ContainerQC.Check.to_dicts()}
+    assert ContainerQC.fetch1("outcome") == "FAIL" and checks["cell_matching"]["outcome"] == "FAIL"
+    assert "best SSIM 0.05" in checks["cell_matching"]["reason"]
+    publish("unmatched", seeded_settings.home / "releases-unmatched", settings=seeded_settings)
+    summary = release_summary("unmatched").set_index("item")
+    for experiment in ("900001", "900002", "900003"):
+        assert summary.loc[experiment, "status"] == "withheld"
+        assert summary.loc[experiment, "check"] == "cell_matching"
+        assert "cell matching failed: registration of experiment 900002" in summary.loc[experiment, "reason"]
+    assert summary.loc["session", "status"] == "released"
