@@ -74,11 +74,15 @@ def _smaller_root(a: float, b: float, k: float, level: float) -> float:
 
 
 @numba.njit(cache=True)
-def _larger_root(a: float, b: float, k: float, level: float) -> float:
-    delta = b * b - 4.0 * a * (k - level)
-    if a > 0.0:
-        return (-b + math.sqrt(delta)) / (2.0 * a)
-    return (-b - math.sqrt(delta)) / (2.0 * a)
+def _roots(a: float, b: float, k: float) -> tuple[bool, float, float]:
+    """(two distinct real roots?, smaller, larger) of a x^2 + b x + k, by the published formulas."""
+    delta = b * b - 4.0 * a * k
+    if not delta > 0.0:
+        return False, 0.0, 0.0
+    root = math.sqrt(delta)
+    small = (-b + root) / (2.0 * a) if a < 0.0 else (-b - root) / (2.0 * a)
+    big = (-b + root) / (2.0 * a) if a > 0.0 else (-b - root) / (2.0 * a)
+    return True, small, big
 
 
 @numba.njit(cache=True)
@@ -99,50 +103,51 @@ def _same(f, i, g, j) -> bool:
 
 
 @numba.njit(cache=True)
-def _scale(f, fd, n, gamma, eps, out, od) -> int:
-    """F(c / gamma): ranges times gamma; a piece crossing EPS is split there."""
-    m = 0
+def _floor_candidate(a, b, k, lo, hi, eps) -> tuple[float, float]:
+    """(calcium, cost) of the lowest point of a piece lying below EPS (the point itself for the point)."""
+    if lo == eps and hi == eps:
+        return eps, k
+    x = _argmin(a, b, lo, hi)
+    if x >= lo and x <= hi:
+        return x, _cost(a, b, k, x)
+    left, right = _cost(a, b, k, lo), _cost(a, b, k, hi)
+    if right < left:
+        return hi, right
+    return lo, left
+
+
+@numba.njit(cache=True)
+def _decay(f, fd, n, gamma, eps, out, od) -> int:
+    """F(c / gamma) with everything that decays below EPS folded into the point EPS.
+
+    Ranges are multiplied by gamma (a piece crossing EPS is split there); the point takes the minimum of the
+    old point and of every piece now below EPS (first one on ties), recording its calcium; pieces above
+    EPS follow it unchanged.
+    """
+    best, best_x, best_d = INF, eps, NOT_SET
+    m = 1  # out[:, 0] is the point, written last
     g2 = gamma * gamma
     for i in range(n):
+        k = f[CO, i]
         if _is_point(f, i, eps):
-            m = _emit(out, od, m, 0.0, 0.0, f[CO, i], eps, eps, fd[i], f[PM, i])
+            if k < best:
+                best, best_x, best_d = k, eps, fd[i]
             continue
         a, b = f[SQ, i] / g2, f[LI, i] / gamma
         lo, hi = f[LO, i] * gamma, f[HI, i] * gamma
         if lo <= eps and hi > eps:
-            m = _emit(out, od, m, a, b, f[CO, i], lo, eps, fd[i], f[PM, i])
+            # the part below EPS, then the rest from EPS (a zero-width [EPS, EPS] part counts as the point)
+            x, value = _floor_candidate(a, b, k, lo, eps, eps)
+            if value < best:
+                best, best_x, best_d = value, x, fd[i]
             lo = eps
-        m = _emit(out, od, m, a, b, f[CO, i], lo, hi, fd[i], f[PM, i])
-    return m
-
-
-@numba.njit(cache=True)
-def _fold_floor(f, fd, n, eps, out, od) -> int:
-    """The point EPS takes the minimum of the point and of every piece below EPS; pieces above stay."""
-    best, best_x, best_d = INF, eps, NOT_SET
-    for i in range(n):
-        if _is_point(f, i, eps):
-            x, value = eps, f[CO, i]
-        elif f[HI, i] <= eps:
-            lo, hi = f[LO, i], f[HI, i]
-            x = _argmin(f[SQ, i], f[LI, i], lo, hi)
-            if x >= lo and x <= hi:
-                value = _cost(f[SQ, i], f[LI, i], f[CO, i], x)
-            else:
-                left = _cost(f[SQ, i], f[LI, i], f[CO, i], lo)
-                right = _cost(f[SQ, i], f[LI, i], f[CO, i], hi)
-                if right < left:
-                    x, value = hi, right
-                else:
-                    x, value = lo, left
+        if hi > eps:
+            m = _emit(out, od, m, a, b, k, lo, hi, fd[i], f[PM, i])
         else:
-            continue
-        if value < best:
-            best, best_x, best_d = value, x, fd[i]
-    m = _emit(out, od, 0, 0.0, 0.0, best, eps, eps, best_d, best_x)
-    for i in range(n):
-        if f[HI, i] > eps:
-            m = _emit(out, od, m, f[SQ, i], f[LI, i], f[CO, i], f[LO, i], f[HI, i], fd[i], f[PM, i])
+            x, value = _floor_candidate(a, b, k, lo, hi, eps)
+            if value < best:
+                best, best_x, best_d = value, x, fd[i]
+    _emit(out, od, 0, 0.0, 0.0, best, eps, eps, best_d, best_x)
     return m
 
 
@@ -271,11 +276,7 @@ def _min_pieces(out, od, m, f1, d1, n1, i, f2, d2, n2, j, eps) -> int:
         return _push(out, od, m, f2, d2, j, lo, hi)
     diff_left = _cost(a, b, k, lo)
     diff_right = _cost(a, b, k, hi)
-    two = _two_roots(a, b, k, 0.0)
-    small = big = 0.0
-    if two:
-        small = _smaller_root(a, b, k, 0.0)
-        big = _larger_root(a, b, k, 0.0)
+    two, small, big = _roots(a, b, k)
     if same_right:
         if two:
             opt = _argmin(a, b, lo, hi)
@@ -364,16 +365,22 @@ def _min_envelope(f1, d1, n1, f2, d2, n2, eps, out, od) -> int:
 
 
 @numba.njit(cache=True)
+def _piece_min(f, i) -> float:
+    """Lowest cost of piece i on its interval."""
+    x = _argmin(f[SQ, i], f[LI, i], f[LO, i], f[HI, i])
+    if x < f[LO, i]:
+        x = f[LO, i]
+    elif f[HI, i] < x:
+        x = f[HI, i]
+    return _cost(f[SQ, i], f[LI, i], f[CO, i], x)
+
+
+@numba.njit(cache=True)
 def _best_changepoint(f, fd, n) -> int:
     """``data_i`` of the piece holding the global minimum (first piece on ties)."""
     best, best_d = INF, NOT_SET
     for i in range(n):
-        x = _argmin(f[SQ, i], f[LI, i], f[LO, i], f[HI, i])
-        if x < f[LO, i]:
-            x = f[LO, i]
-        elif f[HI, i] < x:
-            x = f[HI, i]
-        value = _cost(f[SQ, i], f[LI, i], f[CO, i], x)
+        value = _piece_min(f, i)
         if value < best:
             best, best_d = value, fd[i]
     return best_d
@@ -393,7 +400,6 @@ def changepoint_chain(y: np.ndarray, gamma: float, lam: float, eps: float) -> np
     n = _emit(f, fd, 0, 0.0, 0.0, (y0 - eps) * (y0 - eps) / 2.0, eps, eps, -1, 0.0)
     n = _emit(f, fd, n, 0.5, -y0, y0 * y0 / 2.0, eps, INF, -1, 0.0)
     best_seg[0] = _best_changepoint(f, fd, n)
-    scaled, sd = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
     stay, std = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
     spike, spd = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
     for t in range(1, n_frames):
@@ -402,11 +408,9 @@ def changepoint_chain(y: np.ndarray, gamma: float, lam: float, eps: float) -> np
             f2, fd2 = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
             f2[:, :n], fd2[:n] = f[:, :n], fd[:n]
             f, fd = f2, fd2
-            scaled, sd = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
             stay, std = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
             spike, spd = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
-        n_scaled = _scale(f, fd, n, gamma, eps, scaled, sd)
-        n_stay = _fold_floor(scaled, sd, n_scaled, eps, stay, std)
+        n_stay = _decay(f, fd, n, gamma, eps, stay, std)
         n_spike = _running_min(stay, std, n_stay, eps, spike, spd)
         for i in range(n_spike):
             if spike[HI, i] > eps:
@@ -416,6 +420,7 @@ def changepoint_chain(y: np.ndarray, gamma: float, lam: float, eps: float) -> np
         yt = y[t]
         square_k = yt * yt / 2.0
         floor_k = (yt - eps) * (yt - eps) / 2.0
+        best, best_d = INF, NOT_SET
         for i in range(n):
             if f[HI, i] > eps:
                 f[SQ, i] += 0.5
@@ -425,7 +430,10 @@ def changepoint_chain(y: np.ndarray, gamma: float, lam: float, eps: float) -> np
                 f[CO, i] += floor_k
             if f[SQ, i] > UNSTABLE:
                 raise ValueError("FastLZero: numerically unstable cost function; choose a smaller lambda")
-        best_seg[t] = _best_changepoint(f, fd, n)
+            value = _piece_min(f, i)
+            if value < best:
+                best, best_d = value, fd[i]
+        best_seg[t] = best_d
     return best_seg
 
 
