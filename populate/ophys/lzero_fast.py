@@ -403,8 +403,9 @@ def changepoint_chain(y: np.ndarray, gamma: float, lam: float, eps: float) -> np
     stay, std = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
     spike, spd = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
     for t in range(1, n_frames):
-        if 4 * n + 8 > cap:
-            cap = 2 * (4 * n + 8)
+        # one step yields at most n + 1 no-spike pieces, 2 n + 4 spike pieces and 9 n + 16 envelope pieces
+        if 10 * n + 16 > cap:
+            cap = 2 * (10 * n + 16)
             f2, fd2 = np.empty((6, cap)), np.empty(cap, dtype=np.int64)
             f2[:, :n], fd2[:n] = f[:, :n], fd[:n]
             f, fd = f2, fd2
