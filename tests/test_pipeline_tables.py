@@ -166,6 +166,10 @@ def test_api_getters_read_one_experiment(processed):
     dff = api.dff_traces(first)
     assert dff.index.is_monotonic_increasing and dff.shape[1] == len(api.roi_masks(first))
     assert api.events(first).shape == dff.shape
+    from brainobs.populate.ophys.events import filter_events
+
+    smoothed = filter_events(api.events(first).to_numpy().T, 31.0).T  # the tiny survey images at 31 Hz
+    np.testing.assert_allclose(api.filtered_events(first).to_numpy(), smoothed, atol=1e-12)
     session = int(experiments.loc[experiments["experiment_id"] == first, "session_id"].iloc[0])
     assert len(api.stimulus_presentations(session)) > 0
     assert api.running_speed(session)["speed"].notna().any()
