@@ -210,7 +210,7 @@ def _push(out, od, m, f, fd, i, lo, hi) -> int:
     return _emit(out, od, m, f[SQ, i], f[LI, i], f[CO, i], lo, hi, fd[i], f[PM, i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _min_pieces(out, od, m, f1, d1, n1, i, f2, d2, n2, j, eps) -> int:
     """The minimum of piece i of f1 and piece j of f2 on their common interval."""
     if f1[LO, i] < f2[LO, j]:
