@@ -93,6 +93,27 @@ def test_events_and_dff_windows(processed):
     assert n_events > 0
 
 
+def test_event_decay_time_follows_allens_genotype_rule(processed):
+    from brainobs.populate.ophys.indicators import UnknownGenotypeError
+    from brainobs.schemas import ophys
+    from brainobs.schemas.subject import Subject
+
+    table = ophys.EventDetection()
+    key = ophys.EventDetection.fetch("KEY", limit=1)[0]
+    params, n_rois = table.make_fetch(key)
+    assert table.make_compute(key, {**params, "events_decay_time_s": 0.5}, n_rois)[1] == 0.347  # the table wins
+    subject = (Subject & key).fetch1()
+    try:
+        Subject.update1({**subject, "full_genotype": "Foo-Cre/wt;Ai999/wt"})
+        with pytest.raises(UnknownGenotypeError, match="'Foo-Cre/wt;Ai999/wt' is not in Allen's decay-time table"):
+            table.make_compute(key, params, n_rois)
+        assert table.make_compute(key, {**params, "events_decay_time_s": 0.5}, n_rois)[1] == 0.5
+        Subject.update1({**subject, "full_genotype": "Foo-Cre/wt;Ai999/wt", "decay_time": 0.6})
+        assert table.make_compute(key, params, n_rois)[1] == 0.6
+    finally:
+        Subject.update1(subject)
+
+
 def test_cell_matching_recovers_identities_across_sessions(processed):
     from brainobs.populate.scoring.matching import score_matching
     from brainobs.schemas.matching import CellMatching, cells_table
