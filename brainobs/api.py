@@ -137,6 +137,13 @@ def events(experiment_id: int, ophys_paramset: str | None = None) -> pd.DataFram
     return _traces(EventDetection.Event, "events", experiment_id, ophys_paramset)
 
 
+def filtered_events(experiment_id: int, ophys_paramset: str | None = None) -> pd.DataFrame:
+    """Events smoothed by AllenSDK's causal half-normal filter (``filtered_events``), time x cell_roi_id."""
+    from brainobs.schemas.ophys import EventDetection
+
+    return _traces(EventDetection.Event, "filtered_events", experiment_id, ophys_paramset)
+
+
 def roi_masks(experiment_id: int, ophys_paramset: str | None = None) -> dict[int, np.ndarray]:
     """cell_roi_id -> full-FOV boolean mask."""
     from brainobs.schemas.acquisition import Experiment

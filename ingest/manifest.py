@@ -39,6 +39,13 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def _positive(value: Any) -> float:
+    number = _number(value)
+    if not number > 0:
+        raise ValueError("expected a positive number")
+    return number
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError("expected true or false")
@@ -98,6 +105,7 @@ SECTIONS: dict[str, Section] = {
             "driver_line": Field(_text, required=False, default=""),
             "reporter_line": Field(_text, required=False, default=""),
             "indicator": Field(_text),
+            "decay_time": Field(_positive, required=False),
         },
     ),
     "sessions": Section(

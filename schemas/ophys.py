@@ -11,12 +11,10 @@ three-part make so no transaction stays open while suite2p runs. Per-ROI arrays 
 
 from __future__ import annotations
 
-import math
-
 import datajoint as dj
 import numpy as np
 
-from brainobs.populate.ophys import dff, events, extraction, neuropil, rois
+from brainobs.populate.ophys import dff, events, extraction, indicators, neuropil, rois
 from brainobs.populate.ophys.demix import demix_traces
 from brainobs.populate.ophys.params import OPHYS_PRESETS
 from brainobs.populate.ophys.registration import RegisteredMovie, open_registered_movie, register_movie
@@ -24,7 +22,7 @@ from brainobs.populate.ophys.segmentation import segment_movie
 from brainobs.schemas import active_settings, finite_or_none, stores
 from brainobs.schemas.acquisition import Experiment
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
-from brainobs.schemas.subject import Indicator, Subject
+from brainobs.schemas.subject import Subject
 
 schema = dj.Schema()
 
@@ -561,8 +559,8 @@ class EventDetection(dj.Computed):
     # L0 events (Jewell & Witten, AR(1) with positivity), lambda searched per ROI
     -> DeltaFOverF
     ---
-    decay_time : float64                   # s, from the subject's indicator
-    gamma : float64                        # exp(-1 / (decay_time * frame_rate))
+    decay_time : float64                   # s: Allen's genotype table, else the explicit decay time
+    gamma : float64                        # exp(-ln 2 / (halflife * frame_rate)), halflife = ln 2 * decay_time
     noise_multiplier : float64             # smallest event, in noise sigmas
     """
 
@@ -583,12 +581,15 @@ class EventDetection(dj.Computed):
     def make_compute(self, key, params, n_rois):
         traces = stack(DeltaFOverF.Trace, key, "dff")
         frame_rate = (Experiment & key).fetch1("frame_rate")
-        decay_time = (Indicator * Subject & key).fetch1("decay_time")
+        genotype, subject_decay = (Subject & key).fetch1("full_genotype", "decay_time")
+        explicit = params.get("events_decay_time_s")
+        decay_time = indicators.decay_time_s(genotype, subject_decay if explicit is None else explicit)
         multiplier = params["events_noise_multiplier"]
         if traces.size == 0:
-            gamma_value = math.exp(-1.0 / (decay_time * frame_rate))
+            gamma_value = indicators.gamma(decay_time, frame_rate)
             return None, decay_time, gamma_value, multiplier or events.default_noise_multiplier(frame_rate)
-        result = events.detect_events(traces, frame_rate, decay_time, multiplier)
+        solver = params.get("events_solver", "fastlzero")
+        result = events.detect_events(traces, frame_rate, decay_time, multiplier, solver=solver)
         return result, decay_time, result.gamma, result.noise_multiplier
 
     def make_insert(self, key, result, decay_time, gamma_value, multiplier):

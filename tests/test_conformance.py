@@ -17,7 +17,16 @@ from brainobs.cli import app
 from brainobs.conformance import Case, compare, find_cases, load_adapters, run, run_case
 from tests.conftest import REPO
 
-OPHYS_ALGORITHMS = ("dff", "neuropil", "demix", "roi_postprocess")
+ALGORITHMS = (
+    "dff",
+    "neuropil",
+    "demix",
+    "roi_postprocess",
+    "events",
+    "decay_lookup",
+    "quality_metrics",
+    "waveform_metrics",
+)
 
 
 def shared_vectors() -> Path:
@@ -42,8 +51,8 @@ def test_the_shipped_vectors_equal_the_shared_ones_byte_for_byte():
         assert (shipped / path.name).read_bytes() == path.read_bytes(), path.name
 
 
-@pytest.mark.parametrize("algorithm", OPHYS_ALGORITHMS)
-def test_every_case_of_the_2_photon_stages_passes(algorithm):
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_case_of_each_algorithm_passes(algorithm):
     cases = cases_of(algorithm)
     assert cases, f"no {algorithm} case in {shared_vectors()}"
     adapters = load_adapters()
@@ -142,7 +151,7 @@ def test_a_failing_adapter_or_a_missing_output_fails_the_case_without_stopping_t
 
 def test_absent_adapter_modules_are_skipped_but_broken_ones_raise(tmp_path, monkeypatch):
     assert load_adapters(["brainobs.conformance_not_written_yet"]) == {}
-    assert set(OPHYS_ALGORITHMS) <= set(load_adapters(["brainobs.conformance_ophys"]))
+    assert {"dff", "neuropil", "demix", "roi_postprocess"} <= set(load_adapters(["brainobs.conformance_ophys"]))
     (tmp_path / "broken_adapters.py").write_text("import a_dependency_that_is_not_installed\nADAPTERS = {}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed"):

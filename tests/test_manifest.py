@@ -89,3 +89,11 @@ def test_unknown_section_and_empty_manifest(tmp_path):
     path.write_text("")
     with pytest.raises(ManifestError, match="empty"):
         load_manifest(path)
+
+
+def test_subject_decay_time_is_optional_and_must_be_positive(tmp_path):
+    assert load_manifest(make_manifest(tmp_path)).rows["subjects"][0].values["decay_time"] is None
+    manifest = load_manifest(make_manifest(tmp_path, subjects__0__decay_time=0.5))
+    assert manifest.rows["subjects"][0].values["decay_time"] == 0.5
+    with pytest.raises(ManifestError, match=r"subjects\[0\]\.decay_time = -1: expected a positive number"):
+        load_manifest(make_manifest(tmp_path, subjects__0__decay_time=-1))

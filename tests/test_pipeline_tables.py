@@ -100,6 +100,27 @@ def test_events_and_dff_windows(processed):
     assert n_events > 0
 
 
+def test_event_decay_time_follows_allens_genotype_rule(processed):
+    from brainobs.populate.ophys.indicators import UnknownGenotypeError
+    from brainobs.schemas import ophys
+    from brainobs.schemas.subject import Subject
+
+    table = ophys.EventDetection()
+    key = ophys.EventDetection.fetch("KEY", limit=1)[0]
+    params, n_rois = table.make_fetch(key)
+    assert table.make_compute(key, {**params, "events_decay_time_s": 0.5}, n_rois)[1] == 0.347  # the table wins
+    subject = (Subject & key).fetch1()
+    try:
+        Subject.update1({**subject, "full_genotype": "Foo-Cre/wt;Ai999/wt"})
+        with pytest.raises(UnknownGenotypeError, match="'Foo-Cre/wt;Ai999/wt' is not in Allen's decay-time table"):
+            table.make_compute(key, params, n_rois)
+        assert table.make_compute(key, {**params, "events_decay_time_s": 0.5}, n_rois)[1] == 0.5
+        Subject.update1({**subject, "full_genotype": "Foo-Cre/wt;Ai999/wt", "decay_time": 0.6})
+        assert table.make_compute(key, params, n_rois)[1] == 0.6
+    finally:
+        Subject.update1(subject)
+
+
 def test_cell_matching_recovers_identities_across_sessions(processed):
     from brainobs.populate.scoring.matching import score_matching
     from brainobs.schemas.matching import CellMatching, cells_table
@@ -184,6 +205,10 @@ def test_api_getters_read_one_experiment(processed):
     dff = api.dff_traces(first)
     assert dff.index.is_monotonic_increasing and dff.shape[1] == len(api.roi_masks(first))
     assert api.events(first).shape == dff.shape
+    from brainobs.populate.ophys.events import filter_events
+
+    smoothed = filter_events(api.events(first).to_numpy().T, 31.0).T  # the tiny survey images at 31 Hz
+    np.testing.assert_allclose(api.filtered_events(first).to_numpy(), smoothed, atol=1e-12)
     session = int(experiments.loc[experiments["experiment_id"] == first, "session_id"].iloc[0])
     assert len(api.stimulus_presentations(session)) > 0
     assert api.running_speed(session)["speed"].notna().any()
