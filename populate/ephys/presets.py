@@ -42,6 +42,7 @@ DUPLICATE_REMOVAL = {
 MEAN_WAVEFORM = {"samples_before_peak": 20, "num_samples": 82, "max_spikes": 100}
 
 ALLEN_METRIC_PARAMS = {
+    "epoch_start_s": 0.0,  # Allen's complete_session epoch (0, inf): a spike at exactly 0 s is not counted
     "isi_threshold_s": 0.0015,
     "min_isi_s": 0.0,
     "presence_num_bin_edges": 100,
@@ -51,10 +52,21 @@ ALLEN_METRIC_PARAMS = {
     "pc_num_channels": 13,
     "pc_max_spikes_per_unit": 500,
     "nn_max_spikes": 10000,
-    "nn_num_neighbors": 4,
+    "nn_num_neighbors": 4,  # sklearn's n_neighbors, the spike itself included: 3 true neighbours
+    "silhouette_max_spikes": 10000,
     "drift_interval_s": 100.0,
     "drift_min_spikes_per_interval": 10,
     "seed": 9999,
+}
+
+# Allen's mean-waveform metrics (ecephys_spike_sorting mean_waveforms defaults): 82 samples upsampled to 200
+WAVEFORM_METRIC_PARAMS = {
+    "upsampling_factor": 200 / 82,
+    "spread_threshold": 0.12,
+    "site_range": 16,
+    "site_spacing_m": 10e-6,
+    "slope_window": 20,
+    "snr_spikes": 100,  # single-spike waveforms on the peak channel for snr (Allen: the extracted spikes)
 }
 
 # Release unit filters (query-time presets): (column, operator, value), all must hold.
