@@ -318,6 +318,104 @@ def silhouette_scores(
         )
 
 
+TRAIN_COLUMNS = (
+    "firing_rate",
+    "presence_ratio",
+    "isi_violations",
+    "isi_violations_corrected",
+    "amplitude_cutoff",
+    "max_drift",
+    "cumulative_drift",
+)
+PC_COLUMNS = ("peak_channel", *PC_METRICS, "silhouette_score")
+
+
+def _empty(cluster_ids: np.ndarray, columns) -> pd.DataFrame:
+    return pd.DataFrame(index=pd.Index(cluster_ids, name="cluster_id"), columns=list(columns), dtype=float)
+
+
+def spike_train_metrics(
+    spike_times: np.ndarray, spike_clusters: np.ndarray, amplitudes: np.ndarray, depths: np.ndarray, params: dict = P
+) -> pd.DataFrame:
+    """TRAIN_COLUMNS per cluster id (sorted), on the spikes after params["epoch_start_s"]; depths (one per
+    spike) feed the drift metrics. Bounds are the first and last epoch spike of all clusters."""
+    spike_times, spike_clusters = np.asarray(spike_times, dtype=float), np.asarray(spike_clusters)
+    amplitudes, depths = np.asarray(amplitudes, dtype=float), np.asarray(depths, dtype=float)
+    _same_length("spike_times", spike_times, spike_clusters=spike_clusters, amplitudes=amplitudes, depths=depths)
+    table = _empty(np.unique(spike_clusters), TRAIN_COLUMNS)
+    epoch = spike_times > params["epoch_start_s"]
+    times, clusters, amplitudes, depths = spike_times[epoch], spike_clusters[epoch], amplitudes[epoch], depths[epoch]
+    if times.size == 0:
+        return table
+    t0, t1 = float(times.min()), float(times.max())
+    threshold, min_isi = params["isi_threshold_s"], params["min_isi_s"]
+    for cluster in np.unique(clusters):
+        own = clusters == cluster
+        train = times[own]
+        table.loc[cluster, "firing_rate"] = firing_rate(train, t0, t1)
+        table.loc[cluster, "presence_ratio"] = presence_ratio(train, t0, t1)
+        table.loc[cluster, "isi_violations"] = isi_violations(train, t0, t1, threshold, min_isi)[0]
+        table.loc[cluster, "isi_violations_corrected"] = isi_violations_corrected(train, t0, t1, threshold, min_isi)
+        table.loc[cluster, "amplitude_cutoff"] = amplitude_cutoff(amplitudes[own])
+        table.loc[cluster, ["max_drift", "cumulative_drift"]] = drift_metrics(
+            train, depths[own], t0, t1, params["drift_interval_s"], params["drift_min_spikes_per_interval"]
+        )
+    return table
+
+
+def pc_feature_metrics(
+    spike_times: np.ndarray,
+    spike_clusters: np.ndarray,
+    spike_templates: np.ndarray,
+    pc_features: np.ndarray,
+    pc_feature_ind: np.ndarray,
+    params: dict = P,
+    *,
+    peak_channels: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """PC_COLUMNS per cluster id (sorted), on the spikes after params["epoch_start_s"]: peak channel, the
+    PC metrics, then the silhouette score, drawing from one RandomState(params["seed"]) in Allen's order.
+
+    peak_channels (one per sorted cluster id) replaces Allen's peak from the largest mean first PC, which
+    only holds for Kilosort's template PCs."""
+    spike_times, spike_clusters = np.asarray(spike_times, dtype=float), np.asarray(spike_clusters)
+    spike_templates, pc_features = np.asarray(spike_templates), np.asarray(pc_features)
+    pc_feature_ind = np.asarray(pc_feature_ind)
+    _same_length("spike_times", spike_times, spike_clusters=spike_clusters, spike_templates=spike_templates,
+                 pc_features=pc_features)  # fmt: skip
+    if pc_features.ndim != 3 or pc_feature_ind.ndim != 2 or pc_feature_ind.shape[1] != pc_features.shape[2]:
+        raise ValueError(
+            f"quality metrics: pc_features {pc_features.shape} must be spikes x PCs x channels with as many "
+            f"channels as pc_feature_ind {pc_feature_ind.shape} (templates x channels)"
+        )
+    if spike_templates.size and spike_templates.max() >= len(pc_feature_ind):
+        raise ValueError(f"quality metrics: template {spike_templates.max()} has no row in pc_feature_ind")
+    table = _empty(np.unique(spike_clusters), PC_COLUMNS)
+    epoch = spike_times > params["epoch_start_s"]
+    clusters, templates, pcs = spike_clusters[epoch], spike_templates[epoch], pc_features[epoch]
+    if clusters.size == 0:
+        return table
+    rng = np.random.RandomState(params["seed"])
+    if peak_channels is None:
+        peaks = cluster_peak_channels(clusters, templates, pcs, pc_feature_ind)
+    else:
+        peaks = np.asarray(peak_channels, dtype=np.uint16)[np.isin(table.index, clusters)]
+    found = pc_metrics(clusters, templates, pcs, pc_feature_ind, peaks, rng, params)
+    found["silhouette_score"] = silhouette_scores(
+        clusters, templates, pcs, pc_feature_ind, rng, params["silhouette_max_spikes"]
+    )
+    found["peak_channel"] = peaks
+    for name, values in found.items():
+        table.loc[np.unique(clusters), name] = values
+    return table
+
+
+def _same_length(name: str, reference: np.ndarray, **arrays: np.ndarray) -> None:
+    for other, array in arrays.items():
+        if len(array) != len(reference):
+            raise ValueError(f"quality metrics: {other} has {len(array)} rows, {name} {len(reference)}")
+
+
 def quality_metrics(
     spike_times: np.ndarray,
     spike_clusters: np.ndarray,
@@ -333,47 +431,8 @@ def quality_metrics(
 
     depths: each spike's depth for the drift metrics; default spike_depths() from the PCs (Allen's).
     """
-    spike_times = np.asarray(spike_times, dtype=float)
-    spike_clusters, spike_templates = np.asarray(spike_clusters), np.asarray(spike_templates)
-    amplitudes, pc_features = np.asarray(amplitudes), np.asarray(pc_features)
-    pc_feature_ind = np.asarray(pc_feature_ind)
-    n = len(spike_times)
-    for name, array in (("spike_clusters", spike_clusters), ("spike_templates", spike_templates),
-                        ("amplitudes", amplitudes), ("pc_features", pc_features)):  # fmt: skip
-        if len(array) != n:
-            raise ValueError(f"quality metrics: {name} has {len(array)} rows, spike_times {n}")
-    if pc_features.ndim != 3 or pc_feature_ind.shape[1] != pc_features.shape[2]:
-        raise ValueError(
-            f"quality metrics: pc_features {pc_features.shape} must be spikes x PCs x channels with as many "
-            f"channels as pc_feature_ind {pc_feature_ind.shape}"
-        )
-    depths = spike_depths(spike_templates, pc_features, pc_feature_ind) if depths is None else np.asarray(depths)
-    epoch = spike_times > params["epoch_start_s"]
-    times, clusters, templates = spike_times[epoch], spike_clusters[epoch], spike_templates[epoch]
-    amplitudes, pcs, depths = amplitudes[epoch], pc_features[epoch], depths[epoch]
-    cluster_ids = np.unique(spike_clusters)
-    table = pd.DataFrame(index=pd.Index(cluster_ids, name="cluster_id"), columns=list(QUALITY_COLUMNS), dtype=float)
-    if times.size == 0:
-        return table
-    rng = np.random.RandomState(params["seed"])
-    t0, t1 = float(times.min()), float(times.max())
-    peaks = cluster_peak_channels(clusters, templates, pcs, pc_feature_ind)
-    epoch_ids = np.unique(clusters)
-    found = pc_metrics(clusters, templates, pcs, pc_feature_ind, peaks, rng, params)
-    found["silhouette_score"] = silhouette_scores(clusters, templates, pcs, pc_feature_ind, rng)
-    found["peak_channel"] = peaks
-    for name, values in found.items():
-        table.loc[epoch_ids, name] = values
-    threshold, min_isi = params["isi_threshold_s"], params["min_isi_s"]
-    for cluster in epoch_ids:
-        own = clusters == cluster
-        train = times[own]
-        table.loc[cluster, "firing_rate"] = firing_rate(train, t0, t1)
-        table.loc[cluster, "presence_ratio"] = presence_ratio(train, t0, t1)
-        table.loc[cluster, "isi_violations"] = isi_violations(train, t0, t1, threshold, min_isi)[0]
-        table.loc[cluster, "isi_violations_corrected"] = isi_violations_corrected(train, t0, t1, threshold, min_isi)
-        table.loc[cluster, "amplitude_cutoff"] = amplitude_cutoff(amplitudes[own])
-        table.loc[cluster, ["max_drift", "cumulative_drift"]] = drift_metrics(
-            train, depths[own], t0, t1, params["drift_interval_s"], params["drift_min_spikes_per_interval"]
-        )
-    return table
+    if depths is None:
+        depths = spike_depths(spike_templates, pc_features, pc_feature_ind)
+    pcs = pc_feature_metrics(spike_times, spike_clusters, spike_templates, pc_features, pc_feature_ind, params)
+    train = spike_train_metrics(spike_times, spike_clusters, amplitudes, depths, params)
+    return pcs.join(train)[list(QUALITY_COLUMNS)]

@@ -50,6 +50,7 @@ ALLEN_METRIC_PARAMS = {
     "amplitude_cutoff_smoothing_bins": 3,
     "amplitude_cutoff_max": 0.5,
     "pc_num_channels": 13,
+    "pc_feature_channels": 32,  # Kilosort's pc_feature_ind width: channels nearest a unit's peak with PCs
     "pc_max_spikes_per_unit": 500,
     "nn_max_spikes": 10000,
     "nn_num_neighbors": 4,  # sklearn's n_neighbors, the spike itself included: 3 true neighbours
@@ -69,6 +70,25 @@ WAVEFORM_METRIC_PARAMS = {
     "snr_spikes": 100,  # single-spike waveforms on the peak channel for snr (Allen: the extracted spikes)
 }
 
+# Rule-based noise clusters (ecephys_spike_sorting noise_templates defaults). Locations are sample indices
+# of the 82-sample mean waveform (20 before the trough), as of Kilosort's templates (trough near 20);
+# wavelet_width 5 is Allen's wavelet_index 2 of the widths 1, 3, 5, ...
+NOISE_TEMPLATE_PARAMS = {
+    "smoothed_template_amplitude_threshold": 0.2,
+    "template_amplitude_threshold": 0.2,
+    "smoothed_template_filter_width": 2,
+    "min_spread_threshold": 2,
+    "mid_spread_threshold": 16,
+    "max_spread_threshold": 25,
+    "min_temporal_peak_location": 10,
+    "max_temporal_peak_location": 30,
+    "template_shape_channel_range": 12,
+    "wavelet_width": 5,
+    "min_wavelet_peak_height": 0.0,
+    "min_wavelet_peak_loc": 15,
+    "max_wavelet_peak_loc": 25,
+}
+
 # Release unit filters (query-time presets): (column, operator, value), all must hold.
 UNIT_FILTER_PRESETS: dict[str, list[tuple[str, str, object]]] = {
     "visual_coding": [
@@ -78,5 +98,5 @@ UNIT_FILTER_PRESETS: dict[str, list[tuple[str, str, object]]] = {
         ("quality", "==", "good"),
         ("in_brain", "==", True),
     ],
-    "visual_behavior": [],
+    "visual_behavior": [("quality", "==", "good")],  # noise clusters are not released
 }
