@@ -33,7 +33,7 @@ def test_one_dimensional_features_of_a_trough_first_spike():
     assert m["amplitude"] == pytest.approx(140.0, rel=0.02)  # trough -100 to rebound +40
     assert 0.2 < m["waveform_duration"] < 0.6  # trough to the rebound peak, 12 samples = 0.4 ms
     assert 0.1 < m["halfwidth"] < 0.2  # 2.355 sigma = 4.7 samples = 0.157 ms
-    assert m["PT_ratio"] == pytest.approx(0.4, rel=0.02)
+    assert m["PT_ratio"] == pytest.approx(0.4, rel=0.05)
     assert m["repolarization_slope"] > 0 and m["recovery_slope"] < 0
 
 
