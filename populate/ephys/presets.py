@@ -1,6 +1,6 @@
 """Neuropixels processing presets, as plain data (JSON-able; hashed into parameter tables).
 
-Numbers that reference/allen-methods.md pins (duplicate window, waveform window, metric parameters,
+Numbers that docs/methods-ephys.md describes (duplicate window, waveform window, metric parameters,
 release filters) are written here once and pinned by tests.
 """
 
