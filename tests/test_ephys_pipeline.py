@@ -134,3 +134,22 @@ def test_curation_on_held_traces_equals_lazy(tiny, tmp_path):
 
     reloaded = si.load_sorting_analyzer(tmp_path / "analyzer")  # provenance: the lazy chain, not the held copy
     assert reloaded.has_recording() and "CommonReferenceRecording" in str(reloaded.recording.to_dict())
+
+
+@pytest.mark.slow
+def test_sorted_units_of_clean_truth_are_not_noise(tiny, tmp_path):
+    """Allen's noise rules on a real sorting: every well-detected high-SNR truth unit's match stays good."""
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+
+    _, recording, truth, truth_units = tiny
+    with held_in_memory(recording) as held:
+        sorting = run_sorter(held, "cpu_default", tmp_path / "sorter", n_jobs=1, source=recording)
+        curated = curate_units(recording, sorting, traces=held, with_metrics=False)
+    comparison = compare_sorter_to_ground_truth(truth, curated.sorting, exhaustive_gt=True)
+    accuracy = comparison.get_performance()["accuracy"].astype(float)
+    quality = curated.units.set_index("unit_id")["quality"]
+    clean = truth_units[(truth_units["snr"] >= 5) & truth_units["unit_id"].map(accuracy).ge(0.8)]["unit_id"]
+    assert len(clean) >= 3
+    matched = comparison.hungarian_match_12[clean]
+    assert (quality[matched.to_numpy()] == "good").all(), quality
+    print(f"noise labels: {(quality == 'noise').sum()} of {len(quality)} sorted units")
