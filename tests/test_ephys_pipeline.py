@@ -54,7 +54,9 @@ def test_curate_truth_units(tiny):
             # peak-to-peak (Allen) and absolute-peak (truth) channels may differ, but not by much
             assert abs(row.peak_channel - truth_row.peak_channel) <= 4
     # well-isolated truth units: high hit rate, no refractory violations, plausible shapes
-    assert (metrics["isi_violations"] == 0).all()
+    assert (metrics["isi_violations"] == 0).all() and (metrics["isi_violations_corrected"] == 0).all()
+    # Allen's 2D features on the full mean waveform: a spike spans some sites, at most the 17 sampled
+    assert metrics["spread"].between(10.0, 170.0).all() and (metrics["amplitude"] > 0).all()
     assert (metrics["nn_hit_rate"] > 0.8).all()
     assert metrics["waveform_duration"].between(0.2, 1.5).all()
     assert (metrics["presence_ratio"] <= 0.99).all()
