@@ -141,3 +141,14 @@ def test_spike_depths_weight_channels_by_positive_first_pc():
 def test_release_presets_drop_noise_units():
     for name, conditions in UNIT_FILTER_PRESETS.items():
         assert ("quality", "==", "good") in conditions, name
+
+
+def test_quality_metrics_refuse_mismatched_inputs():
+    times, clusters = np.array([0.1, 0.2, 0.3]), np.array([0, 0, 1])
+    pcs, ind = np.zeros((3, 3, 4), dtype=np.float32), np.zeros((2, 4), dtype=np.uint32)
+    with pytest.raises(ValueError, match="amplitudes has 2 rows, spike_times 3"):
+        am.quality_metrics(times, clusters, clusters, np.ones(2), pcs, ind)
+    with pytest.raises(ValueError, match="as many channels as pc_feature_ind"):
+        am.quality_metrics(times, clusters, clusters, np.ones(3), pcs, np.zeros((2, 5), dtype=np.uint32))
+    with pytest.raises(ValueError, match="template 1 has no row in pc_feature_ind"):
+        am.quality_metrics(times, clusters, clusters, np.ones(3), pcs, ind[:1])

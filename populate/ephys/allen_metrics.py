@@ -381,15 +381,7 @@ def pc_feature_metrics(
     spike_times, spike_clusters = np.asarray(spike_times, dtype=float), np.asarray(spike_clusters)
     spike_templates, pc_features = np.asarray(spike_templates), np.asarray(pc_features)
     pc_feature_ind = np.asarray(pc_feature_ind)
-    _same_length("spike_times", spike_times, spike_clusters=spike_clusters, spike_templates=spike_templates,
-                 pc_features=pc_features)  # fmt: skip
-    if pc_features.ndim != 3 or pc_feature_ind.ndim != 2 or pc_feature_ind.shape[1] != pc_features.shape[2]:
-        raise ValueError(
-            f"quality metrics: pc_features {pc_features.shape} must be spikes x PCs x channels with as many "
-            f"channels as pc_feature_ind {pc_feature_ind.shape} (templates x channels)"
-        )
-    if spike_templates.size and spike_templates.max() >= len(pc_feature_ind):
-        raise ValueError(f"quality metrics: template {spike_templates.max()} has no row in pc_feature_ind")
+    _check_pc_inputs(spike_times, spike_clusters, spike_templates, pc_features, pc_feature_ind)
     table = _empty(np.unique(spike_clusters), PC_COLUMNS)
     epoch = spike_times > params["epoch_start_s"]
     clusters, templates, pcs = spike_clusters[epoch], spike_templates[epoch], pc_features[epoch]
@@ -408,6 +400,18 @@ def pc_feature_metrics(
     for name, values in found.items():
         table.loc[np.unique(clusters), name] = values
     return table
+
+
+def _check_pc_inputs(spike_times, spike_clusters, spike_templates, pc_features, pc_feature_ind) -> None:
+    _same_length("spike_times", spike_times, spike_clusters=spike_clusters, spike_templates=spike_templates,
+                 pc_features=pc_features)  # fmt: skip
+    if pc_features.ndim != 3 or pc_feature_ind.ndim != 2 or pc_feature_ind.shape[1] != pc_features.shape[2]:
+        raise ValueError(
+            f"quality metrics: pc_features {pc_features.shape} must be spikes x PCs x channels with as many "
+            f"channels as pc_feature_ind {pc_feature_ind.shape} (templates x channels)"
+        )
+    if spike_templates.size and spike_templates.max() >= len(pc_feature_ind):
+        raise ValueError(f"quality metrics: template {spike_templates.max()} has no row in pc_feature_ind")
 
 
 def _same_length(name: str, reference: np.ndarray, **arrays: np.ndarray) -> None:
@@ -432,6 +436,8 @@ def quality_metrics(
     depths: each spike's depth for the drift metrics; default spike_depths() from the PCs (Allen's).
     """
     if depths is None:
+        arrays = [np.asarray(a) for a in (spike_times, spike_clusters, spike_templates, pc_features, pc_feature_ind)]
+        _check_pc_inputs(*arrays)
         depths = spike_depths(spike_templates, pc_features, pc_feature_ind)
     pcs = pc_feature_metrics(spike_times, spike_clusters, spike_templates, pc_features, pc_feature_ind, params)
     train = spike_train_metrics(spike_times, spike_clusters, amplitudes, depths, params)
