@@ -391,6 +391,8 @@ def pc_feature_metrics(
     if peak_channels is None:
         peaks = cluster_peak_channels(clusters, templates, pcs, pc_feature_ind)
     else:
+        if len(peak_channels) != len(table):
+            raise ValueError(f"quality metrics: {len(peak_channels)} peak channels for {len(table)} clusters")
         peaks = np.asarray(peak_channels, dtype=np.uint16)[np.isin(table.index, clusters)]
     found = pc_metrics(clusters, templates, pcs, pc_feature_ind, peaks, rng, params)
     found["silhouette_score"] = silhouette_scores(
