@@ -22,8 +22,10 @@ from brainobs.populate.ephys.presets import (
     ALLEN_METRIC_PARAMS,
     DUPLICATE_REMOVAL,
     MEAN_WAVEFORM,
+    NOISE_TEMPLATE_PARAMS,
     PREPROCESSING_PRESETS,
     SORTER_PRESETS,
+    WAVEFORM_METRIC_PARAMS,
 )
 from brainobs.populate.ephys.sorting import run_sorter
 from brainobs.schemas import finite_or_none, stores
@@ -48,7 +50,9 @@ def sorting_params(sorter: str) -> dict:
         "sorter": SORTER_PRESETS[sorter],
         "duplicate_removal": DUPLICATE_REMOVAL,
         "mean_waveform": MEAN_WAVEFORM,
+        "noise": NOISE_TEMPLATE_PARAMS,
         "metrics": ALLEN_METRIC_PARAMS,
+        "waveform_metrics": WAVEFORM_METRIC_PARAMS,
     }
 
 
@@ -147,7 +151,8 @@ def _folder(key: dict, name: str):
 @schema
 class SpikeSorting(dj.Computed):
     definition = """
-    # common-median reference, the sorter, duplicate-spike removal (0.166 ms, 5 channels), mean waveforms
+    # common-median reference, the sorter, duplicate-spike removal (0.166 ms, 5 channels), mean waveforms,
+    # noise labels
     -> SortingSelection
     ---
     sorter_name : varchar(32)
@@ -164,12 +169,10 @@ class SpikeSorting(dj.Computed):
         num_spikes : int32
         spike_times : <npy@main>          # s, session clock
         spike_amplitudes : <npy@main>     # uV at the peak channel
-        mean_waveform : <blob>            # (82 samples, channels) uV, 20 samples before the peak
-        waveform_channels : <blob>        # channel_index of each mean_waveform column
+        mean_waveform : <npy@main>        # (82 samples, every channel by channel_index) uV, 20 samples before the peak
         snr = null : float64              # Allen definition, peak channel (null when undefined)
-        amplitude = null : float64        # uV
         duplicates_removed : int32
-        quality : varchar(16)
+        quality : varchar(16)             # noise (Allen's rule-based noise checks) or good
         """
 
     def make_fetch(self, key):
@@ -183,8 +186,9 @@ class SpikeSorting(dj.Computed):
         with held_in_memory(recording) as traces:  # filtered once, for the sorter and every analyzer pass
             sorting = run_sorter(traces, params["sorter"], _folder(key, "sorter"), n_jobs=1, source=recording)
             curated = curate_units(
-                recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces
-            )
+                recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces,
+                noise_params=params["noise"],
+            )  # fmt: skip
         return (curated.units,)
 
     def make_insert(self, key, units):
@@ -206,9 +210,7 @@ class SpikeSorting(dj.Computed):
                 "spike_times": np.asarray(row["spike_times"], dtype=np.float64),
                 "spike_amplitudes": np.asarray(row["spike_amplitudes"], dtype=np.float64),
                 "mean_waveform": np.asarray(row["mean_waveform"], dtype=np.float32),
-                "waveform_channels": np.asarray(row["waveform_channels"], dtype=np.int32),
                 "snr": finite_or_none(row["snr"]),
-                "amplitude": finite_or_none(row["amplitude"]),
                 "duplicates_removed": int(row["duplicates_removed"]),
                 "quality": str(row["quality"]),
             }
@@ -216,14 +218,14 @@ class SpikeSorting(dj.Computed):
         )
 
 
-# Allen metric name -> attribute (DataJoint attributes are lower case); snr and amplitude live in SpikeSorting.Unit
-STORED_METRICS = {name: name.lower() for name in METRIC_COLUMNS if name not in ("snr", "amplitude")}
+# Allen metric name -> attribute (DataJoint attributes are lower case); snr lives in SpikeSorting.Unit
+STORED_METRICS = {name: name.lower() for name in METRIC_COLUMNS if name != "snr"}
 
 
 @schema
 class UnitMetrics(dj.Computed):
     definition = """
-    # quality and waveform metrics through SpikeInterface's SortingAnalyzer, named as the Allen release
+    # Allen's quality metrics (PCs from the SortingAnalyzer) and waveform metrics (full mean waveform)
     -> SpikeSorting
     """
 
@@ -233,16 +235,27 @@ class UnitMetrics(dj.Computed):
         )
 
     def make_fetch(self, key):
-        return (len(SpikeSorting.Unit & key),)
+        return len(SpikeSorting.Unit & key), (SortingParamSet & key).fetch1("params")
 
-    def make_compute(self, key, n_units):
+    def make_compute(self, key, n_units, params):
         if n_units == 0:
             return (pd.DataFrame(columns=list(METRIC_COLUMNS)),)
         import spikeinterface as si
 
         analyzer = si.load_sorting_analyzer(_folder(key, "analyzer"))
-        units = pd.DataFrame((SpikeSorting.Unit & key).to_dicts(order_by="unit_id"))[["unit_id", "snr", "amplitude"]]
-        return (compute_unit_metrics(analyzer, units),)
+        rows = (SpikeSorting.Unit & key).to_dicts(order_by="unit_id")
+        table = pd.DataFrame(
+            {
+                "unit_id": [row["unit_id"] for row in rows],
+                "peak_channel": [row["peak_channel"] for row in rows],
+                "snr": [np.nan if row["snr"] is None else row["snr"] for row in rows],
+                "mean_waveform": [np.asarray(row["mean_waveform"], dtype=float) for row in rows],
+            }
+        )
+        metrics = compute_unit_metrics(
+            analyzer, table, params=params["metrics"], waveform_params=params["waveform_metrics"]
+        )
+        return (metrics,)
 
     def make_insert(self, key, metrics):
         self.insert1(key)
@@ -255,7 +268,7 @@ class UnitMetrics(dj.Computed):
 def units_table(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:
     """Units with their metrics, peak-channel location and in_brain flag, as pandas; optionally filtered
     by a unit filter preset ("visual_coding", "visual_behavior")."""
-    query = SpikeSorting.Unit.proj("peak_channel", "num_spikes", "snr", "amplitude", "quality") * UnitMetrics.Unit
+    query = SpikeSorting.Unit.proj("peak_channel", "num_spikes", "snr", "quality") * UnitMetrics.Unit
     for restriction in (*restrictions, keywords):
         query = query & restriction
     units = query.to_pandas().reset_index().rename(columns={a: n for n, a in STORED_METRICS.items()})

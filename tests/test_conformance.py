@@ -149,10 +149,9 @@ def test_a_failing_adapter_or_a_missing_output_fails_the_case_without_stopping_t
     assert not checks[0].passed and "no such output" in checks[0].detail
 
 
-def test_absent_adapter_modules_are_skipped_but_broken_ones_raise(tmp_path, monkeypatch):
-    assert load_adapters(["brainobs.conformance_not_written_yet"]) == {}
-    assert {"dff", "neuropil", "demix", "roi_postprocess"} <= set(load_adapters(["brainobs.conformance_ophys"]))
-    (tmp_path / "broken_adapters.py").write_text("import a_dependency_that_is_not_installed\nADAPTERS = {}\n")
+def test_every_algorithm_has_exactly_one_adapter(tmp_path, monkeypatch):
+    assert set(load_adapters()) == set(ALGORITHMS)
+    (tmp_path / "second_dff_adapter.py").write_text("ADAPTERS = {'dff': print}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed"):
-        load_adapters(["broken_adapters"])
+    with pytest.raises(conformance.ConformanceError, match="'dff' has adapters in two modules"):
+        load_adapters(["brainobs.conformance_ophys", "second_dff_adapter"])

@@ -39,7 +39,7 @@ def test_visual_coding_thresholds_are_pinned():
         ("quality", "==", "good"),
         ("in_brain", "==", True),
     ]
-    assert UNIT_FILTER_PRESETS["visual_behavior"] == []
+    assert UNIT_FILTER_PRESETS["visual_behavior"] == [("quality", "==", "good")]  # noise clusters never released
     json.dumps([PREPROCESSING_PRESETS, SORTER_PRESETS, UNIT_FILTER_PRESETS])  # presets are plain data
 
 
@@ -54,8 +54,8 @@ def test_out_of_brain_units_are_dropped(units):
     assert filter_units(units, "visual_coding")["unit_id"].tolist() == [1]
 
 
-def test_visual_behavior_keeps_everything(units):
-    pd.testing.assert_frame_equal(filter_units(units, "visual_behavior"), units)
+def test_visual_behavior_keeps_everything_but_noise(units):
+    pd.testing.assert_frame_equal(filter_units(units, "visual_behavior"), units[units["quality"] != "noise"])
 
 
 def test_filter_errors(units):
