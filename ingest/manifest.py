@@ -50,9 +50,7 @@ def _identifier(max_length: int) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         text = as_text(value)
         if not IDENTIFIER.fullmatch(text):
-            raise ValueError(
-                "identifiers use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
-            )
+            raise ValueError("identifiers use letters, digits, '.', '_' and '-' only, starting with a letter or digit")
         return text
 
     return check

@@ -89,7 +89,7 @@ def _check_id_unused(manifest: Manifest, section: str, row: Row, table: type, ke
     id_name = SURVEY_IDS.get(section)
     if id_name is None:
         return
-    for other in (table & {id_name: key[id_name]}).keys():
+    for other in (table & {id_name: key[id_name]}).proj().to_dicts():
         if other != key:
             raise manifest.error(
                 f"{row.where}: {id_name} {key[id_name]} is already stored as {table.__name__} {other}, "

@@ -94,7 +94,7 @@ def test_unknown_section_and_empty_manifest(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"experiments__0__frame_rate": 0.0}, r"experiments\[0\]\.frame_rate = 0\.0: must be a finite number greater than 0"),
+        ({"experiments__0__frame_rate": 0.0}, r"experiments\[0\]\.frame_rate = 0\.0: must be a finite number greater"),
         ({"experiments__0__frame_rate": -31.0}, r"experiments\[0\]\.frame_rate = -31\.0: must be a finite number"),
         ({"experiments__0__frame_rate": float("nan")}, r"experiments\[0\]\.frame_rate = nan: must be a finite"),
         ({"experiments__0__pixel_size_um": float("inf")}, r"experiments\[0\]\.pixel_size_um = inf: must be a finite"),
@@ -140,7 +140,7 @@ def _with_extra_row(root, section, **values):
     ("section", "values", "message"),
     [
         ("experiments", {"session_id": 2}, r"experiments\[1\] \(line \d+\): experiment_id 11 is already used by "),
-        ("sessions", {"subject_id": "M1"}, r"sessions\[2\] \(line \d+\): session_id 1 is already used by sessions\[0\]"),
+        ("sessions", {"subject_id": "M1"}, r"sessions\[2\] \(line \d+\): session_id 1 is already used by"),
         ("containers", {"imaging_depth": 275}, r"containers\[1\] \(line \d+\): container_id 7 is already used"),
     ],
 )
