@@ -344,6 +344,8 @@ class Demixing(dj.Computed):
         return _stage_fetch(key)
 
     def make_compute(self, key, params, n_rois):
+        if n_rois == 0:  # an experiment without ROIs: the stage runs, nothing to demix
+            return (None,)
         movie, _border = _registered(key)
         records = roi_records(key)
         labels = [set(r.exclusion_labels) for r in records]
@@ -353,6 +355,9 @@ class Demixing(dj.Computed):
         return (demix_traces(movie, records, traces, labels),)
 
     def make_insert(self, key, result):
+        if result is None:
+            self.insert1({**key, "n_groups": 0, "n_negative_transient": 0, "n_negative_baseline": 0})
+            return
         self.insert1(
             {
                 **key,
