@@ -100,6 +100,15 @@ def file_digest(target: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def folder_digests(folder: Path) -> dict[str, tuple[int, str]]:
+    """Size and sha256 of every file under ``folder``, by its POSIX path relative to ``folder``."""
+    return {
+        target.relative_to(folder).as_posix(): file_digest(target)
+        for target in sorted(folder.rglob("*"))
+        if target.is_file() and not target.is_symlink()
+    }
+
+
 def verified(target: Path, size: int, sha256: str | None = None) -> Path:
     """``target`` after checking its size (cheap) and, when given, its sha256 against what its row recorded."""
     if not target.is_file():
