@@ -128,7 +128,7 @@ def test_database_error_becomes_a_manifest_error_naming_the_row(db, tmp_path, mo
     from brainobs.schemas.loading import insert_manifest
 
     def failing_insert(self, row, **kwargs):
-        Experiment.connection.query("SELECT 1/0")  # a genuine error of the database driver
+        Experiment.connection.query("SELECT * FROM brainobs_no_such_table")  # a genuine database error
 
     monkeypatch.setattr(Experiment, "insert1", failing_insert)
     with pytest.raises(ManifestError, match=r"experiments\[0\] \(line \d+\): the database refused the row: \w+"):
