@@ -29,7 +29,8 @@ and process) is written beside it (`<tag>.owner-<host>-<pid>`) first, so the nex
 folders of killed runs on this host and refuses to touch one a live run is building.
 
 An item that carries the size and sha256 recorded when its file was exported is checked against them before
-it is placed; a file that differs fails the release naming the file.
+it is placed; a file that differs fails the release naming the file. An earlier tag's file is reused only
+when its size and sha256 still match that tag's manifest (else the item's own file is placed).
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def _place(
     if previous is not None:
         tag, row = previous
         source = out_dir / tag / row["path"]
-        if source.is_file() and source.stat().st_size == row["size"]:
+        if source.is_file() and source.stat().st_size == row["size"] and file_sha256(source) == row["sha256"]:
             _link_or_copy(source, target)
             return ReleasedFile(
                 relative, row["size"], row["sha256"], item.source_sha256, item.subject_id, item.session_id, tag

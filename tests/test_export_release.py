@@ -216,3 +216,20 @@ def test_next_release_removes_what_a_killed_release_left(tmp_path: Path, exporte
         "v9.owner-elsewhere-1",
     ]
     assert (tmp_path / "v1" / "manifest.json").is_file()
+
+
+def test_an_altered_file_of_an_earlier_tag_is_not_reused(tmp_path: Path, exported) -> None:
+    items = [
+        dataclasses.replace(item, size=item.path.stat().st_size, sha256=file_sha256(item.path))
+        for item in _items(exported)
+    ]
+    first = build_release("v1", tmp_path, items, "survey", {}, "First.", validate=False)
+    damaged = first.folder / first.files[0].path
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    staged = tmp_path / "staged.nwb"
+    staged.write_bytes(bytes(data))
+    os.replace(staged, damaged)  # a new inode: the exported file it was linked from stays intact
+    second = build_release("v2", tmp_path, items, "survey", {}, "Second.", validate=False)
+    assert [f.reused_from for f in second.files] == ["", "v1"]
+    assert second.files[0].sha256 == first.files[0].sha256 == file_sha256(second.folder / second.files[0].path)
