@@ -1,5 +1,6 @@
 """Manifest ingest into a real database: idempotent, atomic, contradictions refused."""
 
+import datajoint as dj
 import pytest
 
 from brainobs.ingest.manifest import ManifestError, load_manifest
@@ -134,3 +135,20 @@ def test_database_error_becomes_a_manifest_error_naming_the_row(db, tmp_path, mo
     with pytest.raises(ManifestError, match=r"experiments\[0\] \(line \d+\): the database refused the row: \w+"):
         insert_manifest(load_manifest(make_manifest(tmp_path)))
     assert _counts(db)["Subject"] == 0  # rolled back
+
+
+def test_the_database_itself_keeps_ids_unique(db, tmp_path):
+    """Two ingests racing past the manifest checks still cannot store one experiment_id twice."""
+    from brainobs.schemas.acquisition import Container, Experiment, Session
+    from brainobs.schemas.loading import insert_manifest
+
+    insert_manifest(load_manifest(make_manifest(tmp_path)))
+    insert_manifest(load_manifest(_second_subject_manifest(tmp_path)))
+    stored = (Experiment & {"experiment_id": 12}).fetch1()
+    for table, row in (
+        (Experiment, {**stored, "experiment_id": 11}),
+        (Session, {**(Session & {"session_id": 3}).fetch1(), "session_id": 1}),
+        (Container, {**(Container & {"container_id": 8}).fetch1(), "container_id": 7}),
+    ):
+        with pytest.raises(dj.errors.DuplicateError):
+            table.insert1(row)
