@@ -76,6 +76,8 @@ def publish(
             source_sha256=row["source_sha256"],
             modality="ecephys" if row["nwb_label"] == "session" else "ophys",
             label=None if row["nwb_label"] == "session" else row["nwb_label"],
+            size=row["size"],
+            sha256=row["sha256"],
         )
         for row in (ReleaseFile.File & {"release_tag": tag}).to_dicts()
     ]

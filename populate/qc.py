@@ -124,10 +124,18 @@ def roi_checks(
     negative_transient: np.ndarray,
     t: dict,
 ) -> list[Check]:
-    """Valid ROI count, the neuropil r distribution, and the negative-baseline / transient fractions."""
-    checks = [
-        limit_check("valid_roi_count", n_valid, t["valid_roi_min_warn"], t["valid_roi_min_fail"], higher_is_worse=False)
-    ]
+    """Valid ROI count, the neuropil r distribution, and the negative-baseline / transient fractions.
+
+    No valid ROI at all always fails, saying so (an empty or constant movie, or no active cell)."""
+    if n_valid == 0:
+        reason = "no ROI: segmentation kept no valid ROI (an empty or constant movie, or no active cell)"
+        checks = [Check("valid_roi_count", 0.0, t["valid_roi_min_fail"], Outcome.FAIL, reason)]
+    else:
+        checks = [
+            limit_check(
+                "valid_roi_count", n_valid, t["valid_roi_min_warn"], t["valid_roi_min_fail"], higher_is_worse=False
+            )
+        ]
     r = np.asarray(r_values, float)
     r = r[np.isfinite(r)]
     if r.size:

@@ -28,6 +28,7 @@ class Session(dj.Manual):
     image_set = "" : varchar(16)
     project_code = "" : varchar(64)
     behavior_dir = "" : varchar(255)          # behavior/stimulus/sync folder, relative to the data root
+    unique index (session_id)                 # unique across the survey, not only per subject
     """
 
 
@@ -40,6 +41,7 @@ class Container(dj.Manual):
     ---
     targeted_structure : varchar(32)
     imaging_depth : int32                     # um
+    unique index (container_id)               # unique across the survey, not only per subject
     """
 
 
@@ -58,6 +60,7 @@ class Experiment(dj.Manual):
     height : int32                            # pixels
     pixel_size_um : float64                   # um per pixel
     movie_file : varchar(255)                 # relative to the data root
+    unique index (experiment_id)              # unique across the survey, not only per session
     """
 
 

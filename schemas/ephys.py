@@ -2,7 +2,8 @@
 and unit metrics under the Allen names.
 
 EphysRecording -> SortingSelection (recording x parameter set) -> SpikeSorting (Part Unit) -> UnitMetrics
-(Part Unit). Sorter output and the SortingAnalyzer live in the object store, not in the database.
+(Part Unit). Sorter output and the SortingAnalyzer live in the object store, not in the database; SpikeSorting.File
+records each of their files' size and sha256, and UnitMetrics checks the analyzer's sizes before it opens it.
 """
 
 from __future__ import annotations
@@ -175,6 +176,16 @@ class SpikeSorting(dj.Computed):
         quality : varchar(16)             # noise (Allen's rule-based noise checks) or good
         """
 
+    class File(dj.Part):
+        definition = """
+        # every file the sorter and the SortingAnalyzer wrote, as written
+        -> master
+        file_path : varchar(255)          # relative to output_dir
+        ---
+        size : int64                      # bytes
+        sha256 : char(64)
+        """
+
     def make_fetch(self, key):
         return (ProbeInsertion & key).fetch1(), (SortingParamSet & key).fetch1("params")
 
@@ -189,9 +200,9 @@ class SpikeSorting(dj.Computed):
                 recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces,
                 noise_params=params["noise"],
             )  # fmt: skip
-        return (curated.units,)
+        return curated.units, stores.folder_digests(analyzer_folder.parent)
 
-    def make_insert(self, key, units):
+    def make_insert(self, key, units, files):
         params = (SortingParamSet & key).fetch1("params")
         self.insert1(
             {
@@ -216,6 +227,19 @@ class SpikeSorting(dj.Computed):
             }
             for row in units.to_dict("records")
         )
+        self.File.insert(
+            {**key, "file_path": name, "size": size, "sha256": sha256} for name, (size, sha256) in files.items()
+        )
+
+
+def _verified_analyzer(key: dict):
+    """The sorting's SortingAnalyzer folder, after checking every file recorded under it kept its size."""
+    folder = _folder(key, "analyzer")
+    output_dir = stores.root() / (SpikeSorting & key).fetch1("output_dir")
+    for row in (SpikeSorting.File & key).to_dicts():
+        if row["file_path"].startswith("analyzer/"):
+            stores.verified(output_dir / row["file_path"], row["size"])
+    return folder
 
 
 # Allen metric name -> attribute (DataJoint attributes are lower case); snr lives in SpikeSorting.Unit
@@ -242,7 +266,7 @@ class UnitMetrics(dj.Computed):
             return (pd.DataFrame(columns=list(METRIC_COLUMNS)),)
         import spikeinterface as si
 
-        analyzer = si.load_sorting_analyzer(_folder(key, "analyzer"))
+        analyzer = si.load_sorting_analyzer(_verified_analyzer(key))
         rows = (SpikeSorting.Unit & key).to_dicts(order_by="unit_id")
         table = pd.DataFrame(
             {

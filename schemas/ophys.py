@@ -74,6 +74,8 @@ class MotionCorrection(dj.Computed):
     -> OphysSelection
     ---
     registered_movie : <filepath@main>     # int16 (frames, height, width), raw binary
+    registered_size : int64                # bytes, checked on every open
+    registered_sha256 : char(64)           # of the file as written
     n_frames : int32
     x_offset : <npy@main>                  # px per frame; +x: content right of the reference
     y_offset : <npy@main>                  # px per frame; +y: content below the reference
@@ -91,20 +93,22 @@ class MotionCorrection(dj.Computed):
     """
 
     def make_fetch(self, key):
-        movie_file, frame_rate = (Experiment & key).fetch1("movie_file", "frame_rate")
-        return movie_file, frame_rate, _params(key)
+        movie_file, frame_rate, height, width = (Experiment & key).fetch1("movie_file", "frame_rate", "height", "width")
+        return movie_file, frame_rate, (height, width), _params(key)
 
-    def make_compute(self, key, movie_file, frame_rate, params):
+    def make_compute(self, key, movie_file, frame_rate, frame_shape, params):
         target = stores.path("registered", stores.key_name(key) + ".bin")
-        result = register_movie(stores.raw_path(movie_file), target, frame_rate, params)
-        return (result,)
+        result = register_movie(stores.raw_path(movie_file), target, frame_rate, params, frame_shape=frame_shape)
+        return result, *stores.file_digest(result.registered_path)
 
-    def make_insert(self, key, result):
+    def make_insert(self, key, result, size, sha256):
         border = result.motion_border
         self.insert1(
             {
                 **key,
                 "registered_movie": stores.relative(result.registered_path),
+                "registered_size": size,
+                "registered_sha256": sha256,
                 "n_frames": result.shape[0],
                 "x_offset": result.x_offset,
                 "y_offset": result.y_offset,
@@ -126,7 +130,8 @@ class MotionCorrection(dj.Computed):
 def _registered(key: dict) -> tuple[RegisteredMovie, rois.MotionBorder]:
     row = (MotionCorrection * Experiment & key).fetch1()
     shape = (row["n_frames"], row["height"], row["width"])
-    movie = open_registered_movie(stores.root() / row["registered_movie"].path, shape)
+    target = stores.verified(stores.root() / row["registered_movie"].path, row["registered_size"])
+    movie = open_registered_movie(target, shape)
     border = rois.MotionBorder(
         right=row["max_correction_right"],
         left=row["max_correction_left"],
@@ -384,6 +389,8 @@ class Demixing(dj.Computed):
         return _stage_fetch(key)
 
     def make_compute(self, key, params, n_rois):
+        if n_rois == 0:  # an experiment without ROIs: the stage runs, nothing to demix
+            return (None,)
         movie, _border = _registered(key)
         records = roi_records(key)
         labels = [set(r.exclusion_labels) for r in records]
@@ -394,6 +401,10 @@ class Demixing(dj.Computed):
         return (demix_traces(movie, records, traces, labels),)
 
     def make_insert(self, key, result):
+        if result is None:
+            empty = ("n_groups", "n_dropped_frames", "n_negative_transient", "n_negative_baseline", "n_made_nan")
+            self.insert1({**key, **dict.fromkeys(empty, 0)})
+            return
         ids = roi_ids(key)
         n_dropped = int(result.dropped_frames.sum())
         self.insert1(

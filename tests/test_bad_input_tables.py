@@ -35,6 +35,7 @@ MOVIE_PROBLEMS = {
     "few_frames": "only 20 frames; at least 50 are needed",
     "nan_frame": "frame 40 holds NaN",
     "frame_rate": "frame rate in metadata is 31 Hz but 30 Hz was expected",
+    "frame_size": "frames are 64 x 48 pixels (height x width) but the manifest says 64 x 64",
     "deleted": "missing file",
 }
 
@@ -90,6 +91,7 @@ def _write_movies(folder: Path) -> dict[str, Path]:
     with_nan[40] = np.nan  # a dropped frame filled with NaN
     tifffile.imwrite(paths["nan_frame"], with_nan, metadata=metadata)
     tifffile.imwrite(paths["frame_rate"], good.frames, metadata={"frame_rate_hz": 31.0})
+    tifffile.imwrite(paths["frame_size"], good.frames[:, :, :48], metadata=metadata)
     shutil.copyfile(good.path, paths["deleted"])
     return paths
 
@@ -148,7 +150,7 @@ def test_bad_movies_fail_only_their_motion_correction_jobs(db, settings):
     by_id = {experiment_id: name for name, experiment_id in experiment_ids.items()}
     errors = {by_id[key["experiment_id"]]: message for key, message in result["MotionCorrection"]["error_list"]}
     assert set(errors) == set(MOVIE_PROBLEMS), errors
-    registered = stores.root() / "registered"
+    registered = stores.path("registered", "x").parent
     for name, problem in MOVIE_PROBLEMS.items():
         message = errors[name]
         assert str(paths[name].resolve()) in message and problem in message, message

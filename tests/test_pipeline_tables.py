@@ -274,3 +274,59 @@ def test_report_page_for_an_experiment_and_a_session(processed, tmp_path):
     session_id = SpikeSorting.fetch1("session_id")
     page = session_page(session_id, tmp_path / "session.html").read_text()
     assert "Spike raster" in page and "Unit metrics" in page
+
+
+def _replace_for_a_while(target, content: bytes, keep):
+    """Put ``content`` at ``target`` as a new inode (release folders hard-link the stored files), keeping the
+    original at ``keep`` to put back."""
+    import os
+
+    os.link(target, keep)
+    staged = target.with_name(target.name + ".test")
+    staged.write_bytes(content)
+    os.replace(staged, target)
+
+
+def test_damaged_store_files_fail_their_jobs_naming_the_file(processed, settings, tmp_path):
+    import os
+
+    from brainobs.export.publish import publish
+    from brainobs.pipeline import populate_all
+    from brainobs.schemas import stores
+    from brainobs.schemas.ephys import SpikeSorting, UnitMetrics
+    from brainobs.schemas.release import ReleaseFile
+
+    # an NWB file altered in the store is not reused by the next tag: its job fails naming the file
+    publish("damage1", tmp_path / "releases", settings=settings)
+    row = (ReleaseFile.File & {"release_tag": "damage1"}).to_dicts()[0]
+    nwb = stores.root() / row["path"]
+    data = bytearray(nwb.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    _replace_for_a_while(nwb, bytes(data), tmp_path / "original.nwb")
+    try:
+        with pytest.raises(RuntimeError, match=f"{nwb}: sha256 differs from the one recorded"):
+            publish("damage2", tmp_path / "releases", settings=settings)
+    finally:
+        os.replace(tmp_path / "original.nwb", nwb)
+
+    # every file of the sorting is recorded; a truncated analyzer file fails UnitMetrics naming it
+    sorting = SpikeSorting.fetch1()
+    output_dir = stores.root() / sorting["output_dir"]
+    files = {r["file_path"]: r for r in SpikeSorting.File.to_dicts()}
+    assert "sorter/spikeinterface_recording.json" in files
+    for name, recorded in files.items():  # UnitMetrics, which ran since, added files but changed none
+        assert stores.file_digest(output_dir / name) == (recorded["size"], recorded["sha256"]), name
+    name = max((n for n in files if n.startswith("analyzer/")), key=lambda n: files[n]["size"])
+    target = output_dir / name
+    key = {k: sorting[k] for k in SpikeSorting.primary_key}
+    (UnitMetrics & key).delete(prompt=False)
+    _replace_for_a_while(target, target.read_bytes()[:-8], tmp_path / "original.bin")
+    try:
+        result = populate_all(settings, tables=["UnitMetrics"], display_progress=False)
+        (_key, message), *_ = result["UnitMetrics"]["error_list"]
+        assert f"{target}: {files[name]['size'] - 8} bytes in the object store" in message, message
+    finally:
+        os.replace(tmp_path / "original.bin", target)
+        (UnitMetrics().jobs & key).delete_quick()
+    result = populate_all(settings, tables=["UnitMetrics", "UnitQC"], display_progress=False)
+    assert not result["UnitMetrics"]["error_list"] and len(UnitMetrics & key) == 1
