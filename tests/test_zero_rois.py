@@ -8,7 +8,12 @@ import pytest
 import tifffile
 import yaml
 
-SUBJECT = {"subject_id": "MZERO1", "sex": "M", "indicator": "GCaMP6f"}
+SUBJECT = {
+    "subject_id": "MZERO1",
+    "sex": "M",
+    "indicator": "GCaMP6f",
+    "full_genotype": "Slc17a7-IRES2-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt",
+}
 KEY = {"subject_id": "MZERO1", "session_id": 970000, "experiment_id": 970001}
 STAGES = ["MotionCorrection", "Segmentation", "Fluorescence", "Demixing", "NeuropilCorrection", "DeltaFOverF"]
 STAGES += ["EventDetection", "CellMatching", "QC", "ContainerQC"]
