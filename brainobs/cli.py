@@ -9,11 +9,46 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from brainobs.settings import Settings, SettingsError
+from brainobs.settings import Settings, SettingsError, redact_url
 
-app = typer.Typer(help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True)
-db_app = typer.Typer(help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded).", no_args_is_help=True)
+
+class Commands(TyperGroup):
+    """The command group: a database that cannot be reached ends any command with one line and exit 1."""
+
+    def invoke(self, ctx):
+        from brainobs.database import DatabaseError
+
+        try:
+            return super().invoke(ctx)
+        except DatabaseError as err:
+            message = str(err)
+        except Exception as err:
+            import datajoint as dj
+
+            if not isinstance(err, dj.errors.LostConnectionError):
+                raise
+            message = f"lost the connection to {_database_name()}: {err}"
+        typer.echo(f"error: {' '.join(redact_url(message).split())}", err=True)
+        raise typer.Exit(1)
+
+
+def _database_name() -> str:
+    """The configured database URL, password hidden."""
+    try:
+        return str(Settings.load().database)
+    except SettingsError:
+        return "the database"
+
+
+app = typer.Typer(
+    cls=Commands, help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True
+)
+db_app = typer.Typer(
+    help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded), and read-only accounts.",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 console = Console()
 
@@ -68,6 +103,49 @@ def db_url() -> None:
         console.print("embedded PostgreSQL is not running; start it with `brainobs db start`")
         raise typer.Exit(3)
     print(status.url)
+
+
+@db_app.command("grant-reader")
+def db_grant_reader(
+    name: str = typer.Argument(..., help="The account to create: lower-case letters, digits and '_'."),
+    host: str = typer.Option("%", "--host", help="MySQL only: the host part of the account ('%': any host)."),
+) -> None:
+    """Create (or renew) a read-only account for every schema of BRAINOBS_SCHEMA_PREFIX, and print how to
+    connect with it. The password is $BRAINOBS_READER_PASSWORD, or else generated and printed once."""
+    import os
+
+    from brainobs.access import AccessError, grant_reader
+    from brainobs.database import EmbeddedServer
+    from brainobs.schemas import activate
+    from brainobs.settings import quote_password
+
+    settings = _settings()
+    activate(settings)  # every brainobs schema exists before it is granted
+    import datajoint as dj
+
+    url = settings.database
+    backend = "postgresql" if url.backend == "embedded" else url.backend
+    try:
+        reader = grant_reader(
+            dj.conn(), backend, settings.schema_prefix, name, os.environ.get("BRAINOBS_READER_PASSWORD"), host=host
+        )
+    except AccessError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    print(f"{name} can read {len(reader.schemas)} schemas ({settings.schema_prefix}*) and write nothing.")
+    if url.backend == "embedded":
+        socket = EmbeddedServer(settings.home).status().socket_dir
+        print("The embedded server lets local users in by name over its socket: no password is needed.")
+        print(f"  psql:      psql 'postgresql://{name}@/postgres?host={socket}'")
+        print(f"  DataJoint: DJ_BACKEND=postgresql DJ_HOST={socket} DJ_PORT=5432 DJ_USER={name}")
+        return
+    if reader.generated:
+        print(f"password (shown this once): {reader.password}")
+    port = url.port or (5432 if url.backend == "postgresql" else 3306)
+    path = f"/{url.database or 'postgres'}" if url.backend == "postgresql" else ""
+    secret = "$BRAINOBS_READER_PASSWORD" if not reader.generated else quote_password(reader.password)
+    print(f"  URL:       {url.backend}://{name}:{secret}@{url.host}:{port}{path}")
+    print(f"  DataJoint: DJ_BACKEND={url.backend} DJ_HOST={url.host} DJ_PORT={port} DJ_USER={name} DJ_PASS=<password>")
 
 
 @app.command()

@@ -3,6 +3,9 @@
 Precedence: environment variable, then ``brainobs.toml`` (``BRAINOBS_CONFIG`` or the working directory),
 then the default. Passwords are kept out of every repr, log line and error message: use
 :func:`redact_url` whenever a database or store URL is shown.
+
+A password with ``@``, ``:`` or ``/`` may be written percent-encoded (``p%40ss``, what
+:func:`quote_password` gives) or as is: the user part of a URL runs to its last ``@``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 ENV_KEYS = {
     "database_url": "BRAINOBS_DATABASE_URL",
@@ -21,7 +24,8 @@ ENV_KEYS = {
     "store_url": "BRAINOBS_STORE_URL",
     "schema_prefix": "BRAINOBS_SCHEMA_PREFIX",
 }
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I)
+# user up to the first ':', password up to the last '@' of the URL (a raw password may hold '@', ':' and '/')
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>\S*)(?P<tail>@)", re.I)
 
 
 class SettingsError(ValueError):
@@ -31,6 +35,11 @@ class SettingsError(ValueError):
 def redact_url(text: str) -> str:
     """Replace the password of every ``scheme://user:password@host`` in ``text`` with ``***``."""
     return _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+
+
+def quote_password(password: str) -> str:
+    """``password`` percent-encoded for the user part of a URL (``@``, ``:``, ``/`` and the like escaped)."""
+    return quote(password, safe="")
 
 
 @dataclass(frozen=True)
@@ -48,22 +57,28 @@ class DatabaseURL:
     def parse(cls, url: str) -> DatabaseURL:
         if url.strip().lower() == "embedded":
             return cls(backend="embedded")
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        backend = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql"}.get(scheme)
-        if backend is None:
+        scheme, separator, rest = url.partition("://")
+        backend = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql"}.get(scheme.lower())
+        if not separator or backend is None:
             raise SettingsError(
-                f"BRAINOBS_DATABASE_URL {redact_url(url)!r}: unknown scheme {scheme!r}; "
+                f"BRAINOBS_DATABASE_URL {redact_url(url)!r}: unknown scheme {scheme.lower()!r}; "
                 "use 'embedded', 'postgresql://user:pass@host:port/db' or 'mysql://user:pass@host:port'"
             )
+        userinfo, at, location = rest.rpartition("@")  # a raw password may hold '@' and '/'
+        user, _, password = userinfo.partition(":")
+        try:
+            parts = urlsplit(f"{backend}://{location}")
+            port = parts.port
+        except ValueError as err:
+            raise SettingsError(f"BRAINOBS_DATABASE_URL {redact_url(url)!r}: {err}") from None
         if not parts.hostname:
             raise SettingsError(f"BRAINOBS_DATABASE_URL {redact_url(url)!r} names no host")
         return cls(
             backend=backend,
             host=parts.hostname,
-            port=parts.port,
-            user=parts.username or "",
-            password=parts.password or "",
+            port=port,
+            user=unquote(user) if at else "",
+            password=unquote(password) if at else "",
             database=parts.path.lstrip("/"),
         )
 
