@@ -501,13 +501,16 @@ def synth(
 
 @app.command()
 def release(
-    tag: str = typer.Argument(..., help="Release tag, e.g. v1 or 2026-11."),
+    tag: str = typer.Argument(
+        ..., help="Release tag, e.g. v1 or 2026-11: 1 to 32 letters, digits, '.', '_', '-', starting alphanumeric."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder that receives <TAG>/ (the DANDI layout)."),
     description: str = typer.Option("", help="Release description (dandiset.yaml, changelog)."),
     qc_policy: str = typer.Option("WARNING", help="Worst effective QC outcome released: PASS or WARNING."),
     pages: bool = typer.Option(True, help="Write one HTML QC page per released item under <TAG>-reports/."),
 ) -> None:
     """Export every item that passes QC as NWB, verify and validate it, and build a DANDI-ready folder."""
+    from brainobs.database import DatabaseError
     from brainobs.export.pages import experiment_page, session_page
     from brainobs.export.publish import publish
     from brainobs.export.release import ReleaseError
@@ -517,8 +520,13 @@ def release(
         raise typer.Exit(2)
     try:
         result = publish(tag, out, description=description, qc_policy=qc_policy, settings=_settings())
-    except (ReleaseError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
+    except (ReleaseError, FileExistsError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except RuntimeError as err:
+        if isinstance(err, DatabaseError):
+            raise  # one line, by the command group
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     size = sum(f.size for f in result.files)
     console.print(
