@@ -136,7 +136,7 @@ def db_grant_reader(
     if url.backend == "embedded":
         socket = EmbeddedServer(settings.home).status().socket_dir
         print("The embedded server lets local users in by name over its socket: no password is needed.")
-        print(f"  psql:      psql 'postgresql://{name}@/postgres?host={socket}'")
+        print(f"  URL:       postgresql://{name}@/postgres?host={socket}")
         print(f"  DataJoint: DJ_BACKEND=postgresql DJ_HOST={socket} DJ_PORT=5432 DJ_USER={name}")
         return
     if reader.generated:

@@ -15,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 ENV_KEYS = {
     "database_url": "BRAINOBS_DATABASE_URL",
@@ -44,7 +44,10 @@ def quote_password(password: str) -> str:
 
 @dataclass(frozen=True)
 class DatabaseURL:
-    """A parsed ``BRAINOBS_DATABASE_URL``: ``embedded``, ``postgresql://...`` or ``mysql://...``."""
+    """A parsed ``BRAINOBS_DATABASE_URL``: ``embedded``, ``postgresql://...`` or ``mysql://...``.
+
+    A PostgreSQL server's Unix socket is named as libpq does: ``postgresql://user@/db?host=/socket/folder``.
+    """
 
     backend: str  # "embedded", "postgresql" or "mysql"
     host: str = ""
@@ -71,11 +74,12 @@ class DatabaseURL:
             port = parts.port
         except ValueError as err:
             raise SettingsError(f"BRAINOBS_DATABASE_URL {redact_url(url)!r}: {err}") from None
-        if not parts.hostname:
+        host = parts.hostname or parse_qs(parts.query).get("host", [""])[0]  # ?host=/socket/folder (PostgreSQL)
+        if not host:
             raise SettingsError(f"BRAINOBS_DATABASE_URL {redact_url(url)!r} names no host")
         return cls(
             backend=backend,
-            host=parts.hostname,
+            host=host,
             port=port,
             user=unquote(user) if at else "",
             password=unquote(password) if at else "",
@@ -88,6 +92,8 @@ class DatabaseURL:
         auth = f"{self.user}:***@" if self.password else (f"{self.user}@" if self.user else "")
         port = f":{self.port}" if self.port else ""
         path = f"/{self.database}" if self.database else ""
+        if self.host.startswith("/"):  # a Unix socket folder
+            return f"{self.backend}://{auth}{port}{path}?host={self.host}"
         return f"{self.backend}://{auth}{self.host}{port}{path}"
 
 

@@ -93,6 +93,41 @@ def test_reader_reads_through_virtual_schema_and_cannot_insert(db, settings, tmp
         assert "denied" in refused[0].lower(), refused[0]
 
 
+API_CLIENT = "from brainobs import api; print(api.ophys_experiments()['experiment_id'].tolist())"
+
+
+def test_reader_queries_through_brainobs_api_with_its_url(db, settings, tmp_path, reader_name):
+    """The account's URL as BRAINOBS_DATABASE_URL: over the embedded server's socket, or with the password
+    (holding '@', ':' and '/') percent-encoded on MySQL."""
+    from brainobs.access import grant_reader
+    from brainobs.database import EmbeddedServer
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.schemas.loading import insert_manifest
+    from brainobs.settings import quote_password
+
+    insert_manifest(load_manifest(make_manifest(tmp_path)))
+    import datajoint as dj
+
+    url = settings.database
+    password = "r3ad@er:pa/ss"
+    if url.backend == "embedded":
+        grant_reader(dj.conn(), "postgresql", settings.schema_prefix, reader_name, password)
+        socket = EmbeddedServer(settings.home).status().socket_dir
+        reader_url = f"postgresql://{reader_name}@/postgres?host={socket}"
+    else:
+        grant_reader(dj.conn(), url.backend, settings.schema_prefix, reader_name, password)
+        reader_url = f"{url.backend}://{reader_name}:{quote_password(password)}@{url.host}:{url.port}"
+        if url.backend == "postgresql":
+            reader_url += f"/{url.database or 'postgres'}"
+    env = {**os.environ, "BRAINOBS_DATABASE_URL": reader_url, "BRAINOBS_SCHEMA_PREFIX": settings.schema_prefix}
+    env["BRAINOBS_HOME"] = str(tmp_path / "reader-home")
+    run = subprocess.run(
+        [sys.executable, "-c", API_CLIENT], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[11]"
+
+
 def test_reader_name_is_checked_and_the_pipeline_account_refused(db, settings):
     import datajoint as dj
 

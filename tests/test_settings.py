@@ -68,6 +68,7 @@ def restored_config():
     import datajoint as dj
 
     keys = ("database.backend", "database.host", "database.port", "database.user", "database.password", "stores")
+    keys += ("database.name",)
     saved = {key: dj.config[key] for key in keys}
     yield
     for key, value in saved.items():
@@ -133,3 +134,14 @@ def test_url_without_host_or_with_bad_port_is_refused():
     with pytest.raises(SettingsError, match="Port") as raised:
         DatabaseURL.parse("mysql://bob:secret@h:notaport")
     assert "secret" not in str(raised.value)
+
+
+def test_unix_socket_url_as_libpq_writes_it():
+    parsed = DatabaseURL.parse("postgresql://reader@/postgres?host=/tmp/bo/socket")
+    assert (parsed.backend, parsed.user, parsed.host, parsed.database) == (
+        "postgresql",
+        "reader",
+        "/tmp/bo/socket",
+        "postgres",
+    )
+    assert str(parsed) == "postgresql://reader@/postgres?host=/tmp/bo/socket"
