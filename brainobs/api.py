@@ -85,7 +85,7 @@ def cells(*restrictions: dict, **keywords) -> pd.DataFrame:
     from brainobs.schemas.matching import cells_table
 
     activate()
-    return cells_table(*restrictions, **keywords)
+    return cells_table(*restrictions, strict=True, **keywords)
 
 
 def units(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:
@@ -93,7 +93,7 @@ def units(*restrictions: dict, preset: str | None = None, **keywords) -> pd.Data
     from brainobs.schemas.ephys import units_table
 
     activate()
-    return units_table(*restrictions, preset=preset, **keywords)
+    return units_table(*restrictions, preset=preset, strict=True, **keywords)
 
 
 def behavior_sessions(*restrictions: dict, **keywords) -> pd.DataFrame:

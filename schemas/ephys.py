@@ -253,11 +253,11 @@ class UnitMetrics(dj.Computed):
         )
 
 
-def units_table(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:
+def units_table(*restrictions: dict, preset: str | None = None, strict: bool = False, **keywords) -> pd.DataFrame:
     """Units with their metrics, peak-channel location and in_brain flag, as pandas; optionally filtered
-    by a unit filter preset ("visual_coding", "visual_behavior")."""
+    by a unit filter preset ("visual_coding", "visual_behavior"). strict: restriction names must be columns."""
     query = SpikeSorting.Unit.proj("peak_channel", "num_spikes", "snr", "amplitude", "quality") * UnitMetrics.Unit
-    query = restrict(query, restrictions, keywords)
+    query = restrict(query, restrictions, keywords, strict=strict)
     units = frame(query).rename(columns={a: n for n, a in STORED_METRICS.items()})
     if units.empty:
         units = units.assign(location=pd.Series(dtype=object), in_brain=pd.Series(dtype=bool))

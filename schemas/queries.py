@@ -13,8 +13,11 @@ class RestrictionError(TypeError):
     """A restriction is not a dict, or names an attribute the query does not have."""
 
 
-def restrict(query, restrictions: tuple = (), keywords: dict | None = None):
-    """``query`` restricted by each dict of ``restrictions`` and by ``keywords`` (all must hold)."""
+def restrict(query, restrictions: tuple = (), keywords: dict | None = None, *, strict: bool = True):
+    """``query`` restricted by each dict of ``restrictions`` and by ``keywords`` (all must hold).
+
+    strict: a name that is no column of ``query`` raises (what users get); without it such names are
+    ignored, as DataJoint does, for the pipeline's own calls with keys of other tables."""
     valid = set(query.heading.names)
     for restriction in (*restrictions, keywords or {}):
         if not isinstance(restriction, dict):
@@ -23,7 +26,7 @@ def restrict(query, restrictions: tuple = (), keywords: dict | None = None):
                 "(SQL strings are not accepted)"
             )
         unknown = sorted(set(restriction) - valid)
-        if unknown:
+        if unknown and strict:
             raise RestrictionError(f"unknown restriction {', '.join(unknown)}; valid names: {', '.join(sorted(valid))}")
         query = query & restriction
     return query
