@@ -23,23 +23,8 @@ class Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except DatabaseError as err:
-            message = str(err)
-        except Exception as err:
-            import datajoint as dj
-
-            if not isinstance(err, dj.errors.LostConnectionError):
-                raise
-            message = f"lost the connection to {_database_name()}: {err}"
-        typer.echo(f"error: {' '.join(redact_url(message).split())}", err=True)
-        raise typer.Exit(1)
-
-
-def _database_name() -> str:
-    """The configured database URL, password hidden."""
-    try:
-        return str(Settings.load().database)
-    except SettingsError:
-        return "the database"
+            typer.echo(f"error: {' '.join(redact_url(str(err)).split())}", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(
