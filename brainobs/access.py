@@ -12,9 +12,10 @@ A reader can SELECT from every schema of the configured prefix and write nothing
   in by name alone.
 - MySQL / MariaDB: a user with SELECT on ```prefix%`.*``, which covers databases created later.
 
-Running it again for an existing reader sets its password anew and repeats the grants. A name that is the
-account brainobs itself connects with, or a PostgreSQL role that may create databases or roles, is refused:
-it could write.
+Running it again for an existing reader sets its password anew and repeats the grants. The account brainobs
+itself connects with is refused. An existing PostgreSQL role that may create databases or roles, or write to
+a table of the prefix, is refused; an existing MySQL account loses every other privilege first (MySQL lets
+an account with CREATE USER revoke, but not read, another account's grants), so it reads this prefix only.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ def _grant_postgresql(connection, prefix: str, name: str, password: str) -> tupl
     ).fetchone()
     if existing and existing[0]:
         raise AccessError(f"role {name!r} exists and may create databases or roles; choose another name")
+    pattern = _like_prefix(prefix)
+    if existing:
+        writable = connection.query(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname LIKE %s AND c.relkind IN ('r', 'p') "
+            "AND has_table_privilege(%s, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')",
+            (pattern, name),
+        ).fetchone()[0]
+        if writable:
+            raise AccessError(f"role {name!r} exists and can write to {writable} brainobs tables; choose another name")
     verb = "ALTER" if existing else "CREATE"
     connection.query(f"{verb} ROLE {role} LOGIN PASSWORD %s", (password,))
     database = connection.query("SELECT current_database()").fetchone()[0]
@@ -90,7 +101,7 @@ def _grant_postgresql(connection, prefix: str, name: str, password: str) -> tupl
     schemas = tuple(
         row[0]
         for row in connection.query(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY nspname", (_like_prefix(prefix),)
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY nspname", (pattern,)
         ).fetchall()
     )
     for schema in schemas:
@@ -109,6 +120,7 @@ def _grant_mysql(connection, prefix: str, name: str, password: str, host: str) -
     if current.rsplit("@", 1)[0] == name:
         raise AccessError(f"{name!r} is the account brainobs connects with; choose another name for the reader")
     connection.query("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (name, host, password))
+    connection.query("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (name, host))  # exactly SELECT below
     connection.query("ALTER USER %s@%s IDENTIFIED BY %s", (name, host, password))
     pattern = _like_prefix(prefix)
     connection.query(f"GRANT SELECT ON `{pattern}`.* TO {account}", None)  # None: '%' is not a placeholder

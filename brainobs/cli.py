@@ -99,6 +99,8 @@ def db_grant_reader(
     connect with it. The password is $BRAINOBS_READER_PASSWORD, or else generated and printed once."""
     import os
 
+    import datajoint as dj
+
     from brainobs.access import AccessError, grant_reader
     from brainobs.database import EmbeddedServer
     from brainobs.schemas import activate
@@ -106,8 +108,6 @@ def db_grant_reader(
 
     settings = _settings()
     activate(settings)  # every brainobs schema exists before it is granted
-    import datajoint as dj
-
     url = settings.database
     backend = "postgresql" if url.backend == "embedded" else url.backend
     try:
@@ -128,7 +128,7 @@ def db_grant_reader(
         print(f"password (shown this once): {reader.password}")
     port = url.port or (5432 if url.backend == "postgresql" else 3306)
     path = f"/{url.database or 'postgres'}" if url.backend == "postgresql" else ""
-    secret = "$BRAINOBS_READER_PASSWORD" if not reader.generated else quote_password(reader.password)
+    secret = quote_password(reader.password) if reader.generated else "<password, percent-encoded>"
     print(f"  URL:       {url.backend}://{name}:{secret}@{url.host}:{port}{path}")
     print(f"  DataJoint: DJ_BACKEND={url.backend} DJ_HOST={url.host} DJ_PORT={port} DJ_USER={name} DJ_PASS=<password>")
 

@@ -140,3 +140,39 @@ def test_reader_name_is_checked_and_the_pipeline_account_refused(db, settings):
     own_name = own.fetchone()[0].rsplit("@", 1)[0]
     with pytest.raises(AccessError, match="the account brainobs connects with"):
         grant_reader(dj.conn(), backend, settings.schema_prefix, own_name, "pw")
+
+
+def test_an_existing_account_that_can_write_is_refused_or_reduced(db, settings, tmp_path, reader_name):
+    """PostgreSQL refuses a role that can write; MySQL takes every other privilege from the account."""
+    import datajoint as dj
+
+    from brainobs.access import AccessError, grant_reader
+    from brainobs.ingest.manifest import load_manifest
+    from brainobs.schemas.loading import insert_manifest
+
+    connection, prefix = dj.conn(), settings.schema_prefix
+    if settings.database.backend != "mysql":
+        connection.query(f'CREATE ROLE "{reader_name}" LOGIN')
+        connection.query(f'GRANT USAGE ON SCHEMA "{prefix}subject" TO "{reader_name}"')
+        connection.query(f'GRANT INSERT ON "{prefix}subject"."subject" TO "{reader_name}"')
+        with pytest.raises(AccessError, match="can write to 1 brainobs tables"):
+            grant_reader(connection, "postgresql", prefix, reader_name, "pw")
+        return
+    insert_manifest(load_manifest(make_manifest(tmp_path)))
+    connection.query("CREATE USER %s@'%%' IDENTIFIED BY 'pw'", (reader_name,))
+    connection.query(f"GRANT SELECT, INSERT, CREATE ON `{prefix}subject`.* TO '{reader_name}'@'%'", None)
+    grant_reader(connection, "mysql", prefix, reader_name, "pw2")
+    client = {**client_environment(settings), "DJ_USER": reader_name, "DJ_PASS": "pw2"}
+    run = subprocess.run(
+        [sys.executable, "-c", READER_CLIENT, prefix],
+        env={**os.environ, **client},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert "subjects 1" in lines
+    assert any(line.startswith("insert refused") for line in lines), lines
+    assert any(line.startswith("create refused") for line in lines), lines
