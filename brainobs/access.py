@@ -59,7 +59,8 @@ def grant_reader(
     if not password:
         raise AccessError("the reader's password is empty")
     if backend == "postgresql":
-        schemas = _grant_postgresql(connection, prefix, name, password)
+        with connection.transaction:  # PostgreSQL's role and grant statements are transactional: all or none
+            schemas = _grant_postgresql(connection, prefix, name, password)
     elif backend == "mysql":
         schemas = _grant_mysql(connection, prefix, name, password, host)
     else:
