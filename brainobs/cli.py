@@ -9,11 +9,31 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from brainobs.settings import Settings, SettingsError
+from brainobs.settings import Settings, SettingsError, redact_url
 
-app = typer.Typer(help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True)
-db_app = typer.Typer(help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded).", no_args_is_help=True)
+
+class Commands(TyperGroup):
+    """The command group: a database that cannot be reached ends any command with one line and exit 1."""
+
+    def invoke(self, ctx):
+        from brainobs.database import DatabaseError
+
+        try:
+            return super().invoke(ctx)
+        except DatabaseError as err:
+            typer.echo(f"error: {' '.join(redact_url(str(err)).split())}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=Commands, help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True
+)
+db_app = typer.Typer(
+    help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded), and read-only accounts.",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 console = Console()
 
@@ -68,6 +88,49 @@ def db_url() -> None:
         console.print("embedded PostgreSQL is not running; start it with `brainobs db start`")
         raise typer.Exit(3)
     print(status.url)
+
+
+@db_app.command("grant-reader")
+def db_grant_reader(
+    name: str = typer.Argument(..., help="The account to create: lower-case letters, digits and '_'."),
+    host: str = typer.Option("%", "--host", help="MySQL only: the host part of the account ('%': any host)."),
+) -> None:
+    """Create (or renew) a read-only account for every schema of BRAINOBS_SCHEMA_PREFIX, and print how to
+    connect with it. The password is $BRAINOBS_READER_PASSWORD, or else generated and printed once."""
+    import os
+
+    import datajoint as dj
+
+    from brainobs.access import AccessError, grant_reader
+    from brainobs.database import EmbeddedServer
+    from brainobs.schemas import activate
+    from brainobs.settings import quote_password
+
+    settings = _settings()
+    activate(settings)  # every brainobs schema exists before it is granted
+    url = settings.database
+    backend = "postgresql" if url.backend == "embedded" else url.backend
+    try:
+        reader = grant_reader(
+            dj.conn(), backend, settings.schema_prefix, name, os.environ.get("BRAINOBS_READER_PASSWORD"), host=host
+        )
+    except AccessError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    print(f"{name} can read {len(reader.schemas)} schemas ({settings.schema_prefix}*) and write nothing.")
+    if url.backend == "embedded":
+        socket = EmbeddedServer(settings.home).status().socket_dir
+        print("The embedded server lets local users in by name over its socket: no password is needed.")
+        print(f"  URL:       postgresql://{name}@/postgres?host={socket}")
+        print(f"  DataJoint: DJ_BACKEND=postgresql DJ_HOST={socket} DJ_PORT=5432 DJ_USER={name}")
+        return
+    if reader.generated:
+        print(f"password (shown this once): {reader.password}")
+    port = url.port or (5432 if url.backend == "postgresql" else 3306)
+    path = f"/{url.database or 'postgres'}" if url.backend == "postgresql" else ""
+    secret = quote_password(reader.password) if reader.generated else "<password, percent-encoded>"
+    print(f"  URL:       {url.backend}://{name}:{secret}@{url.host}:{port}{path}")
+    print(f"  DataJoint: DJ_BACKEND={url.backend} DJ_HOST={url.host} DJ_PORT={port} DJ_USER={name} DJ_PASS=<password>")
 
 
 @app.command()
@@ -423,13 +486,16 @@ def synth(
 
 @app.command()
 def release(
-    tag: str = typer.Argument(..., help="Release tag, e.g. v1 or 2026-11."),
+    tag: str = typer.Argument(
+        ..., help="Release tag, e.g. v1 or 2026-11: 1 to 32 letters, digits, '.', '_', '-', starting alphanumeric."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder that receives <TAG>/ (the DANDI layout)."),
     description: str = typer.Option("", help="Release description (dandiset.yaml, changelog)."),
     qc_policy: str = typer.Option("WARNING", help="Worst effective QC outcome released: PASS or WARNING."),
     pages: bool = typer.Option(True, help="Write one HTML QC page per released item under <TAG>-reports/."),
 ) -> None:
     """Export every item that passes QC as NWB, verify and validate it, and build a DANDI-ready folder."""
+    from brainobs.database import DatabaseError
     from brainobs.export.pages import experiment_page, session_page
     from brainobs.export.publish import publish
     from brainobs.export.release import ReleaseError
@@ -439,8 +505,13 @@ def release(
         raise typer.Exit(2)
     try:
         result = publish(tag, out, description=description, qc_policy=qc_policy, settings=_settings())
-    except (ReleaseError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
+    except (ReleaseError, FileExistsError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except RuntimeError as err:
+        if isinstance(err, DatabaseError):
+            raise  # one line, by the command group
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     size = sum(f.size for f in result.files)
     console.print(

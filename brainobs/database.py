@@ -155,4 +155,5 @@ def connect(settings: Settings | None = None, *, reset: bool = False) -> dj.Conn
             warnings.filterwarnings("ignore", message=".*datajoint.json.*")
             return dj.conn(reset=reset)
     except Exception as err:  # the drivers' messages name user and host, never the password; redact anyway
-        raise DatabaseError(f"cannot connect to {url}: {redact_url(str(err))}") from None
+        reason = " ".join(redact_url(str(err)).split())  # one line: drivers' messages span several
+        raise DatabaseError(f"cannot connect to {url}: {reason}") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from brainobs.export.release import ReleaseItem, ReleaseResult, build_release
+from brainobs.export.release import ReleaseItem, ReleaseResult, build_release, check_new_tag
 from brainobs.settings import Settings
 
 
@@ -43,13 +43,17 @@ def publish(
     qc_policy: str = "WARNING",
     settings: Settings | None = None,
 ) -> ReleaseResult:
-    """Record the release, export its files as ReleaseFile jobs, and build ``out_dir/<tag>``."""
+    """Record the release, export its files as ReleaseFile jobs, and build ``out_dir/<tag>``.
+
+    The tag is checked (characters, and no folder of that tag in ``out_dir``) before the database is touched.
+    """
     from brainobs.pipeline import schedule_defaults
     from brainobs.schemas import activate, stores
     from brainobs.schemas.ophys import default_paramset
     from brainobs.schemas.qc import DEFAULT_PARAMSET as QC_DEFAULT
     from brainobs.schemas.release import Release, ReleaseFile
 
+    check_new_tag(tag, Path(out_dir))
     activate(settings)
     schedule_defaults(settings)
     description = description or f"brainobs release {tag}"

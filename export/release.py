@@ -57,7 +57,7 @@ from brainobs.export.writer import file_sha256
 
 STAGING = ".staging"  # out_dir/.staging/<tag>: a hidden parent, but a visible dandiset root (dandi skips dot-folders)
 MANIFEST_COLUMNS = ("path", "size", "sha256", "source_sha256", "subject_id", "session_id", "reused_from")
-TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")  # at most 32 characters: Release.release_tag
 MODALITY_PATTERN = re.compile(r"[a-z]+(\+[a-z]+)*")
 OWNER_MARKER = re.compile(r"(?P<tag>[A-Za-z0-9][A-Za-z0-9._-]*?)\.owner-(?P<owner>[A-Za-z0-9-]+-\d+)")
 
@@ -135,6 +135,19 @@ def label_value(value: Any) -> str:
     return text
 
 
+def check_new_tag(tag: str, out_dir: Path) -> Path:
+    """``out_dir/<tag>`` for a well-formed tag that has no folder yet: ReleaseError for a malformed tag,
+    FileExistsError for one already released there."""
+    if not TAG_PATTERN.fullmatch(tag):
+        raise ReleaseError(
+            f"tag {tag!r} must be 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    final = Path(out_dir) / tag
+    if final.exists():
+        raise FileExistsError(f"{final} exists; a release tag is never rebuilt, choose a new tag")
+    return final
+
+
 def build_release(
     tag: str,
     out_dir: str | Path,
@@ -153,11 +166,7 @@ def build_release(
     With `validate`, `dandi validate` must pass before the folder gets its final name (else ReleaseError).
     """
     out_dir = Path(out_dir)
-    if not TAG_PATTERN.fullmatch(tag):
-        raise ReleaseError(f"tag {tag!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
-    final = out_dir / tag
-    if final.exists():
-        raise FileExistsError(f"{final} exists; a release tag is never rebuilt, choose a new tag")
+    final = check_new_tag(tag, out_dir)
     if not files:
         raise ReleaseError(f"release {tag} has no files")
     if not changelog_entry.strip():

@@ -32,6 +32,7 @@ from brainobs.populate.ephys.sorting import run_sorter
 from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import ProbeInsertion
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
+from brainobs.schemas.queries import frame, restrict
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "cpu_default"
@@ -289,18 +290,19 @@ class UnitMetrics(dj.Computed):
         )
 
 
-def units_table(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:
+def units_table(*restrictions: dict, preset: str | None = None, strict: bool = False, **keywords) -> pd.DataFrame:
     """Units with their metrics, peak-channel location and in_brain flag, as pandas; optionally filtered
-    by a unit filter preset ("visual_coding", "visual_behavior")."""
+    by a unit filter preset ("visual_coding", "visual_behavior"). strict: restriction names must be columns."""
     query = SpikeSorting.Unit.proj("peak_channel", "num_spikes", "snr", "quality") * UnitMetrics.Unit
-    for restriction in (*restrictions, keywords):
-        query = query & restriction
-    units = query.to_pandas().reset_index().rename(columns={a: n for n, a in STORED_METRICS.items()})
+    query = restrict(query, restrictions, keywords, strict=strict)
+    units = frame(query).rename(columns={a: n for n, a in STORED_METRICS.items()})
     if units.empty:
-        return units
-    channels = pd.DataFrame((EphysRecording.Channel & query.proj()).to_dicts())
-    channels = channels.rename(columns={"channel_index": "peak_channel"})
-    shared = [c for c in ProbeInsertion.primary_key if c in units.columns]
-    units = units.merge(channels[[*shared, "peak_channel", "location"]], how="left", on=[*shared, "peak_channel"])
-    units["in_brain"] = ~units["location"].fillna("unknown").isin(OUTSIDE_BRAIN)
+        units = units.assign(location=pd.Series(dtype=object), in_brain=pd.Series(dtype=bool))
+    else:
+        channels = pd.DataFrame((EphysRecording.Channel & query.proj()).to_dicts())
+        channels = channels.rename(columns={"channel_index": "peak_channel"})
+        shared = [c for c in ProbeInsertion.primary_key if c in units.columns]
+        on = [*shared, "peak_channel"]
+        units = units.merge(channels[[*on, "location"]], how="left", on=on)
+        units["in_brain"] = ~units["location"].fillna("unknown").isin(OUTSIDE_BRAIN)
     return filter_units(units, preset) if preset else units
