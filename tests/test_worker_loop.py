@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from brainobs.populate.worker import (
+from brainobs.worker.loop import (
     DatabaseUnreachable,
     Job,
     RetryPolicy,
