@@ -135,7 +135,6 @@ def populate_all(
     Jobs left in error by earlier runs are tried again. With ``max_attempts`` 1 (the default) a failing job
     fails at once. Returns, per table name, ``success_count`` and ``error_list`` (pairs of key and message).
     """
-    import logging
 
     from brainobs.worker.loop import RetryPolicy, Worker, WorkerOptions
     from brainobs.worker.queue import TableQueue, load_tables, retry_errors
@@ -144,7 +143,6 @@ def populate_all(
     retry_errors(chosen)
     queue = TableQueue(chosen, max_attempts=max_attempts, poll_s=0.05)
     options = WorkerOptions(until_done=True, poll_s=0.05, retry=RetryPolicy(max_attempts=max_attempts, backoff_s=0))
-    logging.getLogger("brainobs.worker").setLevel(logging.WARNING)
     Worker(queue, options).run()
     return {
         table.__name__: {"success_count": queue.made[label], "error_list": queue.failed[label]}
