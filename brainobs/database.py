@@ -158,9 +158,19 @@ def connect(settings: Settings | None = None, *, reset: bool = False) -> dj.Conn
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*MariaDB.*")
             warnings.filterwarnings("ignore", message=".*datajoint.json.*")
-            return dj.conn(reset=reset)
+            return revive(dj.conn(reset=reset))
     except Exception as err:  # the drivers' messages name user and host, never the password; redact anyway
         raise DatabaseError(f"cannot connect to {url}: {redact_url(str(err))}") from None
+
+
+def revive(connection: dj.Connection) -> dj.Connection:
+    """Reopen ``connection`` if the server closed it (a restart): DataJoint reconnects by itself on some
+    lost-connection errors only, not on psycopg2's "connection already closed"."""
+    try:  # not Connection.is_connected: in DataJoint 2.3.5 it says True for a dead connection
+        connection.query("SELECT 1", reconnect=False)
+    except Exception:
+        connection.connect()
+    return connection
 
 
 @contextmanager
