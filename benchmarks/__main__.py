@@ -17,8 +17,8 @@ QUICK = {
     "bench_api": ["--rois", "50", "--frames", "2000", "--repeats", "1"],
     "bench_ephys": ["--channels", "16", "--seconds", "10"],
     "bench_export": ["--rois", "20", "--frames", "2000", "--units", "50", "--seconds", "60", "--repeats", "1"],
-    "bench_matching": ["--frames", "200"],
-    "bench_ophys": ["--frames", "300", "--size", "128", "--cells", "30", "--rois", "5", "--hours", "0.05"],
+    "bench_matching": ["--frames", "700"],
+    "bench_ophys": ["--frames", "700", "--size", "256", "--cells", "60", "--rois", "5", "--hours", "0.2"],
     "bench_ophys_accuracy": ["--presets", "demo"],
     "bench_workers": ["--jobs", "200", "--burn-jobs", "8", "--burn-s", "0.25"],
 }
