@@ -140,6 +140,9 @@ class SortingSelection(dj.Manual):
     """
 
 
+SELECTIONS = ((EphysRecording, SortingSelection),)  # source and selection: `brainobs status` counts what waits
+
+
 def schedule_defaults() -> int:
     """Pair every recording not yet selected with the CPU default sorting parameter set."""
     SortingParamSet.insert_defaults()

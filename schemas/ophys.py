@@ -58,6 +58,9 @@ class OphysSelection(dj.Manual):
     """
 
 
+SELECTIONS = ((Experiment, OphysSelection),)  # source and selection: `brainobs status` counts what waits
+
+
 def schedule_defaults() -> int:
     """Pair every experiment not yet selected with the default parameter set; returns how many were added."""
     return select_new(Experiment, OphysSelection, OphysParamSet, OphysParamSet.insert_default())

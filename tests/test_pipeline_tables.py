@@ -16,7 +16,7 @@ def processed(database, settings):
 
     Subject.delete(prompt=False)
     insert_manifest(load_manifest(settings.data_root / "manifest.yaml", settings.data_root))
-    results = populate_all(settings, display_progress=False)
+    results = populate_all(settings)
     failures = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
     assert not failures, failures
     return settings.data_root
