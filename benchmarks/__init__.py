@@ -72,7 +72,7 @@ def populate(settings, tables: list[str]) -> None:
     """Populate ``tables`` (and nothing upstream); RuntimeError listing the jobs' errors if any failed."""
     from brainobs.pipeline import populate_all
 
-    results = populate_all(settings, tables=tables, display_progress=False)
+    results = populate_all(settings, tables=tables)
     errors = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
     if errors:
         raise RuntimeError(f"pipeline did not finish: {errors}")

@@ -65,7 +65,8 @@ def insert_experiment(dff: np.ndarray) -> dict:
     movie.write_bytes(b"\0\0")
     one, image = np.zeros(1), np.zeros((2, 2))
     MotionCorrection.insert1(
-        {**key, "registered_movie": stores.relative(movie), "n_frames": n_frames, "x_offset": one,
+        {**key, "registered_movie": stores.relative(movie), "registered_size": 2, "registered_sha256": "0" * 64,
+         "n_frames": n_frames, "x_offset": one,
          "y_offset": one, "correlation": one, "n_clipped": 0, "n_empty": 0, "frame_mean": one,
          "saturation_level": 1.0, "average_image": image, "max_image": image, "max_correction_left": 0.0,
          "max_correction_right": 0.0, "max_correction_up": 0.0, "max_correction_down": 0.0},

@@ -10,7 +10,7 @@ MALLOC_TOP_PAD_=1073741824):
 - ours: the manifest is ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, EphysRecording
   is populated (not timed) and paired with the preset's SortingParamSet row, then SpikeSorting
   (preprocessing held in memory, sorter, duplicate removal, mean waveforms, SortingAnalyzer, rows) and
-  UnitMetrics (the 22 Allen metrics) are populated and timed one after the other;
+  UnitMetrics (the 23 Allen metrics) are populated and timed one after the other;
 - bare: the same recording, through the same lazy preprocessing (``preprocess``, "allen" preset), handed to
   ``spikeinterface.sorters.run_sorter`` with the preset's sorter and parameters, one job and one BLAS/OpenMP
   thread, as our SpikeSorting gives it.

@@ -77,8 +77,8 @@ def _fresh_items(n: int) -> None:
 
 def overhead(n_jobs: int) -> dict[str, float]:
     """Milliseconds per trivial job: queue filling, the worker loop, and plain populate()."""
-    from brainobs.populate.worker import Worker, WorkerOptions
-    from brainobs.workers import TableQueue, schedule
+    from brainobs.worker.loop import Worker, WorkerOptions
+    from brainobs.worker.queue import TableQueue, schedule
 
     _fresh_items(n_jobs)
     started = time.perf_counter()
@@ -122,7 +122,7 @@ def main() -> None:
 
     from brainobs.database import EmbeddedServer
     from brainobs.settings import Settings
-    from brainobs.workers import load_tables, registry
+    from brainobs.worker.queue import load_tables, registry
 
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as home:
         settings = Settings(

@@ -1,12 +1,15 @@
 """Query brainobs from Python: AllenSDK-style tables as pandas DataFrames, and per-item getters.
 
-Restrictions are dicts or keywords (never SQL strings built from user input)::
+Restrictions are dicts or keywords naming columns of the table (never SQL strings)::
 
     from brainobs import api
     api.ophys_experiments(targeted_structure="VISp", experience_level="Novel 1")
     dff = api.dff_traces(900001)          # time x cell_roi_id, indexed by timestamps (s)
 
-Large arrays load lazily from the object store: a getter reads only the experiment it is asked for.
+A restriction naming no column raises ``RestrictionError`` with the valid names; an id (or parameter set)
+that is not in the database raises ``NotFoundError`` naming it; a query that matches nothing returns an
+empty DataFrame with the usual columns. Large arrays load lazily from the object store: a getter reads
+only the experiment it is asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ import numpy as np
 import pandas as pd
 
 from brainobs.schemas import activate
+from brainobs.schemas.queries import RestrictionError, frame, restrict
 from brainobs.settings import Settings
+
+__all__ = ["NotFoundError", "RestrictionError"]  # with the query functions below
+
+
+class NotFoundError(LookupError):
+    """An id or a parameter set asked for is not in the database."""
 
 
 def connect(settings: Settings | None = None) -> None:
@@ -26,23 +36,18 @@ def connect(settings: Settings | None = None) -> None:
     activate(settings)
 
 
-def _restrict(query, restrictions: tuple[dict, ...], keywords: dict):
-    for restriction in (*restrictions, keywords):
-        if not isinstance(restriction, dict):
-            raise TypeError(f"restrictions are dicts or keywords, got {type(restriction).__name__}")
-        query = query & restriction
-    return query
-
-
-def _frame(query) -> pd.DataFrame:
-    return pd.DataFrame(query.to_dicts())
+def _require(table, key: dict, what: str) -> None:
+    """Raise NotFoundError naming ``key`` unless ``table`` holds it."""
+    if not table & key:
+        named = ", ".join(f"{name}={value!r}" for name, value in key.items())
+        raise NotFoundError(f"no {what} with {named}")
 
 
 def subjects(*restrictions: dict, **keywords) -> pd.DataFrame:
     from brainobs.schemas.subject import Subject
 
     activate()
-    return _frame(_restrict(Subject, restrictions, keywords))
+    return frame(restrict(Subject, restrictions, keywords))
 
 
 def sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
@@ -50,7 +55,7 @@ def sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
     from brainobs.schemas.subject import Subject
 
     activate()
-    return _frame(_restrict(Session * Subject.proj("full_genotype", "indicator"), restrictions, keywords))
+    return frame(restrict(Session * Subject.proj("full_genotype", "indicator"), restrictions, keywords))
 
 
 def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
@@ -67,11 +72,9 @@ def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
         * Session.proj("session_type", "experience_level", "passive", "image_set", "session_start_time")
         * Subject.proj("full_genotype", "driver_line", "reporter_line", "indicator")
     )
-    table = _frame(_restrict(query, restrictions, keywords))
-    if table.empty:
-        return table
-    outcomes = _frame(QC.proj("outcome"))
-    if outcomes.empty:
+    table = frame(restrict(query, restrictions, keywords))
+    outcomes = frame(QC.proj("outcome"))
+    if table.empty or outcomes.empty:
         table["qc_outcome"] = "NOT_SET"
         return table
     outcomes = outcomes.rename(columns={"outcome": "qc_outcome"})[["experiment_id", "qc_outcome"]]
@@ -85,7 +88,7 @@ def cells(*restrictions: dict, **keywords) -> pd.DataFrame:
     from brainobs.schemas.matching import cells_table
 
     activate()
-    return cells_table(*restrictions, **keywords)
+    return cells_table(*restrictions, strict=True, **keywords)
 
 
 def units(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:
@@ -93,7 +96,7 @@ def units(*restrictions: dict, preset: str | None = None, **keywords) -> pd.Data
     from brainobs.schemas.ephys import units_table
 
     activate()
-    return units_table(*restrictions, preset=preset, **keywords)
+    return units_table(*restrictions, preset=preset, strict=True, **keywords)
 
 
 def behavior_sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
@@ -102,13 +105,30 @@ def behavior_sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
     from brainobs.schemas.behavior import Performance
 
     activate()
-    return _frame(_restrict(Session * Performance, restrictions, keywords))
+    return frame(restrict(Session * Performance, restrictions, keywords))
 
 
 def _experiment_key(experiment_id: int, ophys_paramset: str | None) -> dict:
-    from brainobs.schemas.ophys import default_paramset
+    """The key of one experiment processed with one parameter set; NotFoundError if either is unknown."""
+    from brainobs.schemas.acquisition import Experiment
+    from brainobs.schemas.ophys import OphysParamSet, default_paramset
 
-    return {"experiment_id": int(experiment_id), "ophys_paramset": ophys_paramset or default_paramset()}
+    activate()
+    experiment = {"experiment_id": int(experiment_id)}
+    _require(Experiment, experiment, "experiment")
+    paramset = {"ophys_paramset": str(ophys_paramset or default_paramset())}
+    if ophys_paramset is not None:  # the default is a name of the code, in the table once anything ran
+        _require(OphysParamSet, paramset, "ophys parameter set")
+    return {**experiment, **paramset}
+
+
+def _session_key(session_id: int) -> dict:
+    from brainobs.schemas.acquisition import Session
+
+    activate()
+    key = {"session_id": int(session_id)}
+    _require(Session, key, "session")
+    return key
 
 
 def _traces(part, attribute: str, experiment_id: int, ophys_paramset: str | None) -> pd.DataFrame:
@@ -116,7 +136,6 @@ def _traces(part, attribute: str, experiment_id: int, ophys_paramset: str | None
     from brainobs.schemas.acquisition import Experiment
     from brainobs.schemas.ophys import stack_rows
 
-    activate()
     key = _experiment_key(experiment_id, ophys_paramset)
     experiment = (Experiment & key).fetch1()
     key = {**key, "subject_id": experiment["subject_id"], "session_id": experiment["session_id"]}
@@ -154,12 +173,18 @@ def events(experiment_id: int, ophys_paramset: str | None = None) -> pd.DataFram
     return _traces(EventDetection.Event, "events", experiment_id, ophys_paramset)
 
 
+def filtered_events(experiment_id: int, ophys_paramset: str | None = None) -> pd.DataFrame:
+    """Events smoothed by AllenSDK's causal half-normal filter (``filtered_events``), time x cell_roi_id."""
+    from brainobs.schemas.ophys import EventDetection
+
+    return _traces(EventDetection.Event, "filtered_events", experiment_id, ophys_paramset)
+
+
 def roi_masks(experiment_id: int, ophys_paramset: str | None = None) -> dict[int, np.ndarray]:
     """cell_roi_id -> full-FOV boolean mask."""
     from brainobs.schemas.acquisition import Experiment
     from brainobs.schemas.ophys import Segmentation
 
-    activate()
     key = _experiment_key(experiment_id, ophys_paramset)
     height, width = (Experiment & key).fetch1("height", "width")
     masks = {}
@@ -174,27 +199,25 @@ def stimulus_presentations(session_id: int) -> pd.DataFrame:
     """One row per presentation of every stimulus block of the session."""
     from brainobs.schemas.behavior import StimulusPresentations
 
-    activate()
-    table = _frame(StimulusPresentations.Presentation & {"session_id": int(session_id)})
-    return table.sort_values("presentation_id").reset_index(drop=True) if len(table) else table
+    return frame(StimulusPresentations.Presentation & _session_key(session_id), order_by="presentation_id")
 
 
 def running_speed(session_id: int) -> pd.DataFrame:
-    """Filtered running speed (cm/s) indexed by timestamps (s)."""
+    """Filtered running speed (cm/s) indexed by timestamps (s); empty when the session has none."""
     from brainobs.schemas.behavior import RunningSpeed
 
-    activate()
-    row = (RunningSpeed & {"session_id": int(session_id)}).fetch1()
-    times = np.asarray(row["timestamps"])
-    return pd.DataFrame({"speed": np.asarray(row["speed"])}, index=pd.Index(times, name="timestamps"))
+    rows = (RunningSpeed & _session_key(session_id)).to_dicts()
+    times = np.asarray(rows[0]["timestamps"]) if rows else np.empty(0)
+    speed = np.asarray(rows[0]["speed"]) if rows else np.empty(0)
+    return pd.DataFrame({"speed": speed}, index=pd.Index(times, name="timestamps"))
 
 
 def spike_times(session_id: int, **keywords) -> dict[tuple[str, int], np.ndarray]:
-    """(probe_name, unit_id) -> spike times (s, session clock) of one ecephys session."""
+    """(probe_name, unit_id) -> spike times (s, session clock) of one ecephys session; keywords restrict the
+    units (probe_name=, sorting_paramset=, unit_id=, quality=, ...)."""
     from brainobs.schemas.ephys import SpikeSorting
 
-    activate()
-    query = _restrict(SpikeSorting.Unit & {"session_id": int(session_id)}, (), keywords)
+    query = restrict(SpikeSorting.Unit & _session_key(session_id), (), keywords)
     probes, unit_ids, times = query.to_arrays("probe_name", "unit_id", "spike_times")
     return {(p, int(u)): np.asarray(t) for p, u, t in zip(probes, unit_ids, times, strict=True)}
 
@@ -208,7 +231,6 @@ def score_against_truth(experiment_id: int, survey_root: str | Path, ophys_param
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
 
-    activate()
     key = _experiment_key(experiment_id, ophys_paramset)
     height, width = (Experiment & key).fetch1("height", "width")
     y_offset, x_offset = (ophys.MotionCorrection & key).fetch1("y_offset", "x_offset")
@@ -229,13 +251,15 @@ def score_units_against_truth(
 
     from brainobs.ingest.synthetic.ephys import load_probe_truth
     from brainobs.populate.scoring.ephys import score_sorting
-    from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SpikeSorting
+    from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SortingParamSet, SpikeSorting
 
-    activate()
-    probe = {"session_id": int(session_id), "probe_name": probe_name}
-    key = {**probe, "sorting_paramset": sorting_paramset or DEFAULT_PARAMSET}
-    if not SpikeSorting & key:
-        raise LookupError(f"no SpikeSorting row for {key}")
+    paramset = {"sorting_paramset": str(sorting_paramset or DEFAULT_PARAMSET)}
+    if sorting_paramset is not None:
+        _require(SortingParamSet, paramset, "sorting parameter set")
+    probe = {**_session_key(session_id), "probe_name": str(probe_name)}
+    _require(EphysRecording, probe, "ephys recording")
+    key = {**probe, **paramset}
+    _require(SpikeSorting, key, "SpikeSorting row")
     fs, t_start = (EphysRecording & probe).fetch1("sampling_rate", "t_start")
     trains = spike_times(session_id, probe_name=probe_name, sorting_paramset=key["sorting_paramset"])
     samples = {unit: np.round((times - t_start) * fs).astype(np.int64) for (_, unit), times in trains.items()}

@@ -9,11 +9,31 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from brainobs.settings import Settings, SettingsError
+from brainobs.settings import Settings, SettingsError, redact_url
 
-app = typer.Typer(help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True)
-db_app = typer.Typer(help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded).", no_args_is_help=True)
+
+class Commands(TyperGroup):
+    """The command group: a database that cannot be reached ends any command with one line and exit 1."""
+
+    def invoke(self, ctx):
+        from brainobs.database import DatabaseError
+
+        try:
+            return super().invoke(ctx)
+        except DatabaseError as err:
+            typer.echo(f"error: {' '.join(redact_url(str(err)).split())}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=Commands, help="brainobs: Allen Brain Observatory style pipeline on DataJoint 2.x.", no_args_is_help=True
+)
+db_app = typer.Typer(
+    help="The embedded PostgreSQL server (BRAINOBS_DATABASE_URL=embedded), and read-only accounts.",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 console = Console()
 
@@ -70,12 +90,56 @@ def db_url() -> None:
     print(status.url)
 
 
+@db_app.command("grant-reader")
+def db_grant_reader(
+    name: str = typer.Argument(..., help="The account to create: lower-case letters, digits and '_'."),
+    host: str = typer.Option("%", "--host", help="MySQL only: the host part of the account ('%': any host)."),
+) -> None:
+    """Create (or renew) a read-only account for every schema of BRAINOBS_SCHEMA_PREFIX, and print how to
+    connect with it. The password is $BRAINOBS_READER_PASSWORD, or else generated and printed once."""
+    import os
+
+    import datajoint as dj
+
+    from brainobs.access import AccessError, grant_reader
+    from brainobs.database import EmbeddedServer
+    from brainobs.schemas import activate
+    from brainobs.settings import quote_password
+
+    settings = _settings()
+    activate(settings)  # every brainobs schema exists before it is granted
+    url = settings.database
+    backend = "postgresql" if url.backend == "embedded" else url.backend
+    try:
+        reader = grant_reader(
+            dj.conn(), backend, settings.schema_prefix, name, os.environ.get("BRAINOBS_READER_PASSWORD"), host=host
+        )
+    except AccessError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    print(f"{name} can read {len(reader.schemas)} schemas ({settings.schema_prefix}*) and write nothing.")
+    if url.backend == "embedded":
+        socket = EmbeddedServer(settings.home).status().socket_dir
+        print("The embedded server lets local users in by name over its socket: no password is needed.")
+        print(f"  URL:       postgresql://{name}@/postgres?host={socket}")
+        print(f"  DataJoint: DJ_BACKEND=postgresql DJ_HOST={socket} DJ_PORT=5432 DJ_USER={name}")
+        return
+    if reader.generated:
+        print(f"password (shown this once): {reader.password}")
+    port = url.port or (5432 if url.backend == "postgresql" else 3306)
+    path = f"/{url.database or 'postgres'}" if url.backend == "postgresql" else ""
+    secret = quote_password(reader.password) if reader.generated else "<password, percent-encoded>"
+    print(f"  URL:       {url.backend}://{name}:{secret}@{url.host}:{port}{path}")
+    print(f"  DataJoint: DJ_BACKEND={url.backend} DJ_HOST={url.host} DJ_PORT={port} DJ_USER={name} DJ_PASS=<password>")
+
+
 @app.command()
 def ingest(
     manifest: Path = typer.Argument(..., help="A manifest.yaml (docs/formats/manifest.md)."),
 ) -> None:
     """Insert the subjects, sessions, containers, experiments and probe insertions of a manifest, atomically."""
     from brainobs.ingest.manifest import ManifestError, load_manifest
+    from brainobs.pipeline import schedule_defaults
     from brainobs.schemas import activate
     from brainobs.schemas.loading import insert_manifest
 
@@ -87,7 +151,7 @@ def ingest(
     except ManifestError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
-    console.print(f"ingested {manifest}: {report}")
+    console.print(f"ingested {manifest}: {report}; {schedule_defaults(settings)} new items selected for processing")
     if settings.data_root is None:
         console.print(f"raw paths are relative to {parsed.data_root}: set BRAINOBS_DATA_ROOT to it for workers")
 
@@ -101,7 +165,7 @@ MODULES_HELP = (
 def _tables(settings: Settings, modules: list[str], names: list[str] | None):
     import os
 
-    from brainobs.workers import WorkerSetupError, load_tables
+    from brainobs.worker.queue import WorkerSetupError, load_tables
 
     if modules and os.getcwd() not in sys.path:  # as `python -m` would: plugin modules in this folder
         sys.path.insert(0, os.getcwd())
@@ -136,19 +200,11 @@ def worker(
     SIGTERM or Ctrl-C: finish the job in hand, then exit 0; a second one aborts the job (it goes back in the
     queue). Crashed workers' jobs are re-queued by the scheduler step that workers run in turn.
     """
-    import logging
     import os
 
-    from brainobs.populate.worker import RetryPolicy, Worker, WorkerOptions
-    from brainobs.workers import TableQueue
+    from brainobs.worker.loop import RetryPolicy, WorkerOptions
 
-    logging.basicConfig(
-        level=os.environ.get("BRAINOBS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s worker %(process)d: %(message)s",
-        stream=sys.stderr,
-    )
     names = tables or os.environ.get("BRAINOBS_WORKER_TABLES", "").replace(",", " ").split()
-    settings = _settings()
     options = WorkerOptions(
         max_idle_s=max_idle,
         max_jobs=max_jobs,
@@ -158,13 +214,34 @@ def worker(
         reconnect_timeout_s=reconnect_timeout,
         retry=RetryPolicy(max_attempts=max_attempts, backoff_s=backoff),
     )
-    chosen = _tables(settings, modules, names)
-    if not chosen:
-        console.print("[red]error:[/red] there are no computed tables to work on")
-        raise typer.Exit(2)
-    queue = TableQueue(chosen, max_attempts=max_attempts, poll_s=poll)
-    code = Worker(queue, options).run()
-    raise typer.Exit(code)
+    raise typer.Exit(_run_worker(_settings(), modules, names, options))
+
+
+def _run_worker(settings: Settings, modules: list[str], names: list[str], options) -> int:
+    """One worker in this process: what `brainobs worker` and `brainobs populate` (one worker) run. It
+    connects through the queue, so that a worker started while the database is away waits for it."""
+    import logging
+    import os
+    from functools import partial
+
+    from brainobs.worker.loop import Worker
+    from brainobs.worker.queue import TableQueue, WorkerSetupError, load_tables
+
+    logging.basicConfig(
+        level=os.environ.get("BRAINOBS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s worker %(process)d: %(message)s",
+        stream=sys.stderr,
+    )
+    if modules and os.getcwd() not in sys.path:  # as `python -m` would: plugin modules in this folder
+        sys.path.insert(0, os.getcwd())
+    queue = TableQueue(
+        partial(load_tables, settings, modules, names), max_attempts=options.retry.max_attempts, poll_s=options.poll_s
+    )
+    try:
+        return Worker(queue, options).run()
+    except WorkerSetupError as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
 
 
 def _run_local_workers(count: int, tables: list[str], modules: list[str]) -> int:
@@ -198,27 +275,23 @@ def populate(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes on this machine."),
     modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
 ) -> None:
-    """Populate the computed tables in dependency order.
-
-    With one worker, in this process (errors are reported, not queued). With --workers N, N `brainobs worker
-    --until-done` processes share the job queues, with retries and error records, until all is done.
-    """
-    from brainobs.pipeline import populate_all
+    """Populate the computed tables in dependency order: `brainobs worker --until-done`, in this process
+    (one worker) or in N processes (--workers N) that share the job queues. Either way the scheduler step
+    selects new items for the default parameter sets; failed jobs are retried by the worker's policy and
+    left in error after that (see `brainobs jobs errors` and `brainobs jobs retry`)."""
+    from brainobs.worker.loop import WorkerOptions
 
     settings = _settings()
-    if workers == 1 and not modules:
-        results = populate_all(settings, tables=tables or None)
-        for name, result in results.items():
-            errors = len(result["error_list"])
-            console.print(
-                f"{name}: {result['success_count']} made" + (f", [red]{errors} failed[/red]" if errors else "")
-            )
+    _tables(settings, modules, tables)  # fail early on unknown names; declares what is missing, once
+    if workers == 1:
+        code = _run_worker(settings, modules, tables or [], WorkerOptions(until_done=True))
     else:
-        _tables(settings, modules, tables)  # fail early on unknown names
         code = _run_local_workers(workers, tables or [], modules)
-        if code:
-            console.print(f"[red]a worker exited with status {code}[/red]")
+    if code:
+        console.print(f"[red]a worker exited with status {code}[/red]")
     status(watch=False, modules=modules)
+    if code:
+        raise typer.Exit(code if code > 0 else 128 - code)
 
 
 @app.command()
@@ -226,20 +299,25 @@ def status(
     watch: bool = typer.Option(False, "--watch", help="Refresh every 2 s until interrupted."),
     modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
 ) -> None:
-    """Per computed table: rows done, keys remaining, jobs pending, reserved and in error; the workers seen in
-    the last hour (host, pid, state, last activity) and the throughput of the live ones."""
+    """Per computed table: rows done, keys remaining, items upstream not selected yet, jobs pending, reserved
+    and in error, and whether it is finished; the workers seen in the last hour (host, pid, state, last
+    activity) and the throughput of the live ones."""
     import time
 
     from brainobs.pipeline import table_status
-    from brainobs.workers import throughput, worker_rows
+    from brainobs.worker.queue import throughput, worker_rows
 
     settings = _settings()
     computed = _tables(settings, modules, None)
     while True:
-        view = Table("table", "done", "remaining", "pending", "reserved", "error", title=str(settings.database))
-        for table in computed:
-            s = table_status(table)
-            view.add_row(s.table, str(s.done), str(s.remaining), str(s.pending), str(s.reserved), str(s.error))
+        view = Table("table", "done", "remaining", "not selected", "pending", "reserved", "error")
+        view.title = str(settings.database)
+        statuses = [table_status(table) for table in computed]
+        for s in statuses:
+            counts = (s.done, s.remaining, s.not_selected, s.pending, s.reserved, s.error)
+            view.add_row(s.table, *map(str, counts))
+        unfinished = [s.table for s in statuses if not s.finished]
+        waiting = [s.table for s in statuses if s.not_selected]
         rows = worker_rows()
         seen = Table("host", "pid", "state", "last seen", "done", "failed", "jobs/min", "job", title="workers")
         for row in rows:
@@ -257,6 +335,9 @@ def status(
         if watch:
             console.clear()
         console.print(view)
+        if waiting:
+            console.print(f"not selected yet, upstream of {', '.join(waiting)}: the next scheduler step selects them")
+        console.print(f"unfinished: {', '.join(unfinished)}" if unfinished else "every table is finished")
         console.print(seen)
         console.print(f"throughput: {rate:.1f} jobs/min from {live} live worker(s)")
         if not watch:
@@ -287,7 +368,7 @@ def jobs_refresh(
     import platform
     import time
 
-    from brainobs.workers import schedule, scheduler_lease
+    from brainobs.worker.queue import schedule, scheduler_lease
 
     chosen = _tables(_settings(), modules, tables)
     lease = scheduler_lease(chosen, f"{platform.node()}:{os.getpid()}:cli")
@@ -314,7 +395,7 @@ def jobs_errors(
     modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
 ) -> None:
     """The jobs in error: table, key, attempts, host:pid, message (and traceback)."""
-    from brainobs.workers import error_rows
+    from brainobs.worker.queue import error_rows
 
     rows = error_rows(_tables(_settings(), modules, tables), where)
     view = Table("table", "key", "attempts", "worker", "when", "error", title=f"{len(rows)} jobs in error")
@@ -341,7 +422,7 @@ def jobs_retry(
     modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
 ) -> None:
     """Put the jobs in error back in the queue, with a fresh count of attempts."""
-    from brainobs.workers import retry_errors
+    from brainobs.worker.queue import retry_errors
 
     count = retry_errors(_tables(_settings(), modules, tables), where)
     console.print(f"{count} jobs back in the queue")
@@ -357,7 +438,7 @@ def jobs_ignore(
     """Mark jobs to be skipped by the workers (until `brainobs jobs retry` or a delete of the job rows)."""
     import json
 
-    from brainobs.workers import ignore_jobs
+    from brainobs.worker.queue import ignore_jobs
 
     if not keys and not where:
         console.print("[red]error:[/red] name the jobs with --key or --where")
@@ -378,7 +459,7 @@ def jobs_slurm(
     modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
 ) -> None:
     """Print the sbatch commands that start worker arrays, one per resource class of the tables."""
-    from brainobs.workers import sbatch_commands
+    from brainobs.worker.queue import sbatch_commands
 
     for command in sbatch_commands(_tables(_settings(), modules, tables), workers=workers):
         print(command)
@@ -423,7 +504,9 @@ def synth(
 
 @app.command()
 def release(
-    tag: str = typer.Argument(..., help="Release tag, e.g. v1 or 2026-11."),
+    tag: str = typer.Argument(
+        ..., help="Release tag, e.g. v1 or 2026-11: 1 to 32 letters, digits, '.', '_', '-', starting alphanumeric."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder that receives <TAG>/ (the DANDI layout)."),
     description: str = typer.Option("", help="Release description (dandiset.yaml, changelog)."),
     qc_policy: str = typer.Option("WARNING", help="Worst effective QC outcome released: PASS or WARNING."),
@@ -442,6 +525,7 @@ def release(
     """
     import warnings
 
+    from brainobs.database import DatabaseError
     from brainobs.export.pages import experiment_page, session_page
     from brainobs.export.publish import publish
     from brainobs.export.release import ReleaseError
@@ -463,8 +547,13 @@ def release(
                 config=release_config,
                 include_embargoed=include_embargoed,
             )
-    except (ReleaseError, ReleaseConfigError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
+    except (ReleaseError, ReleaseConfigError, FileExistsError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except RuntimeError as err:
+        if isinstance(err, DatabaseError):
+            raise  # one line, by the command group
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     for warning in caught:
         if "release configuration" in str(warning.message):

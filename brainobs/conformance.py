@@ -8,7 +8,7 @@ outputs); the format is described in ``allen_vectors/README.md``. Each algorithm
 
 taking the sidecar and the inputs without their ``in_`` prefix and returning brainobs's outputs without the
 ``out_`` prefix, computed by the same core functions the pipeline tables call. Adapter modules expose
-``ADAPTERS: dict[str, adapter]``; the runner merges those of `ADAPTER_MODULES` that are installed.
+``ADAPTERS: dict[str, adapter]``; the runner merges those of `ADAPTER_MODULES`.
 
 Comparison (README rule): equal shapes and identical NaN positions, then ``|a - b| <= atol + rtol * |b|``
 elsewhere; ``exact`` tolerances and integer, bool and string outputs must be equal. An ``expect_error`` case
@@ -116,15 +116,10 @@ def find_cases(folders: Sequence[Path]) -> list[Case]:
 
 
 def load_adapters(modules: Iterable[str] = ADAPTER_MODULES) -> dict[str, Adapter]:
-    """The merged ``ADAPTERS`` of the adapter modules that are installed (a missing module is skipped)."""
+    """The merged ``ADAPTERS`` of the adapter modules; an algorithm may have one adapter only."""
     adapters: dict[str, Adapter] = {}
     for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name == module_name:
-                continue
-            raise
+        module = importlib.import_module(module_name)
         for algorithm, adapter in module.ADAPTERS.items():
             if algorithm in adapters:
                 raise ConformanceError(f"algorithm {algorithm!r} has adapters in two modules (one is {module_name})")

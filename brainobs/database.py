@@ -8,9 +8,12 @@ processes starting it at once share one server.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from brainobs.settings import DatabaseURL, Settings, redact_url
 
 log = logging.getLogger(__name__)
 STORE = "main"  # the object store every table names: <npy@main>, <object@main>
+DDL_LOCK = "brainobs-ddl"
+DDL_LOCK_TIMEOUT_S = 600
 
 
 class DatabaseError(RuntimeError):
@@ -153,6 +158,50 @@ def connect(settings: Settings | None = None, *, reset: bool = False) -> dj.Conn
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*MariaDB.*")
             warnings.filterwarnings("ignore", message=".*datajoint.json.*")
-            return dj.conn(reset=reset)
+            return revive(dj.conn(reset=reset))
     except Exception as err:  # the drivers' messages name user and host, never the password; redact anyway
-        raise DatabaseError(f"cannot connect to {url}: {redact_url(str(err))}") from None
+        reason = " ".join(redact_url(str(err)).split())  # one line: drivers' messages span several
+        raise DatabaseError(f"cannot connect to {url}: {reason}") from None
+
+
+def revive(connection: dj.Connection) -> dj.Connection:
+    """Reopen ``connection`` if the server closed it (a restart): DataJoint reconnects by itself on some
+    lost-connection errors only, not on psycopg2's "connection already closed"."""
+    try:  # not Connection.is_connected: in DataJoint 2.3.5 it says True for a dead connection
+        connection.query("SELECT 1", reconnect=False)
+    except Exception:
+        connection.connect()
+    return connection
+
+
+@contextmanager
+def ddl_lock(connection: dj.Connection, name: str = DDL_LOCK, timeout_s: int = DDL_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold a server-wide named lock (PostgreSQL ``pg_advisory_lock``, MySQL ``GET_LOCK``) while declaring
+    schemas and tables, so that processes starting at once on a fresh prefix declare each table once."""
+    if connection.adapter.backend == "mysql":
+        got = connection.query("SELECT GET_LOCK(%s, %s)", args=(name, timeout_s)).fetchone()[0]
+        if got != 1:
+            raise DatabaseError(f"could not take the database lock {name!r} within {timeout_s} s")
+        release = "SELECT RELEASE_LOCK(%s)", (name,)
+    else:
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        connection.query("SET lock_timeout = %s", args=(f"{timeout_s}s",))
+        try:
+            connection.query("SELECT pg_advisory_lock(%s)", args=(key,))
+        finally:
+            connection.query("SET lock_timeout = 0")
+        release = "SELECT pg_advisory_unlock(%s)", (key,)
+    try:
+        yield
+    finally:
+        with _suppress_lost():
+            connection.query(release[0], args=release[1])
+
+
+@contextmanager
+def _suppress_lost() -> Iterator[None]:
+    """A lock whose connection is gone is released by the server already."""
+    try:
+        yield
+    except Exception as err:
+        log.warning("could not release the database lock: %s", err)

@@ -40,7 +40,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     report = insert_manifest(load_manifest(manifest, data_root))
     console.print(f"ingest: {report}")
     started = time.perf_counter()
-    for name, result in populate_all(settings, display_progress=True).items():
+    for name, result in populate_all(settings).items():
         failed = len(result["error_list"])
         console.print(f"  {name}: {result['success_count']} made" + (f", [red]{failed} failed[/red]" if failed else ""))
     console.print(f"pipeline ran in {time.perf_counter() - started:.0f} s")

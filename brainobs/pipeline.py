@@ -1,18 +1,20 @@
-"""The pipeline as a whole: its computed tables in dependency order, their status, and populate."""
+"""The pipeline as a whole: its computed tables in dependency order, selections, status, and populate."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
+from types import ModuleType
 
 import datajoint as dj
 
-from brainobs.schemas import activate, modules
+from brainobs.schemas import activate
 from brainobs.settings import Settings
 
 
-def computed_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
-    """Every Imported and Computed table of brainobs, upstream first."""
-    modules = activate(settings)
+def computed_in(modules: Iterable[ModuleType]) -> list[type[dj.Table]]:
+    """The Imported and Computed tables declared in ``modules``, upstream first."""
     classes = {
         obj.full_table_name: obj
         for module in modules
@@ -24,6 +26,11 @@ def computed_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
     dependencies = next(iter(classes.values())).connection.dependencies
     dependencies.load()
     return [classes[name] for name in dependencies.topo_sort() if name in classes]
+
+
+def computed_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
+    """Every Imported and Computed table of brainobs, upstream first."""
+    return computed_in(activate(settings))
 
 
 def diagram(settings: Settings | None = None) -> dj.Diagram:
@@ -46,12 +53,44 @@ def manual_tables(settings: Settings | None = None) -> list[type[dj.Table]]:
     ]
 
 
-def schedule_defaults(settings: Settings | None = None) -> None:
-    """Let every schema with selection tables select new items for its default parameter set."""
-    activate(settings)
-    for module in modules():
-        if hasattr(module, "schedule_defaults"):
-            module.schedule_defaults()
+def modules_of(tables: Iterable[type[dj.Table] | dj.Table]) -> list[ModuleType]:
+    """The schema modules that declare ``tables``, in the order the tables come."""
+    found: dict[str, ModuleType] = {}
+    for table in tables:
+        cls = table if isinstance(table, type) else type(table)
+        found.setdefault(cls.__module__, sys.modules[cls.__module__])
+    return list(found.values())
+
+
+def select_defaults(schema_modules: Iterable[ModuleType]) -> int:
+    """Let each module with a ``schedule_defaults()`` pair its new items (experiments, recordings) with its
+    default parameter set; returns how many selections were added."""
+    return sum(int(m.schedule_defaults() or 0) for m in schema_modules if hasattr(m, "schedule_defaults"))
+
+
+def schedule_defaults(settings: Settings | None = None) -> int:
+    """Select every new item of every brainobs schema for its default parameter set (see :func:`select_defaults`)."""
+    return select_defaults(activate(settings))
+
+
+def not_selected(table: type[dj.Table]) -> int:
+    """Upstream items of ``table`` that wait for a selection: for each selection its schema module lists in
+    ``SELECTIONS`` (pairs of source and selection table) that ``table`` descends from, the source rows that
+    have no selection row yet."""
+    from brainobs.schemas import active_settings, modules
+
+    try:
+        active_settings()
+        candidates = {*modules(), *modules_of([table])}
+    except RuntimeError:  # brainobs's own schemas are not in use (a worker of other schema modules)
+        candidates = set(modules_of([table]))
+    ancestors = set(table().ancestors())
+    waiting = 0
+    for module in candidates:
+        for source, selection in getattr(module, "SELECTIONS", ()):
+            if selection.full_table_name in ancestors:
+                waiting += len(source() - selection())
+    return waiting
 
 
 @dataclass(frozen=True)
@@ -59,20 +98,27 @@ class TableStatus:
     table: str
     done: int
     remaining: int
+    not_selected: int
     pending: int
     reserved: int
     error: int
     ignore: int
 
+    @property
+    def finished(self) -> bool:
+        """Nothing left to make, to select or to run (jobs in error or ignored are not left to run)."""
+        return not (self.remaining or self.not_selected or self.pending or self.reserved)
+
 
 def table_status(table: type[dj.Table]) -> TableStatus:
-    """Done and remaining keys of one computed table, with its job queue counts."""
+    """Done and remaining keys of one computed table, items upstream waiting for a selection, and job counts."""
     remaining, _total = table().progress()
     jobs = table().jobs.progress()
     return TableStatus(
         table=f"{table.__module__.rsplit('.', 1)[-1]}.{table.__name__}",
         done=len(table()),
         remaining=remaining,
+        not_selected=not_selected(table),
         pending=jobs["pending"],
         reserved=jobs["reserved"],
         error=jobs["error"],
@@ -81,23 +127,24 @@ def table_status(table: type[dj.Table]) -> TableStatus:
 
 
 def populate_all(
-    settings: Settings | None = None,
-    *,
-    tables: list[str] | None = None,
-    reserve_jobs: bool = False,
-    display_progress: bool = True,
+    settings: Settings | None = None, *, tables: list[str] | None = None, max_attempts: int = 1
 ) -> dict[str, dict]:
-    """Populate every computed table (or those named) in dependency order; errors are recorded, not raised.
+    """Populate every computed table (or those named) in this process, with the queue code every worker runs
+    (:mod:`brainobs.worker`), until nothing is left; errors are recorded in the job tables, not raised.
 
-    Before each table, every schema's ``schedule_defaults()`` pairs new items (including rows the tables
-    before it just made) with the default parameter sets.
+    Jobs left in error by earlier runs are tried again. With ``max_attempts`` 1 (the default) a failing job
+    fails at once. Returns, per table name, ``success_count`` and ``error_list`` (pairs of key and message).
     """
-    results = {}
-    for table in computed_tables(settings):
-        if tables and table.__name__ not in tables:
-            continue
-        schedule_defaults(settings)
-        results[table.__name__] = table().populate(
-            reserve_jobs=reserve_jobs, suppress_errors=True, display_progress=display_progress
-        )
-    return results
+
+    from brainobs.worker.loop import RetryPolicy, Worker, WorkerOptions
+    from brainobs.worker.queue import TableQueue, load_tables, retry_errors
+
+    chosen = load_tables(settings or Settings.load(), names=tables or ())
+    retry_errors(chosen)
+    queue = TableQueue(chosen, max_attempts=max_attempts, poll_s=0.05)
+    options = WorkerOptions(until_done=True, poll_s=0.05, retry=RetryPolicy(max_attempts=max_attempts, backoff_s=0))
+    Worker(queue, options).run()
+    return {
+        table.__name__: {"success_count": queue.made[label], "error_list": queue.failed[label]}
+        for label, table in zip(queue.tables(), chosen, strict=True)
+    }

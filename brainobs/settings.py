@@ -3,6 +3,9 @@
 Precedence: environment variable, then ``brainobs.toml`` (``BRAINOBS_CONFIG`` or the working directory),
 then the default. Passwords are kept out of every repr, log line and error message: use
 :func:`redact_url` whenever a database or store URL is shown.
+
+A password with ``@``, ``:`` or ``/`` may be written percent-encoded (``p%40ss``, what
+:func:`quote_password` gives) or as is: the user part of a URL runs to its last ``@``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 ENV_KEYS = {
     "database_url": "BRAINOBS_DATABASE_URL",
@@ -22,7 +25,8 @@ ENV_KEYS = {
     "schema_prefix": "BRAINOBS_SCHEMA_PREFIX",
     "ophys_paramset": "BRAINOBS_OPHYS_PARAMSET",
 }
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I)
+# user up to the first ':', password up to the last '@' of the URL (a raw password may hold '@', ':' and '/')
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>\S*)(?P<tail>@)", re.I)
 
 
 class SettingsError(ValueError):
@@ -34,9 +38,17 @@ def redact_url(text: str) -> str:
     return _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***{m['tail']}", text)
 
 
+def quote_password(password: str) -> str:
+    """``password`` percent-encoded for the user part of a URL (``@``, ``:``, ``/`` and the like escaped)."""
+    return quote(password, safe="")
+
+
 @dataclass(frozen=True)
 class DatabaseURL:
-    """A parsed ``BRAINOBS_DATABASE_URL``: ``embedded``, ``postgresql://...`` or ``mysql://...``."""
+    """A parsed ``BRAINOBS_DATABASE_URL``: ``embedded``, ``postgresql://...`` or ``mysql://...``.
+
+    A PostgreSQL server's Unix socket is named as libpq does: ``postgresql://user@/db?host=/socket/folder``.
+    """
 
     backend: str  # "embedded", "postgresql" or "mysql"
     host: str = ""
@@ -49,22 +61,29 @@ class DatabaseURL:
     def parse(cls, url: str) -> DatabaseURL:
         if url.strip().lower() == "embedded":
             return cls(backend="embedded")
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        backend = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql"}.get(scheme)
-        if backend is None:
+        scheme, separator, rest = url.partition("://")
+        backend = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql"}.get(scheme.lower())
+        if not separator or backend is None:
             raise SettingsError(
-                f"BRAINOBS_DATABASE_URL {redact_url(url)!r}: unknown scheme {scheme!r}; "
+                f"BRAINOBS_DATABASE_URL {redact_url(url)!r}: unknown scheme {scheme.lower()!r}; "
                 "use 'embedded', 'postgresql://user:pass@host:port/db' or 'mysql://user:pass@host:port'"
             )
-        if not parts.hostname:
+        userinfo, at, location = rest.rpartition("@")  # a raw password may hold '@' and '/'
+        user, _, password = userinfo.partition(":")
+        try:
+            parts = urlsplit(f"{backend}://{location}")
+            port = parts.port
+        except ValueError as err:
+            raise SettingsError(f"BRAINOBS_DATABASE_URL {redact_url(url)!r}: {err}") from None
+        host = parts.hostname or parse_qs(parts.query).get("host", [""])[0]  # ?host=/socket/folder (PostgreSQL)
+        if not host:
             raise SettingsError(f"BRAINOBS_DATABASE_URL {redact_url(url)!r} names no host")
         return cls(
             backend=backend,
-            host=parts.hostname,
-            port=parts.port,
-            user=parts.username or "",
-            password=parts.password or "",
+            host=host,
+            port=port,
+            user=unquote(user) if at else "",
+            password=unquote(password) if at else "",
             database=parts.path.lstrip("/"),
         )
 
@@ -74,6 +93,8 @@ class DatabaseURL:
         auth = f"{self.user}:***@" if self.password else (f"{self.user}@" if self.user else "")
         port = f":{self.port}" if self.port else ""
         path = f"/{self.database}" if self.database else ""
+        if self.host.startswith("/"):  # a Unix socket folder
+            return f"{self.backend}://{auth}{port}{path}?host={self.host}"
         return f"{self.backend}://{auth}{self.host}{port}{path}"
 
 

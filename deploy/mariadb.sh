@@ -41,11 +41,17 @@ if ! mariadb-admin --socket="$dir/mysqld.sock" -u root ping >/dev/null 2>&1; the
   mariadb-admin --socket="$dir/mysqld.sock" -u root ping >/dev/null 2>&1 || {
     say "MariaDB did not start; see $dir/error.log"; exit 1; }
 fi
+# The test account: local connections only (socket and 127.0.0.1), every privilege on the test schemas
+# (prefixes bo...: bot<pid>_, bof<pid>..._) with GRANT OPTION, and CREATE USER, for the grant-reader tests.
+# No account of any host ('%'), no global privileges but CREATE USER.
 mariadb --socket="$dir/mysqld.sock" -u root <<SQL
+DROP USER IF EXISTS ''@'localhost', ''@'$(hostname)', '$user'@'%';
 CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$password';
-CREATE USER IF NOT EXISTS '$user'@'%' IDENTIFIED BY '$password';
-GRANT ALL PRIVILEGES ON *.* TO '$user'@'localhost';
-GRANT ALL PRIVILEGES ON *.* TO '$user'@'%';
+CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$password';
+GRANT ALL PRIVILEGES ON \`bo%\`.* TO '$user'@'localhost' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON \`bo%\`.* TO '$user'@'127.0.0.1' WITH GRANT OPTION;
+GRANT CREATE USER ON *.* TO '$user'@'localhost';
+GRANT CREATE USER ON *.* TO '$user'@'127.0.0.1';
 FLUSH PRIVILEGES;
 SQL
 echo "export BRAINOBS_TEST_MYSQL_URL='mysql://$user:$password@127.0.0.1:$port';"

@@ -446,6 +446,7 @@ UNIT_METRICS: dict[str, str] = {
     "firing_rate": "spikes per second over the recording (Hz)",
     "presence_ratio": "fraction of time blocks of the recording that contain spikes of the unit",
     "isi_violations": "contamination rate estimated from inter-spike-interval violations (Hill et al.)",
+    "isi_violations_corrected": "contamination for Poisson contaminating spikes (Llobet et al. 2022); NaN above ~50%",
     "amplitude_cutoff": "estimated fraction of spikes missed below the detection threshold",
     "snr": "peak-channel waveform amplitude over the channel noise",
     "isolation_distance": "Mahalanobis isolation distance in PC space",
@@ -461,10 +462,10 @@ UNIT_METRICS: dict[str, str] = {
     "PT_ratio": "ratio of the peak to the trough amplitude of the mean waveform",
     "repolarization_slope": "slope of the waveform from the trough back to baseline (V/s)",
     "recovery_slope": "slope of the waveform from the peak back to baseline (V/s)",
-    "amplitude": "peak-to-trough amplitude of the mean waveform (uV)",
-    "spread": "extent along the probe of the channels carrying the waveform (um)",
-    "velocity_above": "propagation speed of the waveform on channels above the peak channel (um/s)",
-    "velocity_below": "propagation speed of the waveform on channels below the peak channel (um/s)",
+    "amplitude": "largest peak-to-trough amplitude of the mean waveform on the sampled sites (uV)",
+    "spread": "sites with more than 12% of that amplitude, times the 10 um site spacing (um)",
+    "velocity_above": "slope of trough time against distance on the sites above the peak site (s/m, signed)",
+    "velocity_below": "slope of trough time against distance on the sites below the peak site (s/m, signed)",
 }
 
 

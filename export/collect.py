@@ -243,9 +243,8 @@ def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
     peak_ids = np.array([probe_index[p] * 10000 + c for p, c in zip(units["probe_name"], peak, strict=True)])
     waveforms = []
     for row in rows:
-        columns = list(np.asarray(row["waveform_channels"]))
-        waveform = np.asarray(row["mean_waveform"], dtype=float)
-        waveforms.append(waveform[:, columns.index(row["peak_channel"])] * 1e-6)
+        waveform = np.asarray(row["mean_waveform"], dtype=float)  # samples x every channel
+        waveforms.append(waveform[:, int(row["peak_channel"])] * 1e-6)
     params = (SortingParamSet & key).to_dicts()
     return bundles.EcephysSessionBundle(
         subject=subject_info(key),

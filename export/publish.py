@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from brainobs.export.release import ReleaseError, ReleaseItem, ReleaseResult, build_release
+from brainobs.export.release import ReleaseError, ReleaseItem, ReleaseResult, build_release, check_new_tag
 from brainobs.export.release_config import ReleaseConfig
 from brainobs.settings import Settings
 
@@ -58,13 +58,17 @@ def publish(
     ``config`` (a release configuration file, `load_release_config`) gives dandiset.yaml's metadata and the
     embargo rules; its placeholder fields are warned about. A public release leaves out embargoed sessions
     (listed as withheld, check "embargo"); ``include_embargoed`` builds a team release that keeps them and
-    is marked embargoed in dandiset.yaml."""
+    is marked embargoed in dandiset.yaml.
+
+    The tag is checked (characters, and no folder of that tag in ``out_dir``) before the database is touched.
+    """
     from brainobs.pipeline import schedule_defaults
     from brainobs.schemas import activate, stores
     from brainobs.schemas.ophys import default_paramset
     from brainobs.schemas.qc import DEFAULT_PARAMSET as QC_DEFAULT
     from brainobs.schemas.release import Release, ReleaseFile
 
+    check_new_tag(tag, Path(out_dir))
     config = config or ReleaseConfig()
     if config.placeholders():
         warnings.warn(
@@ -101,6 +105,8 @@ def publish(
             source_sha256=row["source_sha256"],
             modality=SESSION_LABELS.get(row["nwb_label"], "ophys"),
             label=None if row["nwb_label"] in SESSION_LABELS else row["nwb_label"],
+            size=row["size"],
+            sha256=row["sha256"],
         )
         for row in (ReleaseFile.File & {"release_tag": tag}).to_dicts()
     ]

@@ -24,7 +24,13 @@ every write gets a new identifier, creation date and object ids, so two exports 
 
 The folder is assembled under out_dir/.staging/<tag>, validated with `dandi validate` (which must have
 checked every NWB file: dandi silently skips folders whose name starts with a dot) and renamed to
-out_dir/<tag> only when it passes; a tag that exists is never touched again.
+out_dir/<tag> only when it passes; a tag that exists is never touched again. The staging folder's owner (host
+and process) is written beside it (`<tag>.owner-<host>-<pid>`) first, so the next release removes the staging
+folders of killed runs on this host and refuses to touch one a live run is building.
+
+An item that carries the size and sha256 recorded when its file was exported is checked against them before
+it is placed; a file that differs fails the release naming the file. An earlier tag's file is reused only
+when its size and sha256 still match that tag's manifest (else the item's own file is placed).
 """
 
 from __future__ import annotations
@@ -45,13 +51,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from brainobs.export.partials import owner, remove_stale
 from brainobs.export.validation import ValidationReport, dandi_validate
 from brainobs.export.writer import file_sha256
 
 STAGING = ".staging"  # out_dir/.staging/<tag>: a hidden parent, but a visible dandiset root (dandi skips dot-folders)
 MANIFEST_COLUMNS = ("path", "size", "sha256", "source_sha256", "subject_id", "session_id", "reused_from")
-TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")  # at most 32 characters: Release.release_tag
 MODALITY_PATTERN = re.compile(r"[a-z]+(\+[a-z]+)*")
+OWNER_MARKER = re.compile(r"(?P<tag>[A-Za-z0-9][A-Za-z0-9._-]*?)\.owner-(?P<owner>[A-Za-z0-9-]+-\d+)")
 
 
 class ReleaseError(ValueError):
@@ -64,7 +72,8 @@ class ReleaseItem:
 
     path: the exported file; source_sha256: `WriteResult.source_sha256`; modality: "ophys" for an
     experiment file, "ecephys" for a session file; label: tells apart several files of one session (the
-    ophys experiment id), None when a session has one file.
+    ophys experiment id), None when a session has one file; size and sha256: recorded when the file was
+    exported, checked before it is released (None: not checked).
     """
 
     path: Path
@@ -73,6 +82,8 @@ class ReleaseItem:
     source_sha256: str
     modality: str
     label: str | None = None
+    size: int | None = None
+    sha256: str | None = None
 
     def dandi_path(self) -> str:
         """sub-<subject>/sub-<subject>_ses-<session>[_desc-<label>]_<modality>.nwb"""
@@ -124,6 +135,19 @@ def label_value(value: Any) -> str:
     return text
 
 
+def check_new_tag(tag: str, out_dir: Path) -> Path:
+    """``out_dir/<tag>`` for a well-formed tag that has no folder yet: ReleaseError for a malformed tag,
+    FileExistsError for one already released there."""
+    if not TAG_PATTERN.fullmatch(tag):
+        raise ReleaseError(
+            f"tag {tag!r} must be 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    final = Path(out_dir) / tag
+    if final.exists():
+        raise FileExistsError(f"{final} exists; a release tag is never rebuilt, choose a new tag")
+    return final
+
+
 def build_release(
     tag: str,
     out_dir: str | Path,
@@ -145,11 +169,7 @@ def build_release(
     With `validate`, `dandi validate` must pass before the folder gets its final name (else ReleaseError).
     """
     out_dir = Path(out_dir)
-    if not TAG_PATTERN.fullmatch(tag):
-        raise ReleaseError(f"tag {tag!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
-    final = out_dir / tag
-    if final.exists():
-        raise FileExistsError(f"{final} exists; a release tag is never rebuilt, choose a new tag")
+    final = check_new_tag(tag, out_dir)
     if not files:
         raise ReleaseError(f"release {tag} has no files")
     if not changelog_entry.strip():
@@ -161,8 +181,7 @@ def build_release(
     manifests = _manifests(out_dir)
     earlier = _earlier_files(manifests)
     previous_tag = manifests[-1]["tag"] if manifests else None
-    staging = out_dir / STAGING / tag
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = _claim_staging(out_dir / STAGING, tag)
     try:
         staging.mkdir(parents=True)
         released = tuple(
@@ -184,8 +203,22 @@ def build_release(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
+        (out_dir / STAGING / f"{tag}.owner-{owner()}").unlink(missing_ok=True)
         _remove_if_empty(out_dir / STAGING)
     return ReleaseResult(tag, final, released, None if report is None else dataclasses.replace(report, target=final))
+
+
+def _claim_staging(folder: Path, tag: str) -> Path:
+    """Remove the staging folders of killed runs on this host, then mark ``tag``'s as this process's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for marker in remove_stale(folder, OWNER_MARKER):
+        shutil.rmtree(folder / OWNER_MARKER.fullmatch(marker.name)["tag"], ignore_errors=True)
+    for marker in folder.glob(f"{tag}.owner-*"):
+        raise ReleaseError(f"release {tag} is being built by {marker.name.split('.owner-')[1]} ({marker})")
+    (folder / f"{tag}.owner-{owner()}").touch()
+    staging = folder / tag
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run that died before it marked its owner
+    return staging
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -232,17 +265,21 @@ def _place(
     if previous is not None:
         tag, row = previous
         source = out_dir / tag / row["path"]
-        if source.is_file() and source.stat().st_size == row["size"]:
+        if source.is_file() and source.stat().st_size == row["size"] and file_sha256(source) == row["sha256"]:
             _link_or_copy(source, target)
             return ReleasedFile(
                 relative, row["size"], row["sha256"], item.source_sha256, item.subject_id, item.session_id, tag
             )
     if not Path(item.path).is_file():
         raise ReleaseError(f"{item.path}: no such file to release")
+    size = Path(item.path).stat().st_size
+    if item.size is not None and size != item.size:
+        raise ReleaseError(f"{item.path}: {size} bytes, {item.size} recorded when it was exported")
     _link_or_copy(Path(item.path), target)
-    return ReleasedFile(
-        relative, target.stat().st_size, file_sha256(target), item.source_sha256, item.subject_id, item.session_id, ""
-    )
+    sha256 = file_sha256(target)
+    if item.sha256 is not None and sha256 != item.sha256:
+        raise ReleaseError(f"{item.path}: sha256 differs from the one recorded when it was exported (altered)")
+    return ReleasedFile(relative, size, sha256, item.source_sha256, item.subject_id, item.session_id, "")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

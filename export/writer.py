@@ -1,17 +1,20 @@
 """Write an NWB file the safe way: temporary name, read back and compare with the bundle, then rename.
 
-The file is written to a hidden temporary name in the target folder (`.<stem>.<random>.partial.nwb`), read back
+The file is written to a hidden temporary name in the target folder (`.<stem>.<host>-<pid>.<random>.partial.nwb`),
+read back
 with pynwb and compared with the bundle (every count, and a checksum of every array: `readback.verify`),
 flushed to disk, and only then renamed to its final name (`os.replace`, atomic on one file system).
 On any failure -- an exception while building, writing, reading or hashing, or a difference found on
 read-back -- the temporary file is removed and nothing new appears under the final name (a file that was
-already there from an earlier export stays as it was).
+already there from an earlier export stays as it was). A killed export cannot clean up: the next export into
+the same folder removes the temporary files of this host's exited processes (`partials`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import uuid
 import warnings
@@ -27,9 +30,11 @@ from brainobs.export.bundles import BehaviorSessionBundle, EcephysSessionBundle,
 from brainobs.export.nwb_behavior import build_behavior_nwbfile
 from brainobs.export.nwb_ecephys import build_ecephys_nwbfile
 from brainobs.export.nwb_ophys import build_ophys_nwbfile
+from brainobs.export.partials import owner, remove_stale
 from brainobs.export.readback import Expectation, bundle_checksums, verify
 
 HASH_BLOCK = 8 << 20
+PARTIAL = re.compile(r"\..+\.(?P<owner>[A-Za-z0-9-]+-\d+)\.[0-9a-f]{12}\.partial\.nwb")
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,8 @@ def write_verified(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.partial.nwb")
+    remove_stale(path.parent, PARTIAL)
+    temporary = partial_path(path)
     seconds: dict[str, float] = {}
 
     def timed(stage: str, step: Callable[[], Any]) -> Any:
@@ -94,6 +100,11 @@ def write_verified(
         raise
     _fsync(path.parent)
     return WriteResult(path, path.stat().st_size, sha256, source_sha256, counts, checksums, seconds)
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary name ``path`` is written under: hidden, owned by this process, unique."""
+    return path.with_name(f".{path.stem}.{owner()}.{uuid.uuid4().hex[:12]}.partial.nwb")
 
 
 def _write(nwbfile: NWBFile, path: Path) -> None:

@@ -7,6 +7,8 @@ Errors name the manifest, the line and the problem. Nothing here touches the dat
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +23,63 @@ class ManifestError(ValueError):
     """The manifest is malformed or refers to something that does not exist."""
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        raise TypeError("expected text")
-    return str(value)
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+INT_RANGE = {32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
 
 
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("expected an integer")
-    return value
+def _text(max_length: int) -> Callable[[Any], str]:
+    """Text of at most ``max_length`` characters (the column's length), without NUL bytes."""
+
+    def check(value: Any) -> str:
+        if isinstance(value, (dict, list)):
+            raise TypeError("expected text")
+        text = str(value)
+        if "\x00" in text:
+            raise ValueError("contains a NUL byte")
+        if len(text) > max_length:
+            raise ValueError(f"{len(text)} characters, longer than the column's {max_length}")
+        return text
+
+    return check
 
 
-def _number(value: Any) -> float:
+def _identifier(max_length: int) -> Callable[[Any], str]:
+    """An identifier that file and folder names are built from: ``[A-Za-z0-9][A-Za-z0-9._-]*``."""
+    as_text = _text(max_length)
+
+    def check(value: Any) -> str:
+        text = as_text(value)
+        if not IDENTIFIER.fullmatch(text):
+            raise ValueError("identifiers use letters, digits, '.', '_' and '-' only, starting with a letter or digit")
+        return text
+
+    return check
+
+
+def _integer(bits: int = 64, positive: bool = False) -> Callable[[Any], int]:
+    """An integer that fits the column (int32 or int64); ``positive``: greater than 0."""
+    low, high = INT_RANGE[bits]
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("expected an integer")
+        if not low <= value <= high:
+            raise ValueError(f"outside the int{bits} range [{low}, {high}]")
+        if positive and value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return check
+
+
+def _positive_number(value: Any) -> float:
+    """A finite number greater than 0 (rates and sizes)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError("expected a number")
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError("must be a finite number greater than 0")
+    return number
 
 
 def _boolean(value: Any) -> bool:
@@ -90,33 +133,34 @@ SECTIONS: dict[str, Section] = {
         "Subject",
         ("subject_id",),
         {
-            "subject_id": Field(_text),
+            "subject_id": Field(_identifier(32)),
             "sex": Field(_choice("M", "F", "U")),
             "date_of_birth": Field(_date, required=False),
-            "species": Field(_text, required=False, default="Mus musculus"),
-            "full_genotype": Field(_text, required=False, default=""),
-            "driver_line": Field(_text, required=False, default=""),
-            "reporter_line": Field(_text, required=False, default=""),
-            "indicator": Field(_text),
+            "species": Field(_text(64), required=False, default="Mus musculus"),
+            "full_genotype": Field(_text(255), required=False, default=""),
+            "driver_line": Field(_text(255), required=False, default=""),
+            "reporter_line": Field(_text(255), required=False, default=""),
+            "indicator": Field(_text(32)),
+            "decay_time": Field(_positive_number, required=False),
         },
     ),
     "sessions": Section(
         "Session",
         ("subject_id", "session_id"),
         {
-            "session_id": Field(_integer),
-            "subject_id": Field(_text),
-            "session_type": Field(_text),
+            "session_id": Field(_integer()),
+            "subject_id": Field(_identifier(32)),
+            "session_type": Field(_text(64)),
             "modality": Field(_choice("ophys", "ecephys", "behavior")),
             "session_start_time": Field(_datetime),
-            "rig": Field(_text, required=False, default=""),
+            "rig": Field(_text(32), required=False, default=""),
             "experience_level": Field(
                 _choice("Familiar", "Novel 1", "Novel >1", "None"), required=False, default="None"
             ),
             "passive": Field(_boolean, required=False, default=False),
-            "image_set": Field(_text, required=False, default=""),
-            "project_code": Field(_text, required=False, default=""),
-            "behavior_dir": Field(_text, required=False, default="", path="dir"),
+            "image_set": Field(_text(16), required=False, default=""),
+            "project_code": Field(_text(64), required=False, default=""),
+            "behavior_dir": Field(_text(255), required=False, default="", path="dir"),
             "embargo_end": Field(_date, required=False),
         },
     ),
@@ -124,41 +168,41 @@ SECTIONS: dict[str, Section] = {
         "Container",
         ("subject_id", "container_id"),
         {
-            "container_id": Field(_integer),
-            "subject_id": Field(_text),
-            "targeted_structure": Field(_text),
-            "imaging_depth": Field(_integer),
+            "container_id": Field(_integer()),
+            "subject_id": Field(_identifier(32)),
+            "targeted_structure": Field(_text(32)),
+            "imaging_depth": Field(_integer(32)),
         },
     ),
     "experiments": Section(
         "Experiment",
         ("subject_id", "session_id", "experiment_id"),
         {
-            "experiment_id": Field(_integer),
-            "session_id": Field(_integer),
-            "container_id": Field(_integer),
-            "imaging_depth": Field(_integer),
-            "targeted_structure": Field(_text),
-            "frame_rate": Field(_number),
-            "width": Field(_integer),
-            "height": Field(_integer),
-            "pixel_size_um": Field(_number),
-            "movie_file": Field(_text, path="file"),
+            "experiment_id": Field(_integer()),
+            "session_id": Field(_integer()),
+            "container_id": Field(_integer()),
+            "imaging_depth": Field(_integer(32)),
+            "targeted_structure": Field(_text(32)),
+            "frame_rate": Field(_positive_number),
+            "width": Field(_integer(32, positive=True)),
+            "height": Field(_integer(32, positive=True)),
+            "pixel_size_um": Field(_positive_number),
+            "movie_file": Field(_text(255), path="file"),
         },
     ),
     "probe_insertions": Section(
         "ProbeInsertion",
         ("subject_id", "session_id", "probe_name"),
         {
-            "session_id": Field(_integer),
-            "probe_name": Field(_text),
-            "probe_type": Field(_text, required=False, default="Neuropixels 1.0"),
+            "session_id": Field(_integer()),
+            "probe_name": Field(_identifier(16)),
+            "probe_type": Field(_text(32), required=False, default="Neuropixels 1.0"),
             "recording_format": Field(_choice("binary", "spikeglx", "openephys")),
-            "recording_path": Field(_text, path="any"),
-            "probe_file": Field(_text, required=False, default="", path="file"),
-            "sampling_rate": Field(_number),
-            "num_channels": Field(_integer),
-            "targeted_structure": Field(_text, required=False, default=""),
+            "recording_path": Field(_text(255), path="any"),
+            "probe_file": Field(_text(255), required=False, default="", path="file"),
+            "sampling_rate": Field(_positive_number),
+            "num_channels": Field(_integer(32, positive=True)),
+            "targeted_structure": Field(_text(32), required=False, default=""),
         },
     ),
 }
@@ -220,8 +264,29 @@ def load_manifest(path: Path, data_root: Path | None = None) -> Manifest:
         manifest.rows[name] = [
             _parse_row(manifest, name, section, i, item, lines[name].value[i]) for i, item in enumerate(items)
         ]
+    _check_unique_ids(manifest)
     _link_subjects(manifest)
     return manifest
+
+
+UNIQUE_IDS = {
+    "sessions": ("session_id",),
+    "containers": ("container_id",),
+    "experiments": ("experiment_id",),
+    "probe_insertions": ("session_id", "probe_name"),
+}
+
+
+def _check_unique_ids(manifest: Manifest) -> None:
+    """session_id, container_id and experiment_id are unique across the survey (one insertion per probe)."""
+    for section, names in UNIQUE_IDS.items():
+        first: dict[tuple, Row] = {}
+        for row in manifest.rows[section]:
+            value = tuple(row.values[n] for n in names)
+            if value in first:
+                shown = ", ".join(f"{n} {v!r}" for n, v in zip(names, value, strict=True))
+                raise manifest.error(f"{row.where}: {shown} is already used by {first[value].where}")
+            first[value] = row
 
 
 def _parse_row(manifest: Manifest, name: str, section: Section, index: int, item: Any, node: Any) -> Row:
@@ -244,7 +309,8 @@ def _parse_row(manifest: Manifest, name: str, section: Section, index: int, item
         try:
             value = spec.parse(raw)
         except (TypeError, ValueError) as err:
-            raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname} = {raw!r}: {err}") from None
+            shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:57] + "..."
+            raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname} = {shown}: {err}") from None
         if spec.path and value:
             try:
                 target = resolve_under(manifest.data_root, value)
@@ -255,6 +321,10 @@ def _parse_row(manifest: Manifest, name: str, section: Section, index: int, item
             if spec.path == "dir" and not target.is_dir():
                 raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname}: {target} is not a folder")
             value = relative_to_root(manifest.data_root, target)
+            try:
+                spec.parse(value)  # the stored form must fit the column too
+            except ValueError as err:
+                raise manifest.error(f"line {field_lines[fname]}: {name}[{index}].{fname} ({value}): {err}") from None
         values[fname] = value
     return Row(section=name, index=index, line=line, values=values)
 

@@ -1,1 +1,1 @@
-"""The processing core: pure functions on arrays (no DataJoint inside), and the worker loop."""
+"""The processing core: pure functions on arrays (no DataJoint inside)."""

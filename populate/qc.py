@@ -312,11 +312,15 @@ def roi_checks(
     per demixed ROI flags. They label ROIs (Demixing.ExclusionLabel), so they are reported as counts that
     never change the experiment's outcome.
     """
-    checks = [
-        limit_check(
-            "valid_roi_count", n_usable, t["valid_roi_min_warn"], t["valid_roi_min_fail"], higher_is_worse=False
-        )
-    ]
+    if n_usable == 0:
+        reason = "no ROI: no valid ROI with a usable trace (an empty or constant movie, or no active cell)"
+        checks = [Check("valid_roi_count", 0.0, t["valid_roi_min_fail"], Outcome.FAIL, reason)]
+    else:
+        checks = [
+            limit_check(
+                "valid_roi_count", n_usable, t["valid_roi_min_warn"], t["valid_roi_min_fail"], higher_is_worse=False
+            )
+        ]
     r = np.asarray(r_values, float)
     r = r[np.isfinite(r)]
     if r.size:

@@ -38,7 +38,11 @@ def modules() -> list[ModuleType]:
 
 
 def activate(settings: Settings | None = None) -> list[ModuleType]:
-    """Connect to the configured database and declare (or attach to) every brainobs schema."""
+    """Connect to the configured database and declare (or attach to) every brainobs schema and job table.
+
+    Declaration happens under a database lock (:func:`brainobs.database.ddl_lock`): processes that start at
+    once on a fresh prefix wait for each other instead of racing to create the same tables.
+    """
     from brainobs.database import connect
 
     global _active
@@ -46,9 +50,29 @@ def activate(settings: Settings | None = None) -> list[ModuleType]:
         return modules()  # already active: keep the settings it was activated with
     settings = settings or Settings.load()
     _active = settings
-    connect(settings)
+    connection = connect(settings)
     loaded = modules()
-    for name, module in zip(SCHEMA_MODULES, loaded, strict=True):
-        if not module.schema.is_activated():
-            module.schema.activate(settings.schema_prefix + name)
+    declare(
+        connection,
+        [(module, settings.schema_prefix + name) for name, module in zip(SCHEMA_MODULES, loaded, strict=True)],
+    )
     return loaded
+
+
+def declare(connection, schemas: list[tuple[ModuleType, str]]) -> None:
+    """Activate each module's deferred ``schema`` under its database name and declare the job table of each
+    of its computed tables, all under the database's DDL lock; a no-op for what is declared already."""
+    import datajoint as dj
+
+    from brainobs.database import ddl_lock
+
+    pending = [(m, name) for m, name in schemas if not m.schema.is_activated()]
+    if not pending:
+        return
+    with ddl_lock(connection):
+        for module, name in pending:
+            module.schema.activate(name)
+            for obj in vars(module).values():
+                computed = isinstance(obj, type) and issubclass(obj, (dj.Imported, dj.Computed))
+                if computed and obj.__module__ == module.__name__ and not obj().jobs.is_declared:
+                    obj().jobs.declare()

@@ -29,6 +29,7 @@ class Session(dj.Manual):
     project_code = "" : varchar(64)
     behavior_dir = "" : varchar(255)          # behavior/stimulus/sync folder, relative to the data root
     embargo_end = null : date                 # not in a public release before; null: start + the project's embargo
+    unique index (session_id)                 # unique across the survey, not only per subject
     """
 
 
@@ -41,6 +42,7 @@ class Container(dj.Manual):
     ---
     targeted_structure : varchar(32)
     imaging_depth : int32                     # um
+    unique index (container_id)               # unique across the survey, not only per subject
     """
 
 
@@ -59,6 +61,7 @@ class Experiment(dj.Manual):
     height : int32                            # pixels
     pixel_size_um : float64                   # um per pixel
     movie_file : varchar(255)                 # relative to the data root
+    unique index (experiment_id)              # unique across the survey, not only per session
     """
 
 

@@ -2,7 +2,8 @@
 and unit metrics under the Allen names.
 
 EphysRecording -> SortingSelection (recording x parameter set) -> SpikeSorting (Part Unit) -> UnitMetrics
-(Part Unit). Sorter output and the SortingAnalyzer live in the object store, not in the database.
+(Part Unit). Sorter output and the SortingAnalyzer live in the object store, not in the database; SpikeSorting.File
+records each of their files' size and sha256, and UnitMetrics checks the analyzer's sizes before it opens it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from brainobs.populate.ephys.presets import (
     ALLEN_METRIC_PARAMS,
     DUPLICATE_REMOVAL,
     MEAN_WAVEFORM,
+    NOISE_TEMPLATE_PARAMS,
     PREPROCESSING_PRESETS,
     SORTER_PRESETS,
+    WAVEFORM_METRIC_PARAMS,
 )
 from brainobs.populate.ephys.sorting import run_sorter
 from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import ProbeInsertion
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
+from brainobs.schemas.queries import frame, restrict
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "cpu_default"
@@ -49,7 +53,9 @@ def sorting_params(sorter: str) -> dict:
         "sorter": SORTER_PRESETS[sorter],
         "duplicate_removal": DUPLICATE_REMOVAL,
         "mean_waveform": MEAN_WAVEFORM,
+        "noise": NOISE_TEMPLATE_PARAMS,
         "metrics": ALLEN_METRIC_PARAMS,
+        "waveform_metrics": WAVEFORM_METRIC_PARAMS,
     }
 
 
@@ -135,6 +141,9 @@ class SortingSelection(dj.Manual):
     """
 
 
+SELECTIONS = ((EphysRecording, SortingSelection),)  # source and selection: `brainobs status` counts what waits
+
+
 def schedule_defaults() -> int:
     """Pair every recording not yet selected with the CPU default sorting parameter set."""
     SortingParamSet.insert_defaults()
@@ -148,7 +157,8 @@ def _folder(key: dict, name: str):
 @schema
 class SpikeSorting(dj.Computed):
     definition = """
-    # common-median reference, the sorter, duplicate-spike removal (0.166 ms, 5 channels), mean waveforms
+    # common-median reference, the sorter, duplicate-spike removal (0.166 ms, 5 channels), mean waveforms,
+    # noise labels
     -> SortingSelection
     ---
     sorter_name : varchar(32)
@@ -165,12 +175,20 @@ class SpikeSorting(dj.Computed):
         num_spikes : int32
         spike_times : <npy@main>          # s, session clock
         spike_amplitudes : <npy@main>     # uV at the peak channel
-        mean_waveform : <blob>            # (82 samples, channels) uV, 20 samples before the peak
-        waveform_channels : <blob>        # channel_index of each mean_waveform column
+        mean_waveform : <npy@main>        # (82 samples, every channel by channel_index) uV, 20 samples before the peak
         snr = null : float64              # Allen definition, peak channel (null when undefined)
-        amplitude = null : float64        # uV
         duplicates_removed : int32
-        quality : varchar(16)
+        quality : varchar(16)             # noise (Allen's rule-based noise checks) or good
+        """
+
+    class File(dj.Part):
+        definition = """
+        # every file the sorter and the SortingAnalyzer wrote, as written
+        -> master
+        file_path : varchar(255)          # relative to output_dir
+        ---
+        size : int64                      # bytes
+        sha256 : char(64)
         """
 
     def make_fetch(self, key):
@@ -184,11 +202,12 @@ class SpikeSorting(dj.Computed):
         with held_in_memory(recording) as traces:  # filtered once, for the sorter and every analyzer pass
             sorting = run_sorter(traces, params["sorter"], _folder(key, "sorter"), n_jobs=1, source=recording)
             curated = curate_units(
-                recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces
-            )
-        return (curated.units,)
+                recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces,
+                noise_params=params["noise"],
+            )  # fmt: skip
+        return curated.units, stores.folder_digests(analyzer_folder.parent)
 
-    def make_insert(self, key, units):
+    def make_insert(self, key, units, files):
         params = (SortingParamSet & key).fetch1("params")
         self.insert1(
             {
@@ -207,24 +226,35 @@ class SpikeSorting(dj.Computed):
                 "spike_times": np.asarray(row["spike_times"], dtype=np.float64),
                 "spike_amplitudes": np.asarray(row["spike_amplitudes"], dtype=np.float64),
                 "mean_waveform": np.asarray(row["mean_waveform"], dtype=np.float32),
-                "waveform_channels": np.asarray(row["waveform_channels"], dtype=np.int32),
                 "snr": finite_or_none(row["snr"]),
-                "amplitude": finite_or_none(row["amplitude"]),
                 "duplicates_removed": int(row["duplicates_removed"]),
                 "quality": str(row["quality"]),
             }
             for row in units.to_dict("records")
         )
+        self.File.insert(
+            {**key, "file_path": name, "size": size, "sha256": sha256} for name, (size, sha256) in files.items()
+        )
 
 
-# Allen metric name -> attribute (DataJoint attributes are lower case); snr and amplitude live in SpikeSorting.Unit
-STORED_METRICS = {name: name.lower() for name in METRIC_COLUMNS if name not in ("snr", "amplitude")}
+def _verified_analyzer(key: dict):
+    """The sorting's SortingAnalyzer folder, after checking every file recorded under it kept its size."""
+    folder = _folder(key, "analyzer")
+    output_dir = stores.root() / (SpikeSorting & key).fetch1("output_dir")
+    for row in (SpikeSorting.File & key).to_dicts():
+        if row["file_path"].startswith("analyzer/"):
+            stores.verified(output_dir / row["file_path"], row["size"])
+    return folder
+
+
+# Allen metric name -> attribute (DataJoint attributes are lower case); snr lives in SpikeSorting.Unit
+STORED_METRICS = {name: name.lower() for name in METRIC_COLUMNS if name != "snr"}
 
 
 @schema
 class UnitMetrics(dj.Computed):
     definition = """
-    # quality and waveform metrics through SpikeInterface's SortingAnalyzer, named as the Allen release
+    # Allen's quality metrics (PCs from the SortingAnalyzer) and waveform metrics (full mean waveform)
     -> SpikeSorting
     """
 
@@ -234,16 +264,27 @@ class UnitMetrics(dj.Computed):
         )
 
     def make_fetch(self, key):
-        return (len(SpikeSorting.Unit & key),)
+        return len(SpikeSorting.Unit & key), (SortingParamSet & key).fetch1("params")
 
-    def make_compute(self, key, n_units):
+    def make_compute(self, key, n_units, params):
         if n_units == 0:
             return (pd.DataFrame(columns=list(METRIC_COLUMNS)),)
         import spikeinterface as si
 
-        analyzer = si.load_sorting_analyzer(_folder(key, "analyzer"))
-        units = pd.DataFrame((SpikeSorting.Unit & key).to_dicts(order_by="unit_id"))[["unit_id", "snr", "amplitude"]]
-        return (compute_unit_metrics(analyzer, units),)
+        analyzer = si.load_sorting_analyzer(_verified_analyzer(key))
+        rows = (SpikeSorting.Unit & key).to_dicts(order_by="unit_id")
+        table = pd.DataFrame(
+            {
+                "unit_id": [row["unit_id"] for row in rows],
+                "peak_channel": [row["peak_channel"] for row in rows],
+                "snr": [np.nan if row["snr"] is None else row["snr"] for row in rows],
+                "mean_waveform": [np.asarray(row["mean_waveform"], dtype=float) for row in rows],
+            }
+        )
+        metrics = compute_unit_metrics(
+            analyzer, table, params=params["metrics"], waveform_params=params["waveform_metrics"]
+        )
+        return (metrics,)
 
     def make_insert(self, key, metrics):
         self.insert1(key)
@@ -253,21 +294,22 @@ class UnitMetrics(dj.Computed):
         )
 
 
-def units_table(*restrictions: dict, preset: str | None = None, **keywords) -> pd.DataFrame:
+def units_table(*restrictions: dict, preset: str | None = None, strict: bool = False, **keywords) -> pd.DataFrame:
     """Units with their metrics, peak-channel location and in_brain flag, as pandas; optionally filtered
-    by a unit filter preset ("visual_coding", "visual_behavior")."""
-    query = SpikeSorting.Unit.proj("peak_channel", "num_spikes", "snr", "amplitude", "quality") * UnitMetrics.Unit
-    for restriction in (*restrictions, keywords):
-        query = query & restriction
-    units = query.to_pandas().reset_index().rename(columns={a: n for n, a in STORED_METRICS.items()})
+    by a unit filter preset ("visual_coding", "visual_behavior"). strict: restriction names must be columns."""
+    query = SpikeSorting.Unit.proj("peak_channel", "num_spikes", "snr", "quality") * UnitMetrics.Unit
+    query = restrict(query, restrictions, keywords, strict=strict)
+    units = frame(query).rename(columns={a: n for n, a in STORED_METRICS.items()})
     if units.empty:
-        return units
-    channels = pd.DataFrame((EphysRecording.Channel & query.proj()).to_dicts())
-    channels = channels.rename(columns={"channel_index": "peak_channel"})
-    shared = [c for c in ProbeInsertion.primary_key if c in units.columns]
-    units = units.merge(channels[[*shared, "peak_channel", "location"]], how="left", on=[*shared, "peak_channel"])
-    units["in_brain"] = ~units["location"].fillna("unknown").isin(OUTSIDE_BRAIN)
-    _assume_unregistered_probes_in_brain(units, shared)
+        units = units.assign(location=pd.Series(dtype=object), in_brain=pd.Series(dtype=bool))
+    else:
+        channels = pd.DataFrame((EphysRecording.Channel & query.proj()).to_dicts())
+        channels = channels.rename(columns={"channel_index": "peak_channel"})
+        shared = [c for c in ProbeInsertion.primary_key if c in units.columns]
+        on = [*shared, "peak_channel"]
+        units = units.merge(channels[[*on, "location"]], how="left", on=on)
+        units["in_brain"] = ~units["location"].fillna("unknown").isin(OUTSIDE_BRAIN)
+        _assume_unregistered_probes_in_brain(units, shared)
     return filter_units(units, preset) if preset else units
 
 

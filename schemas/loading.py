@@ -7,9 +7,12 @@ table, the key and the field.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import datajoint as dj
 
 from brainobs.ingest.manifest import Manifest, ManifestError, Row
 from brainobs.schemas.acquisition import Container, Experiment, ProbeInsertion, Session
@@ -23,6 +26,7 @@ TABLES = {
     "probe_insertions": ProbeInsertion,
 }
 INSERT_ORDER = ("subjects", "containers", "sessions", "experiments", "probe_insertions")
+SURVEY_IDS = {"sessions": "session_id", "containers": "container_id", "experiments": "experiment_id"}
 
 
 @dataclass
@@ -80,28 +84,65 @@ def _check_references(manifest: Manifest, section: str, row: Row) -> None:
             )
 
 
+def _check_id_unused(manifest: Manifest, section: str, row: Row, table: type, key: dict) -> None:
+    """An id unique across the survey (session, container, experiment) is not stored under another key."""
+    id_name = SURVEY_IDS.get(section)
+    if id_name is None:
+        return
+    for other in (table & {id_name: key[id_name]}).proj().to_dicts():
+        if other != key:
+            raise manifest.error(
+                f"{row.where}: {id_name} {key[id_name]} is already stored as {table.__name__} {other}, "
+                f"not {key}: ids are unique across the survey"
+            )
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """DataJoint's errors and those of the installed database drivers."""
+    errors: list[type[BaseException]] = [dj.DataJointError]
+    for module, name in (("psycopg2", "Error"), ("pymysql", "Error")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+def _insert_row(manifest: Manifest, section: str, row: Row, report: IngestReport) -> None:
+    table = TABLES[section]
+    if section in ("experiments", "probe_insertions"):
+        _resolve_subject(manifest, row)
+    _check_references(manifest, section, row)
+    key = {name: row.values[name] for name in table.primary_key}
+    _check_id_unused(manifest, section, row, table, key)
+    stored = (table & key).to_dicts()
+    if stored:
+        for name, stored_value in stored[0].items():
+            if name in row.values and not _same(stored_value, row.values[name]):
+                raise ManifestError(
+                    f"{manifest.path}: {row.where}: contradicts the stored {table.__name__} {key}: "
+                    f"{name} is {stored_value!r} in the database but {row.values[name]!r} here"
+                )
+        report.unchanged[section] = report.unchanged.get(section, 0) + 1
+    else:
+        table.insert1({name: row.values[name] for name in table.heading.names})
+        report.inserted[section] = report.inserted.get(section, 0) + 1
+
+
 def insert_manifest(manifest: Manifest) -> IngestReport:
-    """Insert every row of ``manifest`` in one transaction; raise ManifestError and roll back on any conflict."""
+    """Insert every row of ``manifest`` in one transaction; raise ManifestError and roll back on any conflict.
+
+    A database error is reported as a ManifestError naming the row (the transaction is rolled back)."""
     report = IngestReport()
-    connection = Subject.connection
-    with connection.transaction:
-        for section in INSERT_ORDER:
-            table = TABLES[section]
-            for row in manifest.rows[section]:
-                if section in ("experiments", "probe_insertions"):
-                    _resolve_subject(manifest, row)
-                _check_references(manifest, section, row)
-                key = {name: row.values[name] for name in table.primary_key}
-                stored = (table & key).to_dicts()
-                if stored:
-                    for name, stored_value in stored[0].items():
-                        if name in row.values and not _same(stored_value, row.values[name]):
-                            raise ManifestError(
-                                f"{manifest.path}: {row.where}: contradicts the stored {table.__name__} {key}: "
-                                f"{name} is {stored_value!r} in the database but {row.values[name]!r} here"
-                            )
-                    report.unchanged[section] = report.unchanged.get(section, 0) + 1
-                else:
-                    table.insert1({name: row.values[name] for name in table.heading.names})
-                    report.inserted[section] = report.inserted.get(section, 0) + 1
+    database_errors = _database_errors()
+    row: Row | None = None
+    try:
+        with Subject.connection.transaction:
+            for section in INSERT_ORDER:
+                for row in manifest.rows[section]:
+                    _insert_row(manifest, section, row, report)
+    except database_errors as err:
+        where = f"{row.where}: " if row is not None else ""
+        message = " ".join(str(err).split())
+        raise manifest.error(f"{where}the database refused the row: {type(err).__name__}: {message}") from None
     return report

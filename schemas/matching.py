@@ -19,6 +19,7 @@ from brainobs.populate.matching import ROI, ExperimentROIs, MatchingParams, Regi
 from brainobs.schemas.acquisition import Container, Experiment
 from brainobs.schemas.ophys import MotionCorrection, OphysParamSet, Segmentation
 from brainobs.schemas.params import insert_params, paramset_definition
+from brainobs.schemas.queries import restrict
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "allen"
@@ -165,12 +166,12 @@ class CellMatching(dj.Computed):
         )
 
 
-def cells_table(*restrictions: dict, **keywords) -> pd.DataFrame:
+def cells_table(*restrictions: dict, strict: bool = False, **keywords) -> pd.DataFrame:
     """Like the AllenSDK ophys_cells_table: one row per ROI with its cell_specimen_id, container, experiment
-    and validity. Restrict with dicts or keywords, e.g. ``cells_table(container_id=700001)``."""
+    and validity. Restrict with dicts or keywords, e.g. ``cells_table(container_id=700001)``; strict: names
+    must be columns."""
     query = CellMatching.CellSpecimen * Segmentation.ROI.proj("valid_roi") * Experiment.proj("container_id")
-    for restriction in (*restrictions, keywords):
-        query = query & restriction
+    query = restrict(query, restrictions, keywords, strict=strict)
     rows = query.to_pandas().reset_index()
     columns = ["cell_specimen_id", "container_id", "experiment_id", "session_id", "cell_roi_id", "valid_roi"]
     if rows.empty:

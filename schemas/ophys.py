@@ -11,12 +11,10 @@ three-part make so no transaction stays open while suite2p runs. Per-ROI arrays 
 
 from __future__ import annotations
 
-import math
-
 import datajoint as dj
 import numpy as np
 
-from brainobs.populate.ophys import dff, events, extraction, neuropil, rois
+from brainobs.populate.ophys import dff, events, extraction, indicators, neuropil, rois
 from brainobs.populate.ophys.demix import demix_traces
 from brainobs.populate.ophys.params import OPHYS_PRESETS
 from brainobs.populate.ophys.registration import RegisteredMovie, open_registered_movie, register_movie
@@ -24,7 +22,7 @@ from brainobs.populate.ophys.segmentation import segment_movie
 from brainobs.schemas import active_settings, finite_or_none, stores
 from brainobs.schemas.acquisition import Experiment
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
-from brainobs.schemas.subject import Indicator, Subject
+from brainobs.schemas.subject import Subject
 
 schema = dj.Schema()
 
@@ -60,6 +58,9 @@ class OphysSelection(dj.Manual):
     """
 
 
+SELECTIONS = ((Experiment, OphysSelection),)  # source and selection: `brainobs status` counts what waits
+
+
 def schedule_defaults() -> int:
     """Pair every experiment not yet selected with the default parameter set; returns how many were added."""
     return select_new(Experiment, OphysSelection, OphysParamSet, OphysParamSet.insert_default())
@@ -76,6 +77,8 @@ class MotionCorrection(dj.Computed):
     -> OphysSelection
     ---
     registered_movie : <filepath@main>     # int16 (frames, height, width), raw binary
+    registered_size : int64                # bytes, checked on every open
+    registered_sha256 : char(64)           # of the file as written
     n_frames : int32
     x_offset : <npy@main>                  # px per frame; +x: content right of the reference
     y_offset : <npy@main>                  # px per frame; +y: content below the reference
@@ -93,20 +96,22 @@ class MotionCorrection(dj.Computed):
     """
 
     def make_fetch(self, key):
-        movie_file, frame_rate = (Experiment & key).fetch1("movie_file", "frame_rate")
-        return movie_file, frame_rate, _params(key)
+        movie_file, frame_rate, height, width = (Experiment & key).fetch1("movie_file", "frame_rate", "height", "width")
+        return movie_file, frame_rate, (height, width), _params(key)
 
-    def make_compute(self, key, movie_file, frame_rate, params):
+    def make_compute(self, key, movie_file, frame_rate, frame_shape, params):
         target = stores.path("registered", stores.key_name(key) + ".bin")
-        result = register_movie(stores.raw_path(movie_file), target, frame_rate, params)
-        return (result,)
+        result = register_movie(stores.raw_path(movie_file), target, frame_rate, params, frame_shape=frame_shape)
+        return result, *stores.file_digest(result.registered_path)
 
-    def make_insert(self, key, result):
+    def make_insert(self, key, result, size, sha256):
         border = result.motion_border
         self.insert1(
             {
                 **key,
                 "registered_movie": stores.relative(result.registered_path),
+                "registered_size": size,
+                "registered_sha256": sha256,
                 "n_frames": result.shape[0],
                 "x_offset": result.x_offset,
                 "y_offset": result.y_offset,
@@ -128,7 +133,8 @@ class MotionCorrection(dj.Computed):
 def _registered(key: dict) -> tuple[RegisteredMovie, rois.MotionBorder]:
     row = (MotionCorrection * Experiment & key).fetch1()
     shape = (row["n_frames"], row["height"], row["width"])
-    movie = open_registered_movie(stores.root() / row["registered_movie"].path, shape)
+    target = stores.verified(stores.root() / row["registered_movie"].path, row["registered_size"])
+    movie = open_registered_movie(target, shape)
     border = rois.MotionBorder(
         right=row["max_correction_right"],
         left=row["max_correction_left"],
@@ -386,6 +392,8 @@ class Demixing(dj.Computed):
         return _stage_fetch(key)
 
     def make_compute(self, key, params, n_rois):
+        if n_rois == 0:  # an experiment without ROIs: the stage runs, nothing to demix
+            return (None,)
         movie, _border = _registered(key)
         records = roi_records(key)
         labels = [set(r.exclusion_labels) for r in records]
@@ -396,6 +404,10 @@ class Demixing(dj.Computed):
         return (demix_traces(movie, records, traces, labels),)
 
     def make_insert(self, key, result):
+        if result is None:
+            empty = ("n_groups", "n_dropped_frames", "n_negative_transient", "n_negative_baseline", "n_made_nan")
+            self.insert1({**key, **dict.fromkeys(empty, 0)})
+            return
         ids = roi_ids(key)
         n_dropped = int(result.dropped_frames.sum())
         self.insert1(
@@ -561,8 +573,8 @@ class EventDetection(dj.Computed):
     # L0 events (Jewell & Witten, AR(1) with positivity), lambda searched per ROI
     -> DeltaFOverF
     ---
-    decay_time : float64                   # s, from the subject's indicator
-    gamma : float64                        # exp(-1 / (decay_time * frame_rate))
+    decay_time : float64                   # s: Allen's genotype table, else the explicit decay time
+    gamma : float64                        # exp(-ln 2 / (halflife * frame_rate)), halflife = ln 2 * decay_time
     noise_multiplier : float64             # smallest event, in noise sigmas
     """
 
@@ -583,12 +595,15 @@ class EventDetection(dj.Computed):
     def make_compute(self, key, params, n_rois):
         traces = stack(DeltaFOverF.Trace, key, "dff")
         frame_rate = (Experiment & key).fetch1("frame_rate")
-        decay_time = (Indicator * Subject & key).fetch1("decay_time")
+        genotype, subject_decay = (Subject & key).fetch1("full_genotype", "decay_time")
+        explicit = params.get("events_decay_time_s")
+        decay_time = indicators.decay_time_s(genotype, subject_decay if explicit is None else explicit)
         multiplier = params["events_noise_multiplier"]
         if traces.size == 0:
-            gamma_value = math.exp(-1.0 / (decay_time * frame_rate))
+            gamma_value = indicators.gamma(decay_time, frame_rate)
             return None, decay_time, gamma_value, multiplier or events.default_noise_multiplier(frame_rate)
-        result = events.detect_events(traces, frame_rate, decay_time, multiplier)
+        solver = params.get("events_solver", "fastlzero")
+        result = events.detect_events(traces, frame_rate, decay_time, multiplier, solver=solver)
         return result, decay_time, result.gamma, result.noise_multiplier
 
     def make_insert(self, key, result, decay_time, gamma_value, multiplier):

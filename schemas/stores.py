@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import datajoint as dj
@@ -31,10 +32,31 @@ def root() -> Path:
     return Path(spec["location"])
 
 
+class StoreFileError(RuntimeError):
+    """A file in the object store is missing, or differs from what its row recorded."""
+
+
+def namespace() -> str:
+    """The folder of this pipeline's own files in the store: ``<schema prefix>files``.
+
+    Two pipelines that share a store (one BRAINOBS_HOME or bucket) but not a schema prefix never share a
+    file; DataJoint's own arrays live under ``_schema/<schema name>``, which carries the prefix too."""
+    return f"{active_settings().schema_prefix}files"
+
+
 def path(*parts: str) -> Path:
-    """A path inside the object store; its folder is created."""
-    target = root().joinpath(*parts)
+    """A path inside this pipeline's namespace of the object store; its folder is created.
+
+    Every part is one file or folder name (no separator, no ``..``, no NUL), and the resolved path must
+    stay inside the store (a symbolic link out is refused) before anything is opened."""
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            raise StoreFileError(f"{part!r} is not a file or folder name; object-store paths are built from names")
+    store = root().resolve()
+    target = store.joinpath(namespace(), *parts)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.resolve().is_relative_to(store):
+        raise StoreFileError(f"{target} resolves to {target.resolve()}, outside the object store {store}")
     return target
 
 
@@ -65,3 +87,35 @@ def read_npy_into(ref, out: np.ndarray, store_root: Path | None = None) -> None:
         read = file.readinto(memoryview(out).cast("B"))
     if read != out.nbytes:
         raise ValueError(f"{target}: truncated, {read} of {out.nbytes} data bytes")
+
+
+def file_digest(target: Path) -> tuple[int, str]:
+    """The size in bytes and the sha256 (hex) of a file in the store."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(target, "rb") as file:
+        while chunk := file.read(1 << 22):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def folder_digests(folder: Path) -> dict[str, tuple[int, str]]:
+    """Size and sha256 of every file under ``folder``, by its POSIX path relative to ``folder``."""
+    return {
+        target.relative_to(folder).as_posix(): file_digest(target)
+        for target in sorted(folder.rglob("*"))
+        if target.is_file() and not target.is_symlink()
+    }
+
+
+def verified(target: Path, size: int, sha256: str | None = None) -> Path:
+    """``target`` after checking its size (cheap) and, when given, its sha256 against what its row recorded."""
+    if not target.is_file():
+        raise StoreFileError(f"{target}: missing from the object store")
+    actual = target.stat().st_size
+    if actual != size:
+        raise StoreFileError(f"{target}: {actual} bytes in the object store, {size} recorded when it was written")
+    if sha256 is not None and file_digest(target)[1] != sha256:
+        raise StoreFileError(f"{target}: sha256 differs from the one recorded when it was written (altered)")
+    return target

@@ -2,7 +2,7 @@
 
 import datajoint as dj
 
-from brainobs.populate.ophys.indicators import DECAY_TIMES
+from brainobs.populate.ophys.indicators import INDICATORS
 
 schema = dj.Schema()
 
@@ -10,12 +10,10 @@ schema = dj.Schema()
 @schema
 class Indicator(dj.Lookup):
     definition = """
-    # calcium indicator (or driver;reporter combination) and its decay time, for L0 event detection
+    # calcium indicator a subject expresses (the imaging plane's indicator in NWB)
     indicator : varchar(32)
-    ---
-    decay_time : float64      # s
     """
-    contents = sorted(DECAY_TIMES.items())
+    contents = [(name,) for name in INDICATORS]
 
 
 @schema
@@ -31,4 +29,5 @@ class Subject(dj.Manual):
     driver_line = "" : varchar(255)
     reporter_line = "" : varchar(255)
     -> Indicator
+    decay_time = null : float64  # s, indicator decay for L0 events when full_genotype is not in Allen's table
     """

@@ -35,6 +35,7 @@ MOVIE_PROBLEMS = {
     "few_frames": "only 20 frames; at least 50 are needed",
     "nan_frame": "frame 40 holds NaN",
     "frame_rate": "frame rate in metadata is 31 Hz but 30 Hz was expected",
+    "frame_size": "frames are 64 x 48 pixels (height x width) but the manifest says 64 x 64",
     "deleted": "missing file",
 }
 
@@ -90,6 +91,7 @@ def _write_movies(folder: Path) -> dict[str, Path]:
     with_nan[40] = np.nan  # a dropped frame filled with NaN
     tifffile.imwrite(paths["nan_frame"], with_nan, metadata=metadata)
     tifffile.imwrite(paths["frame_rate"], good.frames, metadata={"frame_rate_hz": 31.0})
+    tifffile.imwrite(paths["frame_size"], good.frames[:, :, :48], metadata=metadata)
     shutil.copyfile(good.path, paths["deleted"])
     return paths
 
@@ -143,12 +145,12 @@ def test_bad_movies_fail_only_their_motion_correction_jobs(db, settings):
     )
     paths["deleted"].unlink()
 
-    result = populate_all(settings, tables=["MotionCorrection"], reserve_jobs=True, display_progress=False)
+    result = populate_all(settings, tables=["MotionCorrection"])
 
     by_id = {experiment_id: name for name, experiment_id in experiment_ids.items()}
     errors = {by_id[key["experiment_id"]]: message for key, message in result["MotionCorrection"]["error_list"]}
     assert set(errors) == set(MOVIE_PROBLEMS), errors
-    registered = stores.root() / "registered"
+    registered = stores.path("registered", "x").parent
     for name, problem in MOVIE_PROBLEMS.items():
         message = errors[name]
         assert str(paths[name].resolve()) in message and problem in message, message
@@ -220,7 +222,7 @@ def test_bad_recordings_fail_only_their_ephys_recording_jobs(db, settings, tmp_p
     _ingest_recordings(settings, session_id, folders)
     (folders["deleted"] / "recording.bin").unlink()
 
-    result = populate_all(settings, tables=["EphysRecording"], reserve_jobs=True, display_progress=False)
+    result = populate_all(settings, tables=["EphysRecording"])
 
     errors = {key["probe_name"]: message for key, message in result["EphysRecording"]["error_list"]}
     assert set(errors) == set(problems), errors
@@ -268,7 +270,7 @@ def test_crashing_sorter_fails_only_its_spike_sorting_job(db, settings, tmp_path
     folders = _write_recording_copies(settings.data_root / SUBJECT["subject_id"] / str(session_id), tmp_path, ())
     _ingest_recordings(settings, session_id, folders)
     recording = {"subject_id": SUBJECT["subject_id"], "session_id": session_id, "probe_name": "good"}
-    assert not ephys.EphysRecording.populate(recording, suppress_errors=True, display_progress=False)["error_list"]
+    assert not ephys.EphysRecording.populate(recording, suppress_errors=True)["error_list"]
     truth, _ = load_truth(tmp_path)
     real_run_sorter = ephys.run_sorter
 
@@ -283,7 +285,7 @@ def test_crashing_sorter_fails_only_its_spike_sorting_job(db, settings, tmp_path
     selected = (CRASHING, STAND_IN, *unavailable)
     ephys.SortingSelection.insert({**recording, "sorting_paramset": name} for name in selected)
 
-    result = ephys.SpikeSorting.populate(recording, reserve_jobs=True, suppress_errors=True, display_progress=False)
+    result = ephys.SpikeSorting.populate(recording, reserve_jobs=True, suppress_errors=True)
     (ephys.SortingSelection & recording & [{"sorting_paramset": name} for name in unavailable]).delete(prompt=False)
 
     errors = {key["sorting_paramset"]: message for key, message in result["error_list"]}

@@ -42,7 +42,7 @@ def test_behavior_tables_match_the_truth(behavior_session, settings):
     from brainobs.schemas.behavior import Licks, Performance, RunningSpeed, SessionSync, StimulusPresentations, Trials
 
     key, truth = behavior_session
-    results = populate_all(settings, display_progress=False)
+    results = populate_all(settings)
     failures = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
     assert not failures, failures
     sync = (SessionSync & key).fetch1()
@@ -73,7 +73,7 @@ def test_bad_behavior_folder_fails_the_job_without_partial_rows(behavior_session
     folder = settings.data_root / "M9" / "501" / "behavior"
     lines = (folder / "sync.csv").read_text().splitlines()
     (folder / "sync.csv").write_text("\n".join(lines[: len(lines) // 2]) + "\n")  # stimulus log now outlasts sync
-    results = populate_all(settings, display_progress=False)
+    results = populate_all(settings)
     errors = results["SessionSync"]["error_list"]
     assert len(errors) == 1
     message = str(errors[0][1])

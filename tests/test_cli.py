@@ -13,6 +13,7 @@ COMMANDS = [
     ["db", "stop"],
     ["db", "status"],
     ["db", "url"],
+    ["db", "grant-reader"],
     ["ingest"],
     ["populate"],
     ["status"],

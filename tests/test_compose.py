@@ -1,5 +1,7 @@
 """docker-compose.yml cannot run here (no Docker engine), so its structure is checked by parsing it."""
 
+import re
+
 import yaml
 
 from tests.conftest import REPO
@@ -40,3 +42,26 @@ def test_worker_runs_brainobs_worker_and_scales():
     assert env["BRAINOBS_STORE_URL"].startswith("s3://") and "store:9000" in env["BRAINOBS_STORE_URL"]
     assert worker["depends_on"]["db"]["condition"] == "service_healthy"
     assert (REPO / "Dockerfile").is_file() and worker["build"] == "."
+
+
+def test_ports_listen_on_loopback_only():
+    services = compose()["services"]
+    for name in ("db", "mysql", "store"):
+        ports = services[name]["ports"]
+        assert ports, name
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_passwords_come_from_the_environment_without_defaults():
+    text = (REPO / "docker-compose.yml").read_text()
+    variables = re.findall(r"\$\{(\w*(?:PASSWORD|SECRET)\w*)(:?[-?])", text)
+    assert {name for name, _ in variables} >= {"DB_PASSWORD", "STORE_PASSWORD"}
+    for name, operator in variables:
+        if name != "DB_ROOT_PASSWORD":  # defaults to DB_PASSWORD, itself required
+            assert operator == ":?", f"${{{name}}} has a default"
+    environments = [service.get("environment", {}) for service in compose()["services"].values()]
+    for environment in [*environments, compose()["x-brainobs-env"]]:
+        for key, value in environment.items():
+            if re.search("PASSWORD|SECRET", key):
+                assert str(value).startswith("${"), f"{key} is written in the file"

@@ -17,7 +17,16 @@ from brainobs.cli import app
 from brainobs.conformance import Case, compare, find_cases, load_adapters, run, run_case
 from tests.conftest import REPO
 
-OPHYS_ALGORITHMS = ("dff", "neuropil", "demix", "roi_postprocess")
+ALGORITHMS = (
+    "dff",
+    "neuropil",
+    "demix",
+    "roi_postprocess",
+    "events",
+    "decay_lookup",
+    "quality_metrics",
+    "waveform_metrics",
+)
 
 
 def shared_vectors() -> Path:
@@ -42,8 +51,8 @@ def test_the_shipped_vectors_equal_the_shared_ones_byte_for_byte():
         assert (shipped / path.name).read_bytes() == path.read_bytes(), path.name
 
 
-@pytest.mark.parametrize("algorithm", OPHYS_ALGORITHMS)
-def test_every_case_of_the_2_photon_stages_passes(algorithm):
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_case_of_each_algorithm_passes(algorithm):
     cases = cases_of(algorithm)
     assert cases, f"no {algorithm} case in {shared_vectors()}"
     adapters = load_adapters()
@@ -140,10 +149,9 @@ def test_a_failing_adapter_or_a_missing_output_fails_the_case_without_stopping_t
     assert not checks[0].passed and "no such output" in checks[0].detail
 
 
-def test_absent_adapter_modules_are_skipped_but_broken_ones_raise(tmp_path, monkeypatch):
-    assert load_adapters(["brainobs.conformance_not_written_yet"]) == {}
-    assert set(OPHYS_ALGORITHMS) <= set(load_adapters(["brainobs.conformance_ophys"]))
-    (tmp_path / "broken_adapters.py").write_text("import a_dependency_that_is_not_installed\nADAPTERS = {}\n")
+def test_every_algorithm_has_exactly_one_adapter(tmp_path, monkeypatch):
+    assert set(load_adapters()) == set(ALGORITHMS)
+    (tmp_path / "second_dff_adapter.py").write_text("ADAPTERS = {'dff': print}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed"):
-        load_adapters(["broken_adapters"])
+    with pytest.raises(conformance.ConformanceError, match="'dff' has adapters in two modules"):
+        load_adapters(["brainobs.conformance_ophys", "second_dff_adapter"])

@@ -7,7 +7,8 @@ import pytest
 from spikeinterface.metrics.quality import misc_metrics as si
 
 from brainobs.populate.ephys import allen_metrics as am
-from brainobs.populate.ephys.presets import ALLEN_METRIC_PARAMS, MEAN_WAVEFORM
+from brainobs.populate.ephys import allen_waveforms as aw
+from brainobs.populate.ephys.presets import ALLEN_METRIC_PARAMS, MEAN_WAVEFORM, UNIT_FILTER_PRESETS
 
 
 def test_pinned_parameters():
@@ -26,6 +27,12 @@ def test_pinned_parameters():
         4,
     )
     assert (p["drift_interval_s"], p["drift_min_spikes_per_interval"]) == (100.0, 10)
+    assert (p["epoch_start_s"], p["silhouette_max_spikes"], p["pc_feature_channels"], p["seed"]) == (
+        0.0,
+        10000,
+        32,
+        9999,
+    )
     assert MEAN_WAVEFORM == {"samples_before_peak": 20, "num_samples": 82, "max_spikes": 100}
 
 
@@ -71,14 +78,15 @@ def test_amplitude_cutoff_truncated_gaussian():
     assert si.amplitude_cutoff(cut, num_histogram_bins=500) == pytest.approx(0.159, abs=0.02)
     # more than half missing: capped at 0.5
     assert am.amplitude_cutoff(full[full > 105.0]) == 0.5
-    assert np.isnan(am.amplitude_cutoff(np.array([]))) and np.isnan(am.amplitude_cutoff(np.ones(5)))
+    assert np.isnan(am.amplitude_cutoff(np.array([])))
+    assert np.isfinite(am.amplitude_cutoff(np.ones(5)))  # numpy histograms a constant in +-0.5, as for Allen
 
 
 def test_snr_on_hand_made_waveforms():
     waveforms = np.array([[0.0, -10.0, 5.0, 0.0], [0.0, -6.0, 3.0, 0.0]])
     # mean [0, -8, 4, 0]: range 12; residuals +-[0, 2, 1, 0]: std sqrt(10 / 8)
-    assert am.snr(waveforms) == pytest.approx(12 / (2 * np.sqrt(1.25)))
-    assert np.isnan(am.snr(np.zeros((3, 4))))
+    assert aw.snr(waveforms) == pytest.approx(12 / (2 * np.sqrt(1.25)))
+    assert np.isnan(aw.snr(np.zeros((3, 4))))
 
 
 def test_drift_in_100_s_bins_with_10_spikes():
@@ -89,15 +97,58 @@ def test_drift_in_100_s_bins_with_10_spikes():
     max_drift, cumulative = am.drift_metrics(times, depths, 0.0, 399.0)
     assert max_drift == 20.0
     assert cumulative == 20.0  # |30 - 10|; changes next to the skipped bin are not counted
-    assert am.drift_metrics(times[:5], depths[:5], 0.0, 399.0) == (pytest.approx(np.nan, nan_ok=True),) * 2
+    # no interval with 10 spikes: max_drift NaN, cumulative_drift 0 (Allen's nansum of nothing)
+    max_drift, cumulative = am.drift_metrics(times[:5], depths[:5], 0.0, 399.0)
+    assert np.isnan(max_drift) and cumulative == 0.0
+
+
+def _one_channel_pcs(values):
+    """pc_features (spikes, 1 PC, 1 channel) on channel 0 and pc_feature_ind for as many templates."""
+    return np.asarray(values, dtype=np.float32)[:, None, None], np.zeros((3, 1), dtype=np.uint32)
 
 
 def test_silhouette_is_worst_pair():
-    features = np.array([0.0, 2.0, 10.0, 12.0, 4.0, 6.0])[:, None]
-    labels = np.array(["a", "a", "b", "b", "c", "c"])
-    scores = am.silhouette_scores(features, labels)
-    # pairs: a-b 0.798, a-c 0.467, b-c 0.657 (worked by hand from the silhouette definition)
-    assert scores["a"] == pytest.approx((0.6 + 1 / 3) / 2, abs=1e-3)
-    assert scores["b"] == pytest.approx((0.6 + 5 / 7) / 2, abs=1e-3)
-    assert scores["c"] == pytest.approx(scores["a"])
-    assert np.isnan(am.silhouette_scores(features[:3], labels[:3])["b"])
+    pcs, ind = _one_channel_pcs([0.0, 2.0, 10.0, 12.0, 4.0, 6.0])
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    scores = am.silhouette_scores(labels, labels, pcs, ind, np.random.RandomState(0))
+    # pairs: 0-1 0.798, 0-2 0.467, 1-2 0.657 (worked by hand from the silhouette definition)
+    assert scores[0] == pytest.approx((0.6 + 1 / 3) / 2, abs=1e-3)
+    assert scores[1] == pytest.approx((0.6 + 5 / 7) / 2, abs=1e-3)
+    assert scores[2] == pytest.approx(scores[0])
+    two = am.silhouette_scores(labels[1:3], labels[1:3], pcs[1:3], ind, np.random.RandomState(0))
+    assert np.isnan(two).all()  # one spike per unit: no pair with more than 2 spikes
+
+
+def test_nearest_neighbours_count_three_not_four():
+    """Allen's n_neighbors=4 includes the spike itself: 3 neighbours. A unit of 4 tight spikes next to 4
+    far ones: each spike's 3 neighbours are its own unit's (hit rate 1); with 4 true neighbours one would
+    belong to the other unit."""
+    pcs = np.array([[0.0], [0.1], [0.2], [0.3], [5.0], [5.1], [5.2], [5.3]])
+    labels = np.array([1, 1, 1, 1, 2, 2, 2, 2])
+    assert am.nearest_neighbor_rates(pcs, labels, 1, 10000, 4) == (1.0, 0.0)
+    hit, _ = am.nearest_neighbor_rates(pcs, labels, 1, 10000, 5)
+    assert hit == pytest.approx(0.75)
+
+
+def test_spike_depths_weight_channels_by_positive_first_pc():
+    pcs = np.zeros((2, 3, 3), dtype=np.float32)
+    pcs[0, 0] = [1.0, 1.0, -5.0]  # negative PC1 does not count
+    pcs[1, 0] = [0.0, 2.0, 0.0]
+    ind = np.array([[4, 5, 6]], dtype=np.uint32)
+    np.testing.assert_allclose(am.spike_depths(np.array([0, 0]), pcs, ind), [45.0, 50.0])
+
+
+def test_release_presets_drop_noise_units():
+    for name, conditions in UNIT_FILTER_PRESETS.items():
+        assert ("quality", "==", "good") in conditions, name
+
+
+def test_quality_metrics_refuse_mismatched_inputs():
+    times, clusters = np.array([0.1, 0.2, 0.3]), np.array([0, 0, 1])
+    pcs, ind = np.zeros((3, 3, 4), dtype=np.float32), np.zeros((2, 4), dtype=np.uint32)
+    with pytest.raises(ValueError, match="amplitudes has 2 rows, spike_times 3"):
+        am.quality_metrics(times, clusters, clusters, np.ones(2), pcs, ind)
+    with pytest.raises(ValueError, match="as many channels as pc_feature_ind"):
+        am.quality_metrics(times, clusters, clusters, np.ones(3), pcs, np.zeros((2, 5), dtype=np.uint32))
+    with pytest.raises(ValueError, match="template 1 has no row in pc_feature_ind"):
+        am.quality_metrics(times, clusters, clusters, np.ones(3), pcs, ind[:1])

@@ -39,7 +39,7 @@ def test_visual_coding_thresholds_are_pinned():
         ("quality", "==", "good"),
         ("in_brain", "==", True),
     ]
-    assert UNIT_FILTER_PRESETS["visual_behavior"] == [("in_brain", "==", True)]
+    assert UNIT_FILTER_PRESETS["visual_behavior"] == [("in_brain", "==", True), ("quality", "==", "good")]
     json.dumps([PREPROCESSING_PRESETS, SORTER_PRESETS, UNIT_FILTER_PRESETS])  # presets are plain data
 
 
@@ -54,10 +54,10 @@ def test_out_of_brain_units_are_dropped(units):
     assert filter_units(units, "visual_coding")["unit_id"].tolist() == [1]
 
 
-def test_visual_behavior_keeps_in_brain_units_whatever_their_metrics(units):
+def test_visual_behavior_keeps_good_in_brain_units_whatever_their_metrics(units):
     units.loc[[2, 5], "in_brain"] = False
     kept = filter_units(units, "visual_behavior")
-    assert kept["unit_id"].tolist() == [0, 1, 3, 4, 6]  # 3: presence 0.94 and 4: isi 0.51 are kept
+    assert kept["unit_id"].tolist() == [0, 1, 3, 4]  # 3: presence 0.94 and 4: isi 0.51 are kept; 6 is noise
 
 
 def test_filter_errors(units):

@@ -167,3 +167,69 @@ def test_failing_dandi_validation_leaves_no_tag(tmp_path: Path, exported) -> Non
     with pytest.raises(ReleaseError, match="fails dandi validate"):
         build_release("v1", tmp_path / "releases", items, "survey", {}, "First.")
     assert list((tmp_path / "releases").iterdir()) == []
+
+
+def _dead_owner() -> str:
+    """The owner name of a process of this host that has exited (as a killed release or export leaves)."""
+    from brainobs.export.partials import HOST
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return f"{HOST}-{int(child.stdout)}"
+
+
+def test_recorded_size_and_sha256_are_checked_before_release(tmp_path: Path, exported) -> None:
+    item = _items(exported)[0]
+    copy = tmp_path / "exports" / "experiment.nwb"
+    copy.parent.mkdir()
+    data = bytearray(item.path.read_bytes())
+    copy.write_bytes(data)
+    good = dataclasses.replace(item, path=copy, size=len(data), sha256=file_sha256(copy))
+    data[len(data) // 2] ^= 0xFF  # same size, one byte altered
+    copy.write_bytes(data)
+    with pytest.raises(ReleaseError, match=f"{copy}: sha256 differs from the one recorded"):
+        build_release("v1", tmp_path / "releases", [good], "survey", {}, "First.", validate=False)
+    copy.write_bytes(data[:-10])
+    with pytest.raises(ReleaseError, match=f"{copy}: {len(data) - 10} bytes, {len(data)} recorded"):
+        build_release("v1", tmp_path / "releases", [good], "survey", {}, "First.", validate=False)
+    assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == []
+
+
+def test_next_release_removes_what_a_killed_release_left(tmp_path: Path, exported) -> None:
+    from brainobs.export.partials import HOST
+
+    staging = tmp_path / ".staging"
+    dead = _dead_owner()
+    (staging / "v0" / "sub-1").mkdir(parents=True)
+    (staging / "v0" / "sub-1" / ".sub-1_ophys.nwb.partial").write_bytes(b"half a copy")
+    (staging / f"v0.owner-{dead}").touch()
+    (staging / "v9").mkdir()  # another host's run: it may still be alive, so it is left alone
+    (staging / "v9.owner-elsewhere-1").touch()
+    (staging / "v5").mkdir()
+    (staging / f"v5.owner-{HOST}-{os.getpid()}").touch()  # a live run building v5
+    with pytest.raises(ReleaseError, match="release v5 is being built by"):
+        build_release("v5", tmp_path, _items(exported), "survey", {}, "Busy.", validate=False)
+    build_release("v1", tmp_path, _items(exported), "survey", {}, "First.", validate=False)
+    assert sorted(p.name for p in staging.iterdir()) == [
+        "v5",
+        f"v5.owner-{HOST}-{os.getpid()}",
+        "v9",
+        "v9.owner-elsewhere-1",
+    ]
+    assert (tmp_path / "v1" / "manifest.json").is_file()
+
+
+def test_an_altered_file_of_an_earlier_tag_is_not_reused(tmp_path: Path, exported) -> None:
+    items = [
+        dataclasses.replace(item, size=item.path.stat().st_size, sha256=file_sha256(item.path))
+        for item in _items(exported)
+    ]
+    first = build_release("v1", tmp_path, items, "survey", {}, "First.", validate=False)
+    damaged = first.folder / first.files[0].path
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    staged = tmp_path / "staged.nwb"
+    staged.write_bytes(bytes(data))
+    os.replace(staged, damaged)  # a new inode: the exported file it was linked from stays intact
+    second = build_release("v2", tmp_path, items, "survey", {}, "Second.", validate=False)
+    assert [f.reused_from for f in second.files] == ["", "v1"]
+    assert second.files[0].sha256 == first.files[0].sha256 == file_sha256(second.folder / second.files[0].path)

@@ -125,3 +125,27 @@ def test_overwrite_and_names(tmp_path: Path) -> None:
     export_ophys_experiment(make_ophys_bundle(), path)
     assert os.stat(path).st_mtime_ns >= mtime
     assert _leftovers(tmp_path) == ["experiment.nwb"]
+
+
+def test_next_export_removes_partials_of_killed_exports(tmp_path: Path) -> None:
+    """A partial whose owner process has exited is removed; one of a live process or another host stays."""
+    import subprocess
+    import sys
+
+    from brainobs.export.partials import HOST
+
+    script = (
+        "import os, signal, sys; from pathlib import Path; from brainobs.export.writer import partial_path\n"
+        "partial_path(Path(sys.argv[1])).write_bytes(b'half an NWB file')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "other.nwb")])
+    assert killed.returncode == -9
+    (dead,) = _leftovers(tmp_path)
+    assert dead.startswith(f".other.{HOST}-") and dead.endswith(".partial.nwb")
+    live = writer.partial_path(tmp_path / "busy.nwb")
+    live.write_bytes(b"being written")
+    elsewhere = tmp_path / ".busy.otherhost-12.0123456789ab.partial.nwb"
+    elsewhere.write_bytes(b"being written elsewhere")
+    export_ophys_experiment(make_ophys_bundle(), tmp_path / "experiment.nwb")
+    assert _leftovers(tmp_path) == sorted([live.name, elsewhere.name, "experiment.nwb"])

@@ -1,5 +1,6 @@
 """Manifest ingest into a real database: idempotent, atomic, contradictions refused."""
 
+import datajoint as dj
 import pytest
 
 from brainobs.ingest.manifest import ManifestError, load_manifest
@@ -81,3 +82,73 @@ def test_unknown_indicator_is_refused(db, tmp_path):
 
     with pytest.raises(ManifestError, match="unknown indicator 'GCaMP99'; known: .*GCaMP6f"):
         insert_manifest(load_manifest(make_manifest(tmp_path, subjects__0__indicator="GCaMP99")))
+
+
+def _second_subject_manifest(root, **experiment):
+    """Subject M2 with session 3 and container 8, and one experiment (ids overridable)."""
+    folder = root / "more"
+    folder.mkdir(exist_ok=True)
+    (folder / "movie.tif").write_bytes(b"x")
+    values = {"experiment_id": 12, "session_id": 3, "container_id": 8, **experiment}
+    path = folder / "manifest.yaml"
+    path.write_text(
+        "subjects:\n  - {subject_id: M2, sex: M, indicator: GCaMP6f}\n"
+        f"containers:\n  - {{container_id: {values['container_id']}, subject_id: M2, targeted_structure: VISp,"
+        " imaging_depth: 175}\n"
+        f"sessions:\n  - {{session_id: {values['session_id']}, subject_id: M2, session_type: OPHYS_1,"
+        " modality: ophys, session_start_time: 2026-04-01T09:00:00}\n"
+        f"experiments:\n  - {{experiment_id: {values['experiment_id']}, session_id: {values['session_id']},"
+        f" container_id: {values['container_id']}, imaging_depth: 175, targeted_structure: VISp,"
+        " frame_rate: 31.0, width: 64, height: 64, pixel_size_um: 0.78, movie_file: movie.tif}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ({"experiment_id": 11}, r"experiments\[0\] \(line \d+\): experiment_id 11 is already stored as Experiment"),
+        ({"session_id": 1}, r"sessions\[0\] \(line \d+\): session_id 1 is already stored as Session"),
+        ({"container_id": 7}, r"containers\[0\] \(line \d+\): container_id 7 is already stored as Container"),
+    ],
+)
+def test_ids_already_stored_under_another_key_are_refused(db, tmp_path, ids, message):
+    from brainobs.schemas.loading import insert_manifest
+
+    insert_manifest(load_manifest(make_manifest(tmp_path)))
+    before = _counts(db)
+    with pytest.raises(ManifestError, match=message):
+        insert_manifest(load_manifest(_second_subject_manifest(tmp_path, **ids)))
+    assert _counts(db) == before
+    report = insert_manifest(load_manifest(_second_subject_manifest(tmp_path)))  # fresh ids go in
+    assert report.inserted["experiments"] == 1
+
+
+def test_database_error_becomes_a_manifest_error_naming_the_row(db, tmp_path, monkeypatch):
+    from brainobs.schemas.acquisition import Experiment
+    from brainobs.schemas.loading import insert_manifest
+
+    def failing_insert(self, row, **kwargs):
+        Experiment.connection.query("SELECT * FROM brainobs_no_such_table")  # a genuine database error
+
+    monkeypatch.setattr(Experiment, "insert1", failing_insert)
+    with pytest.raises(ManifestError, match=r"experiments\[0\] \(line \d+\): the database refused the row: \w+"):
+        insert_manifest(load_manifest(make_manifest(tmp_path)))
+    assert _counts(db)["Subject"] == 0  # rolled back
+
+
+def test_the_database_itself_keeps_ids_unique(db, tmp_path):
+    """Two ingests racing past the manifest checks still cannot store one experiment_id twice."""
+    from brainobs.schemas.acquisition import Container, Experiment, Session
+    from brainobs.schemas.loading import insert_manifest
+
+    insert_manifest(load_manifest(make_manifest(tmp_path)))
+    insert_manifest(load_manifest(_second_subject_manifest(tmp_path)))
+    stored = (Experiment & {"experiment_id": 12}).fetch1()
+    for table, row in (
+        (Experiment, {**stored, "experiment_id": 11}),
+        (Session, {**(Session & {"session_id": 3}).fetch1(), "session_id": 1}),
+        (Container, {**(Container & {"container_id": 8}).fetch1(), "container_id": 7}),
+    ):
+        with pytest.raises(dj.errors.DuplicateError):
+            table.insert1(row)

@@ -16,7 +16,7 @@ def processed(database, settings):
 
     Subject.delete(prompt=False)
     insert_manifest(load_manifest(settings.data_root / "manifest.yaml", settings.data_root))
-    results = populate_all(settings, display_progress=False)
+    results = populate_all(settings)
     failures = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
     assert not failures, failures
     return settings.data_root
@@ -98,6 +98,27 @@ def test_events_and_dff_windows(processed):
         int(np.count_nonzero(np.nan_to_num(np.asarray(e)) > 0)) for e in ophys.EventDetection.Event.to_arrays("events")
     )
     assert n_events > 0
+
+
+def test_event_decay_time_follows_allens_genotype_rule(processed):
+    from brainobs.populate.ophys.indicators import UnknownGenotypeError
+    from brainobs.schemas import ophys
+    from brainobs.schemas.subject import Subject
+
+    table = ophys.EventDetection()
+    key = ophys.EventDetection.fetch("KEY", limit=1)[0]
+    params, n_rois = table.make_fetch(key)
+    assert table.make_compute(key, {**params, "events_decay_time_s": 0.5}, n_rois)[1] == 0.347  # the table wins
+    subject = (Subject & key).fetch1()
+    try:
+        Subject.update1({**subject, "full_genotype": "Foo-Cre/wt;Ai999/wt"})
+        with pytest.raises(UnknownGenotypeError, match="'Foo-Cre/wt;Ai999/wt' is not in Allen's decay-time table"):
+            table.make_compute(key, params, n_rois)
+        assert table.make_compute(key, {**params, "events_decay_time_s": 0.5}, n_rois)[1] == 0.5
+        Subject.update1({**subject, "full_genotype": "Foo-Cre/wt;Ai999/wt", "decay_time": 0.6})
+        assert table.make_compute(key, params, n_rois)[1] == 0.6
+    finally:
+        Subject.update1(subject)
 
 
 def test_cell_matching_recovers_identities_across_sessions(processed):
@@ -184,6 +205,10 @@ def test_api_getters_read_one_experiment(processed):
     dff = api.dff_traces(first)
     assert dff.index.is_monotonic_increasing and dff.shape[1] == len(api.roi_masks(first))
     assert api.events(first).shape == dff.shape
+    from brainobs.populate.ophys.events import filter_events
+
+    smoothed = filter_events(api.events(first).to_numpy().T, 31.0).T  # the tiny survey images at 31 Hz
+    np.testing.assert_allclose(api.filtered_events(first).to_numpy(), smoothed, atol=1e-12)
     session = int(experiments.loc[experiments["experiment_id"] == first, "session_id"].iloc[0])
     assert len(api.stimulus_presentations(session)) > 0
     assert api.running_speed(session)["speed"].notna().any()
@@ -316,3 +341,59 @@ def test_an_empty_release_is_an_error_that_lists_the_reasons(processed, settings
     assert result.output.count("reviewer jdoe set FAIL: withheld for the test") == 4
     assert {r["check_name"] for r in ReleaseFile.Withheld.to_dicts() if r["release_tag"] == "none"} == {"override"}
     assert not (tmp_path / "none").exists()
+
+
+def _replace_for_a_while(target, content: bytes, keep):
+    """Put ``content`` at ``target`` as a new inode (release folders hard-link the stored files), keeping the
+    original at ``keep`` to put back."""
+    import os
+
+    os.link(target, keep)
+    staged = target.with_name(target.name + ".test")
+    staged.write_bytes(content)
+    os.replace(staged, target)
+
+
+def test_damaged_store_files_fail_their_jobs_naming_the_file(processed, settings, tmp_path):
+    import os
+
+    from brainobs.export.publish import publish
+    from brainobs.pipeline import populate_all
+    from brainobs.schemas import stores
+    from brainobs.schemas.ephys import SpikeSorting, UnitMetrics
+    from brainobs.schemas.release import ReleaseFile
+
+    # an NWB file altered in the store is not reused by the next tag: its job fails naming the file
+    publish("damage1", tmp_path / "releases", settings=settings)
+    row = (ReleaseFile.File & {"release_tag": "damage1"}).to_dicts()[0]
+    nwb = stores.root() / row["path"]
+    data = bytearray(nwb.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    _replace_for_a_while(nwb, bytes(data), tmp_path / "original.nwb")
+    try:
+        with pytest.raises(RuntimeError, match=f"{nwb}: sha256 differs from the one recorded"):
+            publish("damage2", tmp_path / "releases", settings=settings)
+    finally:
+        os.replace(tmp_path / "original.nwb", nwb)
+
+    # every file of the sorting is recorded; a truncated analyzer file fails UnitMetrics naming it
+    sorting = SpikeSorting.fetch1()
+    output_dir = stores.root() / sorting["output_dir"]
+    files = {r["file_path"]: r for r in SpikeSorting.File.to_dicts()}
+    assert "sorter/spikeinterface_recording.json" in files
+    for name, recorded in files.items():  # UnitMetrics, which ran since, added files but changed none
+        assert stores.file_digest(output_dir / name) == (recorded["size"], recorded["sha256"]), name
+    name = max((n for n in files if n.startswith("analyzer/")), key=lambda n: files[n]["size"])
+    target = output_dir / name
+    key = {k: sorting[k] for k in SpikeSorting.primary_key}
+    (UnitMetrics & key).delete(prompt=False)
+    _replace_for_a_while(target, target.read_bytes()[:-8], tmp_path / "original.bin")
+    try:
+        result = populate_all(settings, tables=["UnitMetrics"])
+        (_key, message), *_ = result["UnitMetrics"]["error_list"]
+        assert f"{target}: {files[name]['size'] - 8} bytes in the object store" in message, message
+    finally:
+        os.replace(tmp_path / "original.bin", target)
+        (UnitMetrics().jobs & key).delete_quick()
+    result = populate_all(settings, tables=["UnitMetrics", "UnitQC"])
+    assert not result["UnitMetrics"]["error_list"] and len(UnitMetrics & key) == 1

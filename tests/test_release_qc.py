@@ -46,7 +46,7 @@ def seeded(database, settings, test_home):
     try:
         Subject.delete(prompt=False)
         insert_manifest(load_manifest(root / "stripped.yaml", root))
-        results = populate_all(seeded_settings, display_progress=False)
+        results = populate_all(seeded_settings)
         failures = {name: r["error_list"] for name, r in results.items() if r["error_list"]}
         assert not failures, failures
         yield publish(f"seed{SEED}", test_home / "releases-seed", settings=seeded_settings), seeded_settings

@@ -72,6 +72,7 @@ def restored_config():
     import datajoint as dj
 
     keys = ("database.backend", "database.host", "database.port", "database.user", "database.password", "stores")
+    keys += ("database.name",)
     saved = {key: dj.config[key] for key in keys}
     yield
     for key, value in saved.items():
@@ -91,3 +92,60 @@ def test_password_not_in_connection_error_or_logs(caplog, tmp_path, restored_con
         or SECRET not in repr(raised.value.__context__)
     )
     assert SECRET not in caplog.text
+
+
+SPECIAL = "p@ss:w/rd%x"  # '@', ':', '/' and a '%' that starts no escape
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://bob:p%40ss%3Aw%2Frd%25x@db.lab.org:3306",  # percent-encoded
+        "mysql://bob:p@ss:w/rd%x@db.lab.org:3306",  # as typed
+    ],
+)
+def test_password_with_at_colon_slash_is_parsed_and_redacted(url):
+    parsed = DatabaseURL.parse(url)
+    assert (parsed.user, parsed.password, parsed.host, parsed.port) == ("bob", SPECIAL, "db.lab.org", 3306)
+    assert str(parsed) == "mysql://bob:***@db.lab.org:3306"
+    message = redact_url(f"cannot reach {url}: refused")
+    assert message == "cannot reach mysql://bob:***@db.lab.org:3306: refused"
+    for fragment in ("p@ss", "w/rd", "ss:w", "%40"):
+        assert fragment not in message
+
+
+def test_redaction_of_several_urls_with_awkward_passwords():
+    text = "a postgresql://u:a@b/c:d@h:5432/db and mysql://v:x:y@z@h2 end"
+    assert redact_url(text) == "a postgresql://u:***@h:5432/db and mysql://v:***@h2 end"
+
+
+def test_quoted_password_round_trips_and_reaches_datajoint(tmp_path, restored_config):
+    import datajoint as dj
+
+    from brainobs.database import configure
+    from brainobs.settings import quote_password
+
+    url = f"postgresql://alice:{quote_password(SPECIAL)}@db.lab.org:5433/brain"
+    assert DatabaseURL.parse(url).password == SPECIAL
+    configure(Settings(database_url=url, home=tmp_path))
+    assert (dj.config["database.user"], dj.config["database.password"]) == ("alice", SPECIAL)
+    assert (dj.config["database.host"], dj.config["database.port"]) == ("db.lab.org", 5433)
+
+
+def test_url_without_host_or_with_bad_port_is_refused():
+    with pytest.raises(SettingsError, match="names no host"):
+        DatabaseURL.parse("mysql://bob:pw@:3306")
+    with pytest.raises(SettingsError, match="Port") as raised:
+        DatabaseURL.parse("mysql://bob:secret@h:notaport")
+    assert "secret" not in str(raised.value)
+
+
+def test_unix_socket_url_as_libpq_writes_it():
+    parsed = DatabaseURL.parse("postgresql://reader@/postgres?host=/tmp/bo/socket")
+    assert (parsed.backend, parsed.user, parsed.host, parsed.database) == (
+        "postgresql",
+        "reader",
+        "/tmp/bo/socket",
+        "postgres",
+    )
+    assert str(parsed) == "postgresql://reader@/postgres?host=/tmp/bo/socket"

@@ -100,7 +100,7 @@ class Downstream(dj.Computed):
 
 @pytest.fixture(scope="module")
 def tables(database, settings):
-    from brainobs.workers import registry
+    from brainobs.worker.queue import registry
 
     schema.activate(settings.schema_prefix + MODULE.rsplit(".", 1)[-1])
     yield registry()
@@ -212,8 +212,8 @@ def test_four_workers_survive_sigkill_and_sigterm(calls, settings, tables, tmp_p
 
 
 def test_retry_policy_and_the_jobs_commands(calls, settings, tables):
-    from brainobs.populate.worker import RetryPolicy, Worker, WorkerOptions
-    from brainobs.workers import TableQueue
+    from brainobs.worker.loop import RetryPolicy, Worker, WorkerOptions
+    from brainobs.worker.queue import TableQueue
 
     Source.insert(
         {"source_id": i, "fail": fail, "fail_times": times}
@@ -254,7 +254,7 @@ def test_retry_policy_and_the_jobs_commands(calls, settings, tables):
 
 
 def _hash(key):
-    from brainobs.workers import job_hash
+    from brainobs.worker.queue import job_hash
 
     return job_hash(key)
 
@@ -267,7 +267,7 @@ def app():
 
 def dead_pid(tables, pid_ns: str | None = None) -> int:
     """The pid of a process that has exited, entered as a worker of this host (and this PID namespace)."""
-    from brainobs.workers import pid_namespace
+    from brainobs.worker.queue import pid_namespace
 
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
@@ -277,7 +277,7 @@ def dead_pid(tables, pid_ns: str | None = None) -> int:
 
 
 def test_orphans_are_requeued_by_timeout_or_dead_pid(calls, tables):
-    from brainobs.workers import TableQueue, pid_namespace, schedule
+    from brainobs.worker.queue import TableQueue, pid_namespace, schedule
 
     def keys(lines: list[str]) -> list[int]:
         return sorted(int(line.split("'source_id': ")[1].split("}")[0]) for line in lines)
@@ -318,7 +318,7 @@ def test_orphans_are_requeued_by_timeout_or_dead_pid(calls, tables):
 
 
 def test_lease_is_exclusive_and_passes_on(calls, tables):
-    from brainobs.workers import Lease
+    from brainobs.worker.queue import Lease
 
     dead = dead_pid(tables)
     host = platform.node()

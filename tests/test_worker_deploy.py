@@ -112,7 +112,7 @@ def test_readme_documents_every_recipe():
 
 
 def test_sbatch_commands_group_tables_by_resources():
-    from brainobs.workers import sbatch_commands
+    from brainobs.worker.queue import sbatch_commands
 
     class MotionCorrection:
         worker_resources = {"cpus": 8, "mem_gb": 32, "hours": 8}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
 
-from brainobs.populate.worker import (
+from brainobs.worker.loop import (
     DatabaseUnreachable,
     Job,
     RetryPolicy,
@@ -181,6 +183,44 @@ def test_second_signal_aborts_and_puts_the_job_back():
     assert queue.beats[-1].state == "aborted"
 
 
+SWALLOWING_WORKER = """
+import sys, time
+from brainobs.worker.loop import Worker, WorkerOptions
+from tests.test_worker_loop import FAST, MemoryQueue
+
+def make(job, call):  # like code that catches KeyboardInterrupt, or a long call that never lets it through
+    print("working", flush=True)
+    while True:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+
+sys.exit(Worker(MemoryQueue({"t.A": [1]}, make), WorkerOptions(**FAST, abort_grace_s=1.0)).run())
+"""
+
+
+def test_second_signal_ends_a_worker_whose_job_swallows_the_abort():
+    from tests.conftest import REPO
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING_WORKER], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout.readline().strip() == "working"
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert worker.poll() is None, "the first signal lets the job finish"
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 128 + signal.SIGTERM
+        assert time.monotonic() - started < 10
+        assert "after a second signal" in worker.stderr.read()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
 def test_lost_connection_reconnects_and_requeues_without_counting_a_failure():
     def make(job, call):
         if job.key["id"] == 1 and call == 1:
@@ -193,6 +233,22 @@ def test_lost_connection_reconnects_and_requeues_without_counting_a_failure():
     assert ("release", "t.A", 1) in queue.events
     assert sorted(queue.done()) == [("t.A", 1), ("t.A", 2)]
     assert worker.jobs_failed == 0 and not queue.attempts and queue.reconnect_failures == 0
+
+
+def test_a_worker_waits_for_a_database_that_is_away_at_start():
+    queue = MemoryQueue({"t.A": [1]})
+    queue.reconnect_failures = 3  # then the server is up
+    failures = iter([ConnectionError("no server")])
+
+    def register():
+        error = next(failures, None)
+        if error:
+            raise error
+        queue.events.append(("register",))
+
+    queue.register = register
+    assert Worker(queue, WorkerOptions(**FAST, until_done=True)).run() == 0
+    assert queue.events[0] == ("register",) and queue.done() == [("t.A", 1)]
 
 
 def test_database_that_stays_away_stops_the_worker():

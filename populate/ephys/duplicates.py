@@ -1,4 +1,4 @@
-"""Removal of double-counted spikes (Allen kilosort_postprocessing, as stated in docs/methods.md).
+"""Removal of double-counted spikes (Allen kilosort_postprocessing; docs/methods.md).
 
 Within a unit, a spike closer than the window to the unit's previous spike is removed. Then, for every
 pair of units whose peak channels are within `channel_distance` of each other, the two trains are

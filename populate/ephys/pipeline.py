@@ -11,6 +11,8 @@ from threadpoolctl import threadpool_limits
 
 from brainobs.populate.ephys.duplicates import remove_duplicate_spikes
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS, compute_unit_metrics
+from brainobs.populate.ephys.noise import quality_labels
+from brainobs.populate.ephys.presets import NOISE_TEMPLATE_PARAMS
 from brainobs.populate.ephys.waveforms import UNIT_TABLE_COLUMNS, build_analyzer, peak_channels, unit_table
 
 UNIT_COLUMNS = (*UNIT_TABLE_COLUMNS, "duplicates_removed", "quality")
@@ -36,19 +38,23 @@ def curate_units(
     n_jobs: int = 1,
     with_metrics: bool = True,
     traces: BaseRecording | None = None,
+    noise_params: dict = NOISE_TEMPLATE_PARAMS,
 ) -> CuratedUnits:
     """Remove duplicate spikes, then extract per-unit records and metrics from the preprocessed recording.
 
     t_start_s (session-clock time of sample 0) defaults to the recording's start time, which open_recording
     sets from the files. Units left without spikes are dropped; a sorting without units gives empty tables.
-    quality is "good" for every unit: no sorter we run labels noise.
+    quality is "noise" where the mean waveform fails Allen's rule-based noise checks (`noise.is_noise`,
+    noise_params), else "good".
     BLAS/OpenMP threads are capped at n_jobs. with_metrics=False leaves metrics empty (compute them later
     from the analyzer saved in analyzer_folder with compute_unit_metrics). traces: a faster copy of recording
     (`preprocessing.held_in_memory`) read for every computation; the analyzer keeps recording's provenance.
     """
     t_start_s = recording.get_start_time() if t_start_s is None else t_start_s
     with threadpool_limits(limits=n_jobs):
-        return _curate(recording, sorting, t_start_s, analyzer_folder, n_jobs, with_metrics, traces or recording)
+        return _curate(
+            recording, sorting, t_start_s, analyzer_folder, n_jobs, with_metrics, traces or recording, noise_params
+        )
 
 
 def _curate(
@@ -59,6 +65,7 @@ def _curate(
     n_jobs: int,
     with_metrics: bool,
     traces: BaseRecording,
+    noise_params: dict,
 ) -> CuratedUnits:
     sorting = _with_spikes(sorting)
     channels = peak_channels(traces, sorting) if sorting.get_num_units() else {}
@@ -71,9 +78,9 @@ def _curate(
     analyzer = build_analyzer(
         recording, cleaned, main_channels=channels, folder=analyzer_folder, n_jobs=n_jobs, traces=traces
     )
-    units = unit_table(analyzer, t_start_s=t_start_s)
+    units = unit_table(analyzer, t_start_s=t_start_s, traces=traces)
     units["duplicates_removed"] = units["unit_id"].map(removed).astype(int)
-    units["quality"] = "good"
+    units["quality"] = quality_labels(list(units["mean_waveform"]), noise_params)
     if with_metrics:
         metrics = compute_unit_metrics(analyzer, units, n_jobs=n_jobs)
     else:

@@ -1,6 +1,6 @@
 """Neuropixels processing presets, as plain data (JSON-able; hashed into parameter tables).
 
-Numbers that docs/methods.md pins (duplicate window, waveform window, metric parameters,
+Numbers that docs/methods.md describes (duplicate window, waveform window, metric parameters,
 release filters) are written here once and pinned by tests.
 """
 
@@ -42,6 +42,7 @@ DUPLICATE_REMOVAL = {
 MEAN_WAVEFORM = {"samples_before_peak": 20, "num_samples": 82, "max_spikes": 100}
 
 ALLEN_METRIC_PARAMS = {
+    "epoch_start_s": 0.0,  # Allen's complete_session epoch (0, inf): a spike at exactly 0 s is not counted
     "isi_threshold_s": 0.0015,
     "min_isi_s": 0.0,
     "presence_num_bin_edges": 100,
@@ -49,12 +50,43 @@ ALLEN_METRIC_PARAMS = {
     "amplitude_cutoff_smoothing_bins": 3,
     "amplitude_cutoff_max": 0.5,
     "pc_num_channels": 13,
+    "pc_feature_channels": 32,  # Kilosort's pc_feature_ind width: channels nearest a unit's peak with PCs
     "pc_max_spikes_per_unit": 500,
     "nn_max_spikes": 10000,
-    "nn_num_neighbors": 4,
+    "nn_num_neighbors": 4,  # sklearn's n_neighbors, the spike itself included: 3 true neighbours
+    "silhouette_max_spikes": 10000,
     "drift_interval_s": 100.0,
     "drift_min_spikes_per_interval": 10,
     "seed": 9999,
+}
+
+# Allen's mean-waveform metrics (ecephys_spike_sorting mean_waveforms defaults): 82 samples upsampled to 200
+WAVEFORM_METRIC_PARAMS = {
+    "upsampling_factor": 200 / 82,
+    "spread_threshold": 0.12,
+    "site_range": 16,
+    "site_spacing_m": 10e-6,
+    "slope_window": 20,
+    "snr_spikes": 100,  # single-spike waveforms on the peak channel for snr (Allen: the extracted spikes)
+}
+
+# Rule-based noise clusters (ecephys_spike_sorting noise_templates defaults). Locations are sample indices
+# of the 82-sample mean waveform (20 before the trough), as of Kilosort's templates (trough near 20);
+# wavelet_width 5 is Allen's wavelet_index 2 of the widths 1, 3, 5, ...
+NOISE_TEMPLATE_PARAMS = {
+    "smoothed_template_amplitude_threshold": 0.2,
+    "template_amplitude_threshold": 0.2,
+    "smoothed_template_filter_width": 2,
+    "min_spread_threshold": 2,
+    "mid_spread_threshold": 16,
+    "max_spread_threshold": 25,
+    "min_temporal_peak_location": 10,
+    "max_temporal_peak_location": 30,
+    "template_shape_channel_range": 12,
+    "wavelet_width": 5,
+    "min_wavelet_peak_height": 0.0,
+    "min_wavelet_peak_loc": 15,
+    "max_wavelet_peak_loc": 25,
 }
 
 # Release unit filters (query-time presets): (column, operator, value), all must hold.
@@ -66,6 +98,7 @@ UNIT_FILTER_PRESETS: dict[str, list[tuple[str, str, object]]] = {
         ("quality", "==", "good"),
         ("in_brain", "==", True),
     ],
-    # AllenSDK Visual Behavior Neuropixels get_units_table defaults: out-of-brain units dropped, no metric limit
-    "visual_behavior": [("in_brain", "==", True)],
+    # AllenSDK Visual Behavior Neuropixels get_units_table defaults: out-of-brain units dropped, no metric limit;
+    # noise clusters are never released
+    "visual_behavior": [("in_brain", "==", True), ("quality", "==", "good")],
 }

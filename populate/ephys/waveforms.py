@@ -1,7 +1,8 @@
 """Per-unit records from a sorting: spike times on the session clock, amplitudes, peak channel, mean waveform.
 
-Everything goes through one SpikeInterface SortingAnalyzer whose sparsity is Allen's neighbourhood: the
-13 channels (by index) centred on each unit's peak channel, clipped at the probe ends.
+Spike amplitudes, locations and principal components go through one SpikeInterface SortingAnalyzer whose
+sparsity is Kilosort's pc_feature_ind: the 32 channels (by index) nearest each unit's peak channel. The
+mean waveform is read on every channel of the probe, as Allen's mean_waveforms module does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 from spikeinterface.core import BaseRecording, BaseSorting, ChannelSparsity, SortingAnalyzer, create_sorting_analyzer
 
-from brainobs.populate.ephys import allen_metrics
+from brainobs.populate.ephys import allen_waveforms
 from brainobs.populate.ephys.presets import ALLEN_METRIC_PARAMS, MEAN_WAVEFORM
 
 UNIT_TABLE_COLUMNS = (
@@ -22,9 +23,7 @@ UNIT_TABLE_COLUMNS = (
     "spike_times",
     "spike_amplitudes",
     "mean_waveform",
-    "waveform_channels",
     "snr",
-    "amplitude",
 )
 
 
@@ -90,46 +89,66 @@ def build_analyzer(
 
 
 def allen_sparsity(unit_ids, channel_ids, main_channel_indices: np.ndarray) -> ChannelSparsity:
-    """Each unit's 13 channels (by index) centred on its peak channel, clipped at the ends."""
-    half = ALLEN_METRIC_PARAMS["pc_num_channels"] // 2
-    mask = np.zeros((len(unit_ids), len(channel_ids)), dtype=bool)
+    """Each unit's pc_feature_channels (32) channels nearest its peak channel by index (all channels on a
+    smaller probe): the window is shifted, not clipped, at the probe ends, so every unit has as many."""
+    n_channels = len(channel_ids)
+    width = min(ALLEN_METRIC_PARAMS["pc_feature_channels"], n_channels)
+    mask = np.zeros((len(unit_ids), n_channels), dtype=bool)
     for row, peak in enumerate(main_channel_indices):
-        mask[row, max(0, peak - half) : peak + half + 1] = True
+        start = min(max(0, int(peak) - width // 2), n_channels - width)
+        mask[row, start : start + width] = True
     return ChannelSparsity(mask, unit_ids, channel_ids)
 
 
-def unit_table(analyzer: SortingAnalyzer, *, t_start_s: float, seed: int = ALLEN_METRIC_PARAMS["seed"]) -> pd.DataFrame:
+def unit_table(
+    analyzer: SortingAnalyzer,
+    *,
+    t_start_s: float,
+    seed: int = ALLEN_METRIC_PARAMS["seed"],
+    traces: BaseRecording | None = None,
+) -> pd.DataFrame:
     """One row per unit: unit_id, peak_channel, num_spikes, spike_times (s, session clock), spike_amplitudes
-    (uV at the peak channel), mean_waveform (82 samples x neighbourhood channels, uV, mean of up to 100
-    spikes), waveform_channels (channel indices of mean_waveform's columns), snr (Allen), amplitude (uV)."""
+    (uV at the peak channel), mean_waveform (82 samples x every channel, uV, mean of up to 100 random
+    spikes, `mean_waveform`), snr (Allen's, on those spikes' peak-channel waveforms).
+
+    traces: the recording the waveforms are read from (default: the analyzer's)."""
     fs = analyzer.sampling_frequency
     sorting = analyzer.sorting
+    traces = analyzer.recording if traces is None else traces
     amplitudes = analyzer.get_extension("spike_amplitudes").get_data(outputs="by_unit")[0]
-    waveforms_ext = analyzer.get_extension("waveforms")
     main = analyzer.get_main_channels(outputs="index", with_dict=True)
     rng = np.random.default_rng(seed)
     rows = []
     for unit_id in sorting.unit_ids:
         samples = sorting.get_unit_spike_train(unit_id, segment_index=0)
-        channels = analyzer.sparsity.unit_id_to_channel_indices[unit_id]
-        waveforms = waveforms_ext.get_waveforms_one_unit(unit_id, force_dense=False)
-        if len(waveforms) > MEAN_WAVEFORM["max_spikes"]:
-            waveforms = waveforms[np.sort(rng.choice(len(waveforms), MEAN_WAVEFORM["max_spikes"], replace=False))]
-        mean_waveform = (
-            waveforms.mean(axis=0) if len(waveforms) else np.full((MEAN_WAVEFORM["num_samples"], len(channels)), np.nan)
-        )
-        peak_column = int(np.flatnonzero(channels == main[unit_id])[0])
+        spikes = spike_waveforms(traces, samples, rng)
+        peak = int(main[unit_id])
+        empty = np.full((MEAN_WAVEFORM["num_samples"], traces.get_num_channels()), np.nan)
+        mean = spikes.mean(axis=0) if len(spikes) else empty
         rows.append(
             {
                 "unit_id": unit_id,
-                "peak_channel": int(main[unit_id]),
+                "peak_channel": peak,
                 "num_spikes": int(samples.size),
                 "spike_times": t_start_s + samples / fs,
                 "spike_amplitudes": np.asarray(amplitudes[unit_id], dtype=np.float32),
-                "mean_waveform": mean_waveform.astype(np.float32),
-                "waveform_channels": np.asarray(channels, dtype=np.int32),
-                "snr": allen_metrics.snr(waveforms[:, :, peak_column]) if len(waveforms) > 1 else float("nan"),
-                "amplitude": float(np.ptp(mean_waveform, axis=0).max()),
+                "mean_waveform": mean.astype(np.float32),
+                "snr": allen_waveforms.snr(spikes[:, :, peak]) if len(spikes) > 1 else float("nan"),
             }
         )
     return pd.DataFrame(rows, columns=list(UNIT_TABLE_COLUMNS))
+
+
+def spike_waveforms(traces: BaseRecording, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(spikes, 82 samples, every channel) uV around up to max_spikes (100) random spikes (20 samples before
+    each); spikes whose window leaves the recording are skipped."""
+    before, n = MEAN_WAVEFORM["samples_before_peak"], MEAN_WAVEFORM["num_samples"]
+    scaled = traces.has_scaleable_traces()
+    inside = samples[(samples >= before) & (samples - before + n <= traces.get_num_samples())]
+    if len(inside) > MEAN_WAVEFORM["max_spikes"]:
+        inside = np.sort(rng.choice(inside, MEAN_WAVEFORM["max_spikes"], replace=False))
+    windows = [
+        traces.get_traces(start_frame=int(s) - before, end_frame=int(s) - before + n, return_in_uV=scaled)
+        for s in inside
+    ]
+    return np.asarray(windows, dtype=float).reshape(len(windows), n, traces.get_num_channels())

@@ -1,42 +1,49 @@
-"""L0 event detection on dF/F traces (Allen Brain Observatory wrapper around the exact L0 solver).
+"""L0 event detection on dF/F traces, as Allen's ophys_etl ``event_detection`` module runs it.
 
-Per trace (dF/F, T frames at ``fs`` Hz):
+Per trace (dF/F, T frames at ``fs`` Hz), with gamma from the indicator's decay time
+(:mod:`brainobs.populate.ophys.indicators`):
 
-1. ``sigma = noise_std(trace, int(1.0 * fs))``;
-2. detrend: ``trace -= min(median_filter(trace, int(3.2 * fs)), 2.5 * sigma)`` (edges padded with the
-   nearest value);
-3. the penalty lambda is searched for the smallest value (to 1e-4) whose smallest detected event is at
-   least ``noise_multiplier * sigma``: bracket upwards from 0.1 (doubling), then bisect. When the events
-   vanish before that condition holds, the last non-empty solution (just below that lambda) is kept, as
-   Allen's search does;
-4. events are the jumps of the L0 calcium (:func:`brainobs.populate.ophys.lzero.solve_l0`) with
-   ``gamma = exp(-1 / (decay_time * fs))``.
+1. noise: ``r = x - median_filter(x, int(1.0 * fs), mode='nearest')``; keep ``r < 1.5 |min r|``;
+   ``s = MAD(r, scale='normal')``; keep ``|r| < 2.5 s``; sigma = MAD again (scipy's normal scale);
+2. detrend: ``x - min(median_filter(x, int(3.2 * fs), mode='nearest'), 2.5 * sigma)``;
+3. penalty: Allen's "bracket" search (:func:`search_penalty`) for the L0 penalty whose smallest event is
+   at least ``noise_multiplier * sigma`` (2.6 near 11 Hz, 2.0 near 31 Hz);
+4. events: the L0 solver's positive jumps ``max(c[s] - gamma c[s-1], 0)``. The ``fastlzero`` solver
+   (:mod:`~brainobs.populate.ophys.lzero_fast`, Allen's) is the default; ``exact`` is the globally optimal
+   solver of :mod:`~brainobs.populate.ophys.lzero`, which finds cheaper event sets on some traces and so
+   departs from Allen's events (docs/methods.md);
+5. ``filtered_events``: AllenSDK's causal half-normal filter of the events (:func:`filter_events`).
 
-``filtered_events`` = causal convolution of the events with a normalised half-normal kernel of scale
-``(2 / 31 s) * fs`` frames and 20 taps.
+Departures, for input Allen's code cannot take: a row holding a NaN, or whose noise cannot be estimated
+(a constant trace), gives NaN outputs; a trace without an event at any penalty of the search (Allen's
+search recurses without end) gives no events and a NaN lambda.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import median_filter
-from scipy.signal import lfilter
+from scipy.stats import halfnorm, median_abs_deviation
 
-from brainobs.populate.ophys.dff import noise_std
+from brainobs.populate.ophys import lzero, lzero_fast
 from brainobs.populate.ophys.indicators import gamma as ar1_gamma
-from brainobs.populate.ophys.lzero import solve_l0
+from brainobs.populate.ophys.indicators import halflife_s
 
 NOISE_FILTER_S = 1.0
 DETREND_FILTER_S = 3.2
 DETREND_CLIP_SIGMAS = 2.5
-PENALTY_START = 0.1
-PENALTY_TOLERANCE = 1e-4
-CALCIUM_FLOOR = 1e-4
+CALCIUM_FLOOR = 1e-4  # FastLZero's EPS
+PENALTY_BASE = 0.0
+PENALTY_STEP = 0.1
+PENALTY_STEP_MIN = 0.0001
 FILTER_SCALE_S = 2.0 / 31.0
 FILTER_TAPS = 20
+SOLVERS = ("fastlzero", "exact")
+_MAX_SEARCH_STEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -45,79 +52,158 @@ class EventResult:
 
     events: (n_roi, T) event magnitude in dF/F units at each frame, 0 where none; NaN rows for NaN input.
     filtered_events: (n_roi, T) events convolved with the causal half-normal kernel.
-    lambdas: (n_roi,) chosen L0 penalty (NaN for NaN rows).
-    noise_std: (n_roi,) robust noise sigma of each dF/F trace (NaN for NaN rows).
-    gamma: AR(1) decay factor per frame; noise_multiplier: minimum event size in units of noise_std.
+    lambdas: (n_roi,) chosen L0 penalty. noise_std: (n_roi,) noise sigma of each dF/F trace (before the
+    multiplier). detrended: (n_roi, T) the traces handed to the solver.
+    gamma: AR(1) decay factor per frame; halflife: s; noise_multiplier: smallest event in noise sigmas.
     """
 
     events: np.ndarray
     filtered_events: np.ndarray
     lambdas: np.ndarray
     noise_std: np.ndarray
+    detrended: np.ndarray
     gamma: float
+    halflife: float
     noise_multiplier: float
 
 
 def default_noise_multiplier(fs: float) -> float:
-    """2.0 near 31 Hz (``round(fs / 31) == 1``), 2.6 near 11 Hz (``round(fs / 11) == 1``); else an error."""
-    if round(fs / 31.0) == 1:
-        return 2.0
-    if round(fs / 11.0) == 1:
+    """Allen's rule: 2.6 if ``round(fs / 11) == 1``, else 2.0 if ``round(fs / 31) == 1``, else an error."""
+    if round(fs / 11) == 1:
         return 2.6
-    raise ValueError(f"no default noise multiplier for a frame rate of {fs} Hz; pass noise_multiplier explicitly")
+    if round(fs / 31) == 1:
+        return 2.0
+    raise ValueError(
+        f"no default noise multiplier for a frame rate of {fs} Hz (Allen's rule covers ~11 Hz and ~31 Hz); "
+        "set events_noise_multiplier explicitly"
+    )
+
+
+def trace_noise_estimate(x: np.ndarray, filter_length: int) -> float:
+    """Robust noise sigma of a trace (step 1 of the module docstring); NaN when it cannot be estimated."""
+    residual = x - median_filter(x, filter_length, mode="nearest")
+    residual = residual[residual < 1.5 * np.abs(residual.min())]
+    if residual.size == 0:
+        return float("nan")
+    rstd = median_abs_deviation(residual, scale="normal")
+    residual = residual[np.abs(residual) < 2.5 * rstd]
+    if residual.size == 0:
+        return float("nan")
+    return float(median_abs_deviation(residual, scale="normal"))
+
+
+def detrend(trace: np.ndarray, fs: float) -> tuple[np.ndarray, float]:
+    """(detrended trace, noise sigma) of one dF/F trace (steps 1-2 of the module docstring)."""
+    sigma = trace_noise_estimate(trace, int(NOISE_FILTER_S * fs))
+    trend = median_filter(trace, int(DETREND_FILTER_S * fs), mode="nearest")
+    return trace - np.minimum(trend, DETREND_CLIP_SIGMAS * sigma), sigma
+
+
+def l0_events(trace: np.ndarray, gamma: float, penalty: float, solver: str = "fastlzero") -> np.ndarray:
+    """(T,) positive event magnitudes of one trace at one penalty, by the named solver."""
+    if solver == "fastlzero":
+        return lzero_fast.event_magnitudes(trace, gamma, penalty, CALCIUM_FLOOR)
+    if solver == "exact":
+        return np.maximum(lzero.solve_l0(trace, gamma, penalty, CALCIUM_FLOOR)[1], 0.0)
+    raise ValueError(f"unknown L0 solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+
+
+def _count_and_smallest(events: np.ndarray) -> tuple[int, float]:
+    positive = events[events > 0]
+    return positive.size, float(positive.min()) if positive.size else 0.0
 
 
 def search_penalty(
-    trace: np.ndarray, gamma: float, min_size: float, eps: float = CALCIUM_FLOOR
+    trace: np.ndarray, min_size: float, solve: Callable[[float], np.ndarray]
 ) -> tuple[np.ndarray, float]:
-    """Events and lambda: the smallest lambda (to 1e-4) whose smallest event is >= ``min_size``.
+    """Allen's "bracket" penalty search: (events, lambda) with the smallest event >= ``min_size``.
 
-    Assumes, as Allen's search does, that the smallest event grows with lambda.
+    ``solve(penalty)`` returns the events at a penalty. From 0.1 the penalty steps up by 0.1 while the
+    smallest event is below ``min_size``; past it (or when the events vanish) the search moves back and
+    refines the step tenfold, alternating with ``-5 * step`` back-offs, down to a step of 1e-4, where it
+    walks up until the smallest event reaches ``min_size``; if the events vanish there, the last non-empty
+    solution and its penalty are kept. The arithmetic (penalties accumulated in float64) is Allen's, so the
+    penalty lands on the same grid value.
     """
-
-    def run(penalty: float) -> tuple[np.ndarray, bool, bool]:
-        events = solve_l0(trace, gamma, penalty, eps)[1]
-        positive = events[events > 0]
-        return events, positive.size > 0, positive.size > 0 and positive.min() < min_size
-
-    low, low_run = 0.0, None
-    high = PENALTY_START
-    high_run = run(high)
-    while high_run[2]:
-        low, low_run = high, high_run
-        high *= 2.0
-        high_run = run(high)
-    while high - low > PENALTY_TOLERANCE:
-        middle = 0.5 * (low + high)
-        middle_run = run(middle)
-        if middle_run[2]:
-            low, low_run = middle, middle_run
+    base, step, bisect = PENALTY_BASE, PENALTY_STEP, False
+    for _ in range(_MAX_SEARCH_STEPS):
+        penalty = base + step
+        clamped = penalty < step
+        if clamped:
+            penalty = step
+            base += step
+        events = solve(penalty)
+        n_events, smallest = _count_and_smallest(events)
+        if n_events == 0 and bisect:
+            if clamped:  # no event even at the smallest penalty of this step: Allen recurses forever
+                return np.zeros_like(trace), float("nan")
+            base -= 5 * step
+            bisect = False
+            continue
+        if step == PENALTY_STEP_MIN:
+            if smallest > min_size and bisect:
+                base -= 5 * step
+                bisect = False
+                continue
+            last = None
+            while n_events > 0 and smallest < min_size:
+                last = events
+                penalty += step
+                events = solve(penalty)
+                n_events, smallest = _count_and_smallest(events)
+            if n_events > 0:
+                return events, penalty
+            if last is None:
+                return np.zeros_like(trace), float("nan")
+            return last, penalty - step
+        if n_events == 0:
+            base += 0.5 * step - step / 10
+            step /= 10
+            bisect = True
+        elif smallest < min_size:
+            base, bisect = penalty, False
+        elif smallest > min_size:
+            if bisect:
+                base -= 5 * step
+            else:
+                base += 0.5 * step - step / 10
+                step /= 10
+            bisect = not bisect
         else:
-            high, high_run = middle, middle_run
-    if not high_run[1] and low_run is not None:
-        return low_run[0], low
-    return high_run[0], high
+            raise ValueError(f"smallest event equals the minimum size {min_size} exactly; Allen's search stops")
+    raise RuntimeError(f"L0 penalty search did not converge in {_MAX_SEARCH_STEPS} steps")
 
 
 def detect_events_trace(
-    trace: np.ndarray, fs: float, gamma: float, noise_multiplier: float, eps: float = CALCIUM_FLOOR
-) -> tuple[np.ndarray, float, float]:
-    """(events (T,), lambda, noise_std) of one dF/F trace; NaN outputs when the trace holds a NaN."""
+    trace: np.ndarray, fs: float, gamma: float, noise_multiplier: float, solver: str = "fastlzero"
+) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """(events (T,), lambda, noise_std, detrended (T,)) of one dF/F trace; NaN outputs for a NaN trace."""
     trace = np.asarray(trace, dtype=np.float64)
+    nan = np.full(trace.shape, np.nan)
     if np.isnan(trace).any():
-        return np.full(trace.shape, np.nan), float("nan"), float("nan")
-    sigma = noise_std(trace, int(NOISE_FILTER_S * fs), mode="nearest")
-    trend = median_filter(trace, size=int(DETREND_FILTER_S * fs), mode="nearest")
-    detrended = trace - np.minimum(trend, DETREND_CLIP_SIGMAS * sigma)
-    events, penalty = search_penalty(detrended, gamma, noise_multiplier * sigma, eps)
-    return events, penalty, sigma
+        return nan, float("nan"), float("nan"), nan
+    detrended, sigma = detrend(trace, fs)
+    if not np.isfinite(sigma):
+        return nan, float("nan"), sigma, nan
+    events, penalty = search_penalty(
+        detrended, noise_multiplier * sigma, lambda p: l0_events(detrended, gamma, p, solver)
+    )
+    return events, penalty, sigma, detrended
 
 
 def filter_events(events: np.ndarray, fs: float) -> np.ndarray:
-    """Causal convolution of (n_roi, T) events with the normalised 20-tap half-normal kernel."""
-    scale = FILTER_SCALE_S * fs
-    kernel = np.exp(-0.5 * (np.arange(FILTER_TAPS) / scale) ** 2)
-    return lfilter(kernel / kernel.sum(), [1.0], np.asarray(events, dtype=np.float64), axis=-1)
+    """AllenSDK's ``filtered_events``: each row convolved with a normalised 20-tap half-normal kernel.
+
+    Kernel: ``halfnorm(scale=(2/31 s) * fs).pdf(arange(20))`` divided by its sum; causal
+    (``np.convolve(row, kernel)[:T]``).
+    """
+    events = np.atleast_2d(np.asarray(events, dtype=np.float64))
+    kernel = halfnorm(loc=0, scale=FILTER_SCALE_S * fs).pdf(np.arange(FILTER_TAPS))
+    kernel = kernel / np.sum(kernel)
+    out = np.zeros(events.shape)
+    for i, row in enumerate(events):
+        out[i] = np.convolve(row, kernel)[: row.size]
+    return out
 
 
 def detect_events(
@@ -126,20 +212,23 @@ def detect_events(
     decay_time: float,
     noise_multiplier: float | None = None,
     n_workers: int = 1,
+    solver: str = "fastlzero",
 ) -> EventResult:
     """L0 events of (n_roi, T) dF/F traces imaged at ``fs`` Hz with an indicator decay time in seconds.
 
-    ``noise_multiplier`` defaults by frame rate (:func:`default_noise_multiplier`). ``n_workers`` > 1
-    runs ROIs in threads (the solver releases the GIL).
+    ``noise_multiplier`` defaults by frame rate (:func:`default_noise_multiplier`); ``solver`` is one of
+    :data:`SOLVERS`. ``n_workers`` > 1 runs ROIs in threads (the solvers release the GIL).
     """
     dff = np.atleast_2d(np.asarray(dff, dtype=np.float64))
     if dff.ndim != 2:
         raise ValueError(f"dF/F must be (n_roi, T), got shape {dff.shape}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown L0 solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     multiplier = default_noise_multiplier(fs) if noise_multiplier is None else float(noise_multiplier)
     gamma = ar1_gamma(decay_time, fs)
 
-    def one(row: np.ndarray) -> tuple[np.ndarray, float, float]:
-        return detect_events_trace(row, fs, gamma, multiplier)
+    def one(row: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray]:
+        return detect_events_trace(row, fs, gamma, multiplier, solver)
 
     if n_workers > 1:
         with ThreadPoolExecutor(n_workers) as pool:
@@ -149,4 +238,7 @@ def detect_events(
     events = np.array([r[0] for r in results]).reshape(dff.shape)
     lambdas = np.array([r[1] for r in results])
     sigmas = np.array([r[2] for r in results])
-    return EventResult(events, filter_events(events, fs), lambdas, sigmas, gamma, multiplier)
+    detrended = np.array([r[3] for r in results]).reshape(dff.shape)
+    return EventResult(
+        events, filter_events(events, fs), lambdas, sigmas, detrended, gamma, halflife_s(decay_time), multiplier
+    )

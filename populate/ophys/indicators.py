@@ -1,59 +1,105 @@
-"""Calcium-indicator decay times used by L0 event detection, and the AR(1) decay factor gamma."""
+"""Calcium-indicator decay times for L0 event detection, and the AR(1) decay factor gamma.
+
+The decay time (mean lifetime, s) of a subject is looked up by its **full genotype**, exactly as Allen's
+event detection does (ophys_etl ``event_detection/resources/event_decay_time_lookup.py`` and
+``schemas.py::get_decay_time``): an exact string match against :data:`ALLEN_DECAY_TIMES`, no substring
+rules, no fallback. A genotype that is not in the table is an error unless a decay time is given
+explicitly (a subject's ``decay_time`` in the manifest, or ``events_decay_time_s`` in the ophys parameter
+set); a genotype that *is* in the table wins over an explicit value, as in Allen's module.
+"""
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
-# decay time (mean lifetime, seconds) per indicator / genotype, as used for the Allen releases
-DECAY_TIMES: dict[str, float] = {
-    "GCaMP6f": 0.347,  # Slc17a7-IRES2-Cre;Camk2a-tTA;Ai93
-    "GCaMP6s": 0.738,  # Slc17a7-IRES2-Cre;Camk2a-tTA;Ai94
-    "Sst;Ai148": 0.464,
-    "Vip;Ai148": 0.52,
-    "Pvalb;Ai162": 0.715,
-    "jGCaMP8s": 0.7,
-    "jGCaMP8m": 0.4,
-    "unknown": 0.7,
+# Allen's full genotype -> decay time (s) table, in Allen's order (41 keys; Allen's literal repeats one line)
+ALLEN_DECAY_TIMES: dict[str, float] = {
+    "Slc17a7-IRES2-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt": 0.347,
+    "Rbp4-Cre_KL100/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/Ai93(TITL-GCaMP6f)": 0.495,
+    "Sst-IRES-Cre/wt;Ai148(TIT2L-GC6f-ICL-tTA2)/wt": 0.464,
+    "Emx1-IRES-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt": 0.317,
+    "Rorb-IRES2-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/Ai93(TITL-GCaMP6f)": 0.463,
+    "Cux2-CreERT2/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/Ai93(TITL-GCaMP6f)": 0.375,
+    "Rbp4-Cre_KL100/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt": 0.404,
+    "Pvalb-IRES-Cre/wt;Ai162(TIT2L-GC6s-ICL-tTA2)/wt": 0.715,
+    "Cux2-CreERT2/Cux2-CreERT2;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/Ai93(TITL-GCaMP6f)": 0.375,
+    "Vip-IRES-Cre/wt;Ai148(TIT2L-GC6f-ICL-tTA2)/wt": 0.52,
+    "Ntsr1-Cre_GN220/wt;Ai148(TIT2L-GC6f-ICL-tTA2)/wt": 0.378,
+    "Rorb-IRES2-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt": 0.346,
+    "Nr5a1-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/Ai93(TITL-GCaMP6f)": 0.491,
+    "Fezf2-CreER/wt;Ai148(TIT2L-GC6f-ICL-tTA2)/wt": 0.433,
+    "Cux2-CreERT2/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt": 0.317,
+    "Nr5a1-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt": 0.349,
+    "Tlx3-Cre_PL56/wt;Ai148(TIT2L-GC6f-ICL-tTA2)/wt": 0.376,
+    "Scnn1a-Tg3-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt": 0.349,
+    "Scnn1a-Tg3-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/Ai93(TITL-GCaMP6f)": 0.462,
+    "Emx1-IRES-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)-hyg/wt": 0.309,
+    "Emx1-IRES-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/Ai93(TITL-GCaMP6f)": 0.365,
+    "Slc17a7-IRES2-Cre/wt;Camk2a-tTA/wt;Ai94(TITL-GCaMP6s)/wt": 0.738,
+    "Gad2-IRES-Cre/wt;Slc32a1-T2A-FlpO/wt;Ai195(TIT2L-GC7s-ICF-IRES-tTA2)-hyg/wt": 0.715,
+    "Gad2-IRES-Cre/wt;Slc32a1-T2A-FlpO/wt;Ai210(TITL-GC7f-ICF-IRES-tTA2)-hyg/wt": 0.715,
+    "Gad2-IRES-Cre/wt;Slc32a1-T2A-FlpO/wt;TIGRE-jGCaMP8s-IRES-tTA2_A8/wt": 0.7,
+    "Gad2-IRES-Cre/wt;Slc32a1-T2A-FlpO/wt;TIT2L-jGCaMP8s-WPRE-ICL-IRES-tTA2/wt": 0.7,
+    "Gad2-IRES-Cre/wt;Slc32a1-T2A-FlpO/wt;TIGRE-jGCaMP8m-IRES-tTA2-WPRE_A9/wt": 0.4,
+    "Gad2-IRES-Cre/wt;Slc32a1-T2A-FlpO/wt;TIT2L-jGCaMP8m-WPRE-ICL-IRES-tTA2-WPRE/wt": 0.4,
+    "Slc32a1-IRES-Cre/wt;TIGRE-jGCaMP8s-IRES-tTA2_A8/wt": 0.7,
+    "Slc32a1-IRES-Cre/wt;Oi1(TIT2L-jGCaMP8s-WPRE-ICL-IRES-tTA2)/wt": 0.7,
+    "Gad2-IRES-Cre/wt;Slc32a1-T2A-FlpO/wt;Oi3(TIT2L-jGCaMP8m-WPRE-ICL-IRES-tTA2-WPRE)/wt": 0.4,
+    "Slc32a1-IRES-Cre/wt;Oi4(TIT2L-jGCaMP8s-RiboL1-WPRE-ICL-IRES-tTA2-WPRE)/wt": 0.7,
+    "Snap25-IRES2-Cre/wt;Oi4(TIT2L-jGCaMP8s-RiboL1-WPRE-ICL-IRES-tTA2-WPRE)/wt": 0.7,
+    "Cux2-CreERT2/wt;Oi3(TIT2L-jGCaMP8m-WPRE-ICL-IRES-tTA2-WPRE)/wt": 0.4,
+    "Cux2-CreERT2/wt;Oi1(TIT2L-jGCaMP8s-WPRE-ICL-IRES-tTA2)/wt": 0.7,
+    "wt/wt": 0.7,
+    "Oi4(TIT2L-jGCaMP8s-RiboL1-WPRE-ICL-IRES-tTA2-WPRE)/Oi4(TIT2L-jGCaMP8s-RiboL1-WPRE-ICL-IRES-tTA2-WPRE)": 0.7,
+    "Oi1(TIT2L-jGCaMP8s-WPRE-ICL-IRES-tTA2)/wt": 0.7,
+    "Oi4(TIT2L-jGCaMP8s-RiboL1-WPRE-ICL-IRES-759732-tTA2-WPRE)": 0.7,
+    "Slc17a7-IRES2-Cre/wt;Oi1(TIT2L-jGCaMP8s-WPRE-ICL-IRES-tTA2)/wt": 0.7,
+    "Oi4(TIT2L-jGCaMP8s-RiboL1-WPRE-ICL-IRES-tTA2-WPRE)/wt": 0.7,
 }
 
-# (driver, reporter) pairs with their own measured decay time; checked before the indicator alone
-_DRIVER_REPORTER = (("Sst", "Ai148", "Sst;Ai148"), ("Vip", "Ai148", "Vip;Ai148"), ("Pvalb", "Ai162", "Pvalb;Ai162"))
-# substrings naming the indicator (reporter lines included), most specific first
-_INDICATOR_TOKENS = (
-    ("jGCaMP8s", "jGCaMP8s"),
-    ("jGCaMP8m", "jGCaMP8m"),
-    ("GCaMP6s", "GCaMP6s"),
-    ("Ai94", "GCaMP6s"),
-    ("Ai162", "GCaMP6s"),
-    ("GCaMP6f", "GCaMP6f"),
-    ("Ai93", "GCaMP6f"),
-    ("Ai148", "GCaMP6f"),
-)
+# indicator names a subject may carry (the Indicator lookup; the imaging plane's indicator in NWB)
+INDICATORS: tuple[str, ...] = ("GCaMP6f", "GCaMP6s", "GCaMP7f", "GCaMP7s", "jGCaMP8m", "jGCaMP8s", "unknown")
 
 
-def indicator_key(description: str | None) -> str:
-    """Key of :data:`DECAY_TIMES` for a genotype or indicator description (case-insensitive).
+class UnknownGenotypeError(ValueError):
+    """A full genotype missing from Allen's decay-time table, with no explicit decay time to fall back on."""
 
-    Examples: ``"Slc17a7-IRES2-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt"`` -> ``"GCaMP6f"``,
-    ``"Vip-IRES-Cre/wt;Ai148(TIT2L-GC6f-ICL-tTA2)/wt"`` -> ``"Vip;Ai148"``, ``None`` -> ``"unknown"``.
+
+def decay_time_s(full_genotype: str | None, decay_time: float | None = None) -> float:
+    """Decay time (s) for L0 events: Allen's table entry for ``full_genotype``, else ``decay_time``.
+
+    The genotype must match a key of :data:`ALLEN_DECAY_TIMES` exactly; when it does, it overrides
+    ``decay_time`` (Allen's rule). Raises :class:`UnknownGenotypeError` naming the genotype when it is not in
+    the table and no ``decay_time`` is given, and ValueError for a non-positive ``decay_time``.
     """
-    text = (description or "").lower()
-    for driver, reporter, key in _DRIVER_REPORTER:
-        if driver.lower() in text and reporter.lower() in text:
-            return key
-    for token, key in _INDICATOR_TOKENS:
-        if token.lower() in text:
-            return key
-    return "unknown"
+    if full_genotype and full_genotype in ALLEN_DECAY_TIMES:
+        return ALLEN_DECAY_TIMES[full_genotype]
+    if decay_time is not None:
+        if not decay_time > 0:
+            raise ValueError(f"decay time must be positive, got {decay_time} s")
+        return float(decay_time)
+    if full_genotype:
+        raise UnknownGenotypeError(
+            f"full genotype {full_genotype!r} is not in Allen's decay-time table ({len(ALLEN_DECAY_TIMES)} "
+            "genotypes, exact match); give the subject's decay_time in the manifest or events_decay_time_s "
+            "in the ophys parameter set"
+        )
+    raise UnknownGenotypeError(
+        "no full genotype and no decay time: give the subject's full_genotype (one of Allen's table) or "
+        "its decay_time in the manifest, or events_decay_time_s in the ophys parameter set"
+    )
 
 
-def decay_time_s(description: str | None) -> float:
-    """Decay time in seconds for a genotype or indicator description (0.7 s when unknown)."""
-    return DECAY_TIMES[indicator_key(description)]
+def halflife_s(decay_time: float) -> float:
+    """Half-life (s) of a decay with mean lifetime ``decay_time`` (s): ``ln(2) * decay_time``."""
+    return float(np.log(2) * decay_time)
 
 
 def gamma(decay_time: float, fs: float) -> float:
-    """AR(1) decay factor per frame: ``exp(-1 / (decay_time * fs))`` (decay_time in s, fs in Hz)."""
-    if decay_time <= 0 or fs <= 0:
+    """AR(1) decay factor per frame, ``exp(-ln(2) / (halflife * fs))`` = exp(-1 / (decay_time * fs)).
+
+    Computed through the half-life as Allen does, so it agrees with Allen's value to the last bit.
+    """
+    if not (decay_time > 0 and fs > 0):
         raise ValueError(f"decay time ({decay_time} s) and frame rate ({fs} Hz) must be positive")
-    return math.exp(-1.0 / (decay_time * fs))
+    return float(np.exp(-(np.log(2) / (halflife_s(decay_time) * fs))))

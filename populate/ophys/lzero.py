@@ -1,5 +1,8 @@
 """Exact L0 spike inference for the AR(1) calcium model with positivity (Jewell & Witten).
 
+This is the ``events_solver = "exact"`` option; the ``allen`` preset runs FastLZero's algorithm instead
+(:mod:`brainobs.populate.ophys.lzero_fast`), which can return a costlier event set (docs/methods.md).
+
 Problem solved for a trace y_0..y_{T-1}, decay ``gamma`` in (0, 1), penalty ``lam`` > 0, floor ``eps`` >= 0:
 
     minimise  0.5 * sum_t (y_t - c_t)^2 + lam * #{t >= 1 : c_t != max(gamma c_{t-1}, eps)}

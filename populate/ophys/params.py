@@ -60,7 +60,9 @@ ALLEN_OPHYS_PARAMS: dict[str, Any] = {
     "dff_short_window_s": SHORT_WINDOW_S,
     "dff_clamp_long_window": False,  # True: movies shorter than the long window use the longest one they hold
     # --- L0 events
-    "events_noise_multiplier": None,  # None: 2.0 near 31 Hz, 2.6 near 11 Hz; required at other rates
+    "events_noise_multiplier": None,  # None: 2.6 near 11 Hz, 2.0 near 31 Hz (Allen's rule); required elsewhere
+    "events_decay_time_s": None,  # None: the subject's (Allen's genotype table, else its manifest decay_time)
+    "events_solver": "fastlzero",  # Allen's FastLZero; "exact" = global optimum, departs from Allen (methods.md)
 }
 
 

@@ -296,13 +296,16 @@ def register_movie(
     fs: float,
     params: dict[str, Any],
     device: str | None = None,
+    frame_shape: tuple[int, int] | None = None,
 ) -> RegistrationResult:
     """Motion-correct a TIFF movie and write the registered movie once to ``out_path``.
 
     ``fs`` is the expected frame rate (checked against the file's metadata); ``params`` holds the
     ``registration_*`` keys of `ALLEN_OPHYS_PARAMS`; ``device`` is a torch device name ("cpu",
     "cuda"; default: cuda when available). ``out_path`` is written under a temporary name in its
-    folder and renamed when complete. See the module docstring for the steps, format and sign convention.
+    folder and renamed when complete. ``frame_shape`` (height, width), when given, is what the movie's
+    frames must measure (the session record); a mismatch raises MovieError before anything is written.
+    See the module docstring for the steps, format and sign convention.
     """
     elapsed: dict[str, float] = {}
     clock = time.perf_counter()
@@ -310,6 +313,12 @@ def register_movie(
     out_path = Path(out_path)
     with TiffMovie(movie_path, expected_frame_rate_hz=fs) as movie:
         n_frames, height, width = movie.shape
+        if frame_shape is not None and (height, width) != tuple(frame_shape):
+            raise MovieError(
+                movie_path,
+                f"frames are {height} x {width} pixels (height x width) but the manifest says "
+                f"{frame_shape[0]} x {frame_shape[1]}",
+            )
         stats = frame_statistics(movie, batch)
         scale = intensity_scale(stats.minimum.min(), stats.maximum.max())
         empty = find_empty_frames(stats.mean, params["registration_empty_frame_sigma"])

@@ -1,21 +1,30 @@
-"""The populate worker loop, free of any database code.
+"""The populate worker loop, free of any database code (tested with a fake queue).
 
 A :class:`Worker` takes jobs from a :class:`JobQueue` (the computed tables, upstream first), runs them one
 at a time and records each outcome: done, retried after a back-off, failed for good, or put back. The
-queue does all the talking to the database (``brainobs.workers.TableQueue`` for DataJoint tables).
+queue does all the talking to the database (:class:`brainobs.worker.queue.TableQueue` for DataJoint tables,
+which says what DataJoint's job API does and what is added here: retries by error type, liveness, signals).
 
 Signals. The first SIGTERM or SIGINT (SLURM preemption, Kubernetes eviction, Ctrl-C) stops the worker
 taking jobs: it finishes the job in hand and exits with status 0. A second signal aborts the job in hand
 (its transaction is rolled back and the job is put back in the queue) and exits with 128 + the signal.
+Python runs signal handlers only between bytecodes of the main thread, and code that catches
+KeyboardInterrupt (or a long compiled call) can delay or swallow the abort; so a watchdog thread also sees
+the signals (through the interpreter's wakeup fd) and, if the worker has not exited ``abort_grace_s`` after
+the second one, ends the process with status 128 + the signal. The server then rolls the job's transaction
+back as the connection closes, and the next scheduler step re-queues the job, whose worker is gone.
 
 Lost database connection. The worker reconnects, with back-off, for up to ``reconnect_timeout_s``; the job
-that was running is put back in the queue without counting as a failed attempt.
+that was running is put back in the queue without counting as a failed attempt. A worker that cannot
+reach the database while starting (``JobQueue.register``) waits for it the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -92,6 +101,7 @@ class WorkerOptions:
     refresh_every_s: float = 30.0  # how often (cluster-wide) the scheduler step runs while there is work
     heartbeat_s: float = 10.0
     reconnect_timeout_s: float = 600.0
+    abort_grace_s: float = 10.0  # after a second signal, the process ends this long after if still running
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
@@ -151,6 +161,45 @@ class JobQueue(Protocol):
         """Open a new connection; raises when the server cannot be reached."""
 
 
+class AbortWatchdog:
+    """A thread that counts stop signals as the C-level handler reports them on the wakeup fd, even while
+    the main thread is busy in compiled code; ``grace_s`` after the second one it ends the process with
+    128 + that signal, unless :meth:`close` was called first (the worker exited on its own)."""
+
+    def __init__(self, grace_s: float):
+        self.grace_s = grace_s
+        self._closed = threading.Event()
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="abort-watchdog", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        stops = 0
+        try:
+            while data := os.read(self._read, 64):
+                for signum in data:
+                    stops += signum in STOP_SIGNALS
+                    if stops >= 2 and not self._closed.wait(self.grace_s):
+                        print(
+                            f"worker {os.getpid()}: still running {self.grace_s:.0f} s after a second signal; "
+                            f"exiting with {128 + signum}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        os._exit(128 + signum)
+                    if self._closed.is_set():
+                        return
+        finally:
+            os.close(self._read)
+
+    def close(self) -> None:
+        self._closed.set()
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._write)  # the thread reads the end of the pipe and returns
+
+
 class _StopNow(Exception):
     """Stop requested while the database is unreachable: leave at once."""
 
@@ -183,6 +232,7 @@ class Worker:
         """Work until done; returns the exit status (0, or 128 + signal after an abort)."""
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS} if in_main_thread else {}
+        watchdog = AbortWatchdog(self.options.abort_grace_s) if in_main_thread else None
         try:
             self._call(self.queue.register)
             self._loop()
@@ -197,6 +247,8 @@ class Worker:
             self._beat_quietly("failed")
             raise
         finally:
+            if watchdog is not None:
+                watchdog.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         self._beat("stopped", force=True)

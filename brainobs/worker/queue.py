@@ -1,16 +1,23 @@
-"""The DataJoint side of the populate workers; the loop itself is :mod:`brainobs.populate.worker`.
+"""The DataJoint side of the populate worker: the job queue it drives and the scheduler step.
 
-:class:`TableQueue` drives DataJoint's per-table job queues (``T.jobs``, table ``~~<name>``) through their
-public API: a job is reserved with ``jobs.reserve``, computed with a direct-mode ``populate(key)`` (so that
-our signal handling and retry policy apply: DataJoint's distributed populate turns SIGTERM into a recorded
-job error), and finished with ``jobs.complete``. Failed attempts are counted in ``workers.JobAttempt``.
+What DataJoint's job API does, we use: the per-table queues (``T.jobs``, table ``~~<name>``), adding new jobs
+(``jobs.refresh``), reserving (``jobs.reserve``), finishing (``jobs.complete``), ignoring (``jobs.ignore``) and
+the status views and counts (``jobs.pending``, ``jobs.progress()``). A job is computed with a direct-mode
+``populate(key)``, because DataJoint's distributed populate turns SIGTERM into a recorded job error.
 
-:func:`schedule` is the scheduler step. It adds new jobs (``jobs.refresh``) and returns orphaned
-reservations to the queue: at once when the reserving worker is gone from this host (same host name and PID
-namespace), otherwise after the table's ``orphan_timeout_s``. An orphan counts as a failed attempt, so a job
-that kills its worker every time ends as an error. Workers take turns at the step under a :class:`Lease`.
-Liveness is not judged by the job's recorded ``connection_id``: DataJoint records it once per connection and
-never after a reconnect.
+What it lacks, this module adds:
+
+- selection: the scheduler step first pairs new items with the default parameter sets (each schema
+  module's ``schedule_defaults()``), so that a recording made by an upstream table is selected and sorted
+  without anyone acting;
+- retries by error type: failed attempts are counted in ``workers.JobAttempt``, and a failed job goes back
+  to ``pending`` with a later ``scheduled_time`` (the policy is :class:`brainobs.worker.loop.RetryPolicy`);
+- liveness: ``jobs.refresh(orphan_timeout=...)`` only re-queues by age, without counting an attempt. The
+  scheduler step re-queues a reservation at once when the reserving worker is gone from this host (same host
+  name and PID namespace), otherwise after the table's ``orphan_timeout_s``, and counts it as a failed
+  attempt, so that a job that kills its worker every time ends as an error. DataJoint records the job's
+  ``connection_id`` once per connection and never after a reconnect, so it is not used;
+- workers take turns at the scheduler step under a :class:`Lease`, and report themselves in ``workers.Worker``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import platform
 import random
 import shlex
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +42,8 @@ from typing import Any
 import datajoint as dj
 from datajoint.errors import DataJointError, LostConnectionError
 
-from brainobs.populate.worker import Job, WorkerStatus
 from brainobs.settings import Settings
+from brainobs.worker.loop import Job, WorkerStatus
 
 log = logging.getLogger(__name__)
 DEFAULT_ORPHAN_TIMEOUT_S = 6 * 3600.0  # tables whose jobs can run longer set orphan_timeout_s
@@ -76,33 +84,30 @@ def registry() -> ModuleType:
 
 
 def load_tables(settings: Settings, modules: Sequence[str] = (), names: Sequence[str] = ()) -> list[type[dj.Table]]:
-    """Connect and return the computed tables to work on, upstream first.
+    """Connect, declare what is missing (under the database's DDL lock), and return the computed tables to
+    work on, upstream first.
 
     By default those of brainobs; with ``modules``, those of these importable schema modules instead (each
     exposes a deferred ``schema``, activated as ``<schema_prefix><module's last name>``). ``names``
     (``Class`` or ``module.Class``) picks some of them.
     """
     from brainobs.database import connect
+    from brainobs.pipeline import computed_in
+    from brainobs.schemas import activate, declare
 
     if modules:
-        connect(settings)
+        connection = connect(settings)
         loaded = []
         for name in modules:
             try:
-                module = importlib.import_module(name)
+                loaded.append(importlib.import_module(name))
             except ImportError as err:
                 raise WorkerSetupError(f"cannot import schema module {name!r}: {err}") from None
-            if not module.schema.is_activated():
-                module.schema.activate(settings.schema_prefix + name.rsplit(".", 1)[-1])
-            loaded.append(module)
-        tables = _in_dependency_order(_computed_in(loaded))
+        loaded.append(registry())
+        declare(connection, [(m, settings.schema_prefix + m.__name__.rsplit(".", 1)[-1]) for m in loaded])
+        tables = computed_in(loaded[:-1])
     else:
-        from brainobs.pipeline import computed_tables
-
-        tables = computed_tables(settings)
-    workers = registry()
-    if not workers.schema.is_activated():
-        workers.schema.activate(settings.schema_prefix + "workers")
+        tables = computed_in(activate(settings))  # the workers schema is one of brainobs's
     if names:
         by_name = {n: t for t in tables for n in (t.__name__, table_label(t))}
         unknown = [n for n in names if n not in by_name]
@@ -111,24 +116,6 @@ def load_tables(settings: Settings, modules: Sequence[str] = (), names: Sequence
         chosen = {by_name[n] for n in names}
         tables = [t for t in tables if t in chosen]
     return tables
-
-
-def _computed_in(modules: Iterable[ModuleType]) -> list[type[dj.Table]]:
-    return [
-        obj
-        for module in modules
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, dj.Imported | dj.Computed) and obj.__module__ == module.__name__
-    ]
-
-
-def _in_dependency_order(tables: list[type[dj.Table]]) -> list[type[dj.Table]]:
-    if not tables:
-        return []
-    by_name = {t.full_table_name: t for t in tables}
-    dependencies = tables[0].connection.dependencies
-    dependencies.load()
-    return [by_name[name] for name in dependencies.topo_sort() if name in by_name]
 
 
 # -- small helpers over the job tables ----------------------------------------------------------------
@@ -226,17 +213,18 @@ def _server_now(connection: dj.Connection):
 
 @dataclass
 class ScheduleReport:
+    selected: int = 0  # new items paired with a default parameter set
     added: int = 0  # new pending jobs
     requeued: list[str] = field(default_factory=list)  # orphans put back in the queue, with the reason
     failed: list[str] = field(default_factory=list)  # orphans that used up their attempts
     lost_workers: int = 0  # workers of this host found dead
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.requeued or self.failed or self.lost_workers)
+        return bool(self.selected or self.added or self.requeued or self.failed or self.lost_workers)
 
     def __str__(self) -> str:
         return (
-            f"{self.added} jobs added, {len(self.requeued)} orphans re-queued, "
+            f"{self.selected} items selected, {self.added} jobs added, {len(self.requeued)} orphans re-queued, "
             f"{len(self.failed)} orphans failed for good"
         )
 
@@ -248,13 +236,17 @@ def schedule(
     orphan_timeout: float | None = None,
     host: str | None = None,
 ) -> ScheduleReport:
-    """Add new jobs to every table's queue and re-queue orphaned reservations (see the module docstring).
+    """Select new items for the default parameter sets, add new jobs to every table's queue and re-queue
+    orphaned reservations (see the module docstring).
 
     ``orphan_timeout`` overrides every table's ``orphan_timeout_s``; ``host`` is this machine's name.
     """
+    from brainobs.pipeline import modules_of, select_defaults
+
+    tables = list(tables)
     host = host or platform.node()
     local_pids = _local_pids(host)
-    report = ScheduleReport()
+    report = ScheduleReport(selected=select_defaults(modules_of(tables)))
     for table in tables:
         jobs = table.jobs
         report.added += jobs.refresh(delay=-1)["added"]
@@ -387,22 +379,41 @@ def scheduler_lease(tables: Iterable[dj.Table | type[dj.Table]], holder: str) ->
 
 
 class TableQueue:
-    """A :class:`brainobs.populate.worker.JobQueue` over DataJoint computed tables (upstream first)."""
+    """A :class:`brainobs.worker.loop.JobQueue` over DataJoint computed tables (upstream first).
+
+    ``tables`` may be a function that connects and returns them (:func:`load_tables`): it is called by
+    :meth:`register`, so that a worker that starts while the database is away waits for it like a running one.
+    ``made`` and ``failed`` count, per table label, the jobs this queue completed and those that failed for good.
+    """
 
     def __init__(
-        self, tables: Sequence[type[dj.Table]], *, max_attempts: int = 3, poll_s: float = 1.0, batch: int = 32
+        self,
+        tables: Sequence[type[dj.Table]] | Callable[[], Sequence[type[dj.Table]]],
+        *,
+        max_attempts: int = 3,
+        poll_s: float = 1.0,
+        batch: int = 32,
     ):
+        self._load = tables if callable(tables) else None
+        self._tables: dict[str, dj.Table] = {}
+        self._jobs: dict[str, dj.Table] = {}
+        if self._load is None:
+            self._attach(tables)
+        self.max_attempts, self.poll_s, self.batch = max_attempts, poll_s, batch
+        self.host, self.pid = platform.node(), os.getpid()
+        self.worker_id = f"{self.host}:{self.pid}:{int(time.time() * 1000)}"
+        self._empty_until: dict[str, float] = {}
+        self._lease: Lease | None = None
+        self.made: Counter[str] = Counter()
+        self.failed: defaultdict[str, list[tuple[dict, str]]] = defaultdict(list)
+
+    def _attach(self, tables: Sequence[type[dj.Table]]) -> None:
         if not tables:
             raise WorkerSetupError("a worker needs at least one computed table")
         self._tables = {table_label(t): t() for t in tables}
         self._jobs = {label: table.jobs for label, table in self._tables.items()}
-        self.connection = next(iter(self._tables.values())).connection
-        self.max_attempts, self.poll_s, self.batch = max_attempts, poll_s, batch
-        self.host, self.pid = platform.node(), os.getpid()
-        self.worker_id = f"{self.host}:{self.pid}:{int(time.time() * 1000)}"
         self._ready: dict[str, list[dict]] = {label: [] for label in self._tables}
-        self._empty_until: dict[str, float] = {}
-        self._lease: Lease | None = None
+        self.connection = next(iter(self._tables.values())).connection
 
     def tables(self) -> list[str]:
         return list(self._tables)
@@ -410,6 +421,8 @@ class TableQueue:
     def register(self) -> None:
         """Enter this worker in ``workers.Worker``. Jobs still reserved under this host and pid by an earlier
         worker in this PID namespace were left by a dead process (the pid is ours now): back in the queue."""
+        if not self._tables:
+            self._attach(self._load())
         self._enter()
         predecessors = registry().Worker & {"host": self.host, "pid": self.pid, "pid_ns": pid_namespace()}
         if len(predecessors - {"worker_id": self.worker_id}) == 0:
@@ -454,6 +467,7 @@ class TableQueue:
 
     def complete(self, job: Job, duration_s: float) -> None:
         self._jobs[job.table].complete(job.key, duration=duration_s)
+        self.made[job.table] += 1
         if job.retried:
             _forget_attempts(self._tables[job.table], [job.key])
 
@@ -490,6 +504,8 @@ class TableQueue:
             )
         if done:
             _stamp_error(jobs, job.key, stack)
+            if retry_in_s is None:
+                self.failed[job.table].append((job.key, message))
         else:
             log.warning("%s was no longer reserved by this worker; its error is not recorded", job)
 
@@ -524,6 +540,8 @@ class TableQueue:
             _update_worker(registry().Worker, self.worker_id, values)
 
     def connection_lost(self, error: BaseException) -> bool:
+        if not self._tables:  # still starting: anything but a setup mistake means the database is away
+            return not isinstance(error, WorkerSetupError)
         if isinstance(error, LostConnectionError):
             return True
         try:  # not Connection.is_connected: in DataJoint 2.3.5 it says True for a dead connection
@@ -533,6 +551,9 @@ class TableQueue:
         return False
 
     def reconnect(self) -> None:
+        if not self._tables:
+            self._attach(self._load())
+            return
         with suppress(Exception):
             self.connection.close()
         self.connection.connect()
