@@ -89,3 +89,12 @@ def test_mid_spread_needs_a_spike_shape():
 def test_noise_rejects_a_vector():
     with pytest.raises(ValueError, match="samples x channels"):
         noise.is_noise(np.zeros(82))
+
+
+def test_scattered_spatial_peaks_are_noise():
+    assert not noise.bad_spatial_peaks(unit(peak=30, reach=2.0))  # one peak along the probe
+    twin = unit(peak=20, reach=1.5) + unit(peak=34, reach=1.5)  # two peaks 14 channels apart, one sample
+    assert noise.bad_spatial_peaks(twin)
+    assert noise.is_noise(twin)
+    far = unit(peak=5, reach=1.5) + unit(peak=60, reach=1.5)  # the second beyond peak_channel_range
+    assert not noise.bad_spatial_peaks(far)

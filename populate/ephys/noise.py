@@ -5,9 +5,13 @@ A unit is noise when its waveform
 - spreads over too few or too many channels (spread check; a mid-size spread must pass the shape check),
 - has its largest spatial deflection far from the alignment sample (temporal-peak check), or
 - (mid-size spread only) lacks a spike-like trough in the mean of its channels' normalised differences to
-  the peak channel, found with a Ricker wavelet (shape check).
-Allen's spatial-peaks check (cubic interpolation onto a virtual 7-column Neuropixels 1.0 grid) and its
-random-forest classifier are not run.
+  the peak channel, found with a Ricker wavelet (shape check), or
+- has scattered spatial peaks: at the sample of largest deflection, the waveform interpolated (cubic) from
+  Neuropixels 1.0 electrode positions onto a virtual 7-column, 10 um grid shows peaks along the probe whose
+  positions spread by more than peak_locs_std_thresh rows (spatial-peaks check). As in Allen's code, the
+  electrode positions are Neuropixels 1.0's whatever the probe, and a peak's grid row is compared with the
+  peak channel's index.
+Allen's random-forest classifier is not run.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.interpolate import griddata
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import convolve
+from scipy.signal import convolve, find_peaks
 
 from brainobs.populate.ephys.presets import NOISE_TEMPLATE_PARAMS as N
 
@@ -28,7 +33,7 @@ def is_noise(waveform: np.ndarray, params: dict = N) -> bool:
         raise ValueError(f"noise check: the mean waveform must be samples x channels, got {waveform.shape}")
     if not np.isfinite(waveform).all() or not np.abs(waveform).max() > 0:
         return True  # no spike at all
-    return bad_temporal_peak(waveform, params) or bad_spread(waveform, params)
+    return bad_temporal_peak(waveform, params) or bad_spread(waveform, params) or bad_spatial_peaks(waveform, params)
 
 
 def bad_temporal_peak(waveform: np.ndarray, params: dict = N) -> bool:
@@ -76,6 +81,38 @@ def bad_shape(waveform: np.ndarray, params: dict = N) -> bool:
         and params["min_wavelet_peak_loc"] < location < params["max_wavelet_peak_loc"]
     )
     return not good
+
+
+NP1_COLUMNS_UM = (16.0, 48.0, 0.0, 32.0)  # x of channel i is NP1_COLUMNS_UM[i % 4]; y is (i // 2) * 20 um
+GRID_COLUMNS_UM = np.arange(7) * 8.0  # the virtual grid: 7 columns 8 um apart, rows 10 um apart
+
+
+def bad_spatial_peaks(waveform: np.ndarray, params: dict = N) -> bool:
+    """Peaks of the waveform along the probe, on the virtual grid at the sample of largest deflection, in
+    each of the 5 inner columns large enough (channel_amplitude_thresh of the largest value), near the peak
+    channel (peak_channel_range rows), have a standard deviation above peak_locs_std_thresh rows."""
+    n_channels = waveform.shape[1]
+    peak_channel = int(np.argmax(waveform.max(0) - waveform.min(0)))
+    peak_sample = int(np.argmax(waveform.max(1) - waveform.min(1)))
+    channels = np.arange(n_channels)
+    electrodes = np.column_stack([np.take(NP1_COLUMNS_UM, channels % 4), (channels // 2) * 20.0])
+    rows = np.arange(n_channels) * 10.0
+    grid = np.column_stack([np.tile(GRID_COLUMNS_UM, n_channels), np.repeat(rows, GRID_COLUMNS_UM.size)])
+    values = griddata(electrodes, waveform[peak_sample], grid, method="cubic", fill_value=0.0, rescale=False)
+    inner = values.reshape(n_channels, GRID_COLUMNS_UM.size)[:, 1:6]
+    flat = inner.ravel()
+    sign = np.sign(flat[np.argmax(np.abs(flat))])
+    largest = np.abs(inner).max()
+    locations: list[int] = []
+    for column in inner.T:
+        if np.abs(column).max() < largest * params["channel_amplitude_thresh"]:
+            continue
+        profile = column * sign
+        profile = profile / np.abs(profile).max()
+        found, _ = find_peaks(profile, height=params["peak_height_thresh"], prominence=params["peak_prominence_thresh"])
+        reach = params["peak_channel_range"]
+        locations.extend(found[(found > peak_channel - reach) & (found < peak_channel + reach)])
+    return len(locations) > 0 and float(np.std(locations)) > params["peak_locs_std_thresh"]
 
 
 def ricker_filter(signal: np.ndarray, width: float) -> np.ndarray:

@@ -87,6 +87,11 @@ NOISE_TEMPLATE_PARAMS = {
     "min_wavelet_peak_height": 0.0,
     "min_wavelet_peak_loc": 15,
     "max_wavelet_peak_loc": 25,
+    "channel_amplitude_thresh": 0.25,
+    "peak_height_thresh": 0.2,
+    "peak_prominence_thresh": 0.2,
+    "peak_channel_range": 24,
+    "peak_locs_std_thresh": 3.5,
 }
 
 # Release unit filters (query-time presets): (column, operator, value), all must hold.
