@@ -23,7 +23,7 @@ from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment, Session  # noqa: F401 - Session: table definitions
 from brainobs.schemas.behavior import Licks
 from brainobs.schemas.ephys import UnitMetrics
-from brainobs.schemas.ophys import OphysParamSet  # noqa: F401 - referenced by the table definitions
+from brainobs.schemas.ophys import EventDetection, OphysParamSet, OphysSelection  # noqa: F401 - OphysParamSet: definitions
 from brainobs.schemas.qc import (
     QC,
     ContainerQC,
@@ -104,10 +104,13 @@ class ReleaseFile(dj.Computed):
 
     @property
     def key_source(self):
+        """Sessions of a release with something to decide on; a 2-photon session waits until every selected
+        experiment has its events (QC can exist before them)."""
         sessions = dj.U("release_tag", "subject_id", "session_id")
         behavior_only = (Session & {"modality": "behavior"}).proj() * Licks.proj()
+        waiting = Release.proj("ophys_paramset") * (OphysSelection.proj() - EventDetection.proj())
         return (
-            (sessions & (Release * QC))
+            ((sessions & (Release * QC)) - waiting)
             + (sessions & (Release.proj() * UnitMetrics))
             + (sessions & (Release.proj() * behavior_only))
         )

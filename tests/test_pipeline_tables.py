@@ -361,39 +361,42 @@ def test_damaged_store_files_fail_their_jobs_naming_the_file(processed, settings
     from brainobs.pipeline import populate_all
     from brainobs.schemas import stores
     from brainobs.schemas.ephys import SpikeSorting, UnitMetrics
-    from brainobs.schemas.release import ReleaseFile
+    from brainobs.schemas.release import Release, ReleaseFile
 
-    # an NWB file altered in the store is not reused by the next tag: its job fails naming the file
-    publish("damage1", tmp_path / "releases", settings=settings)
-    row = (ReleaseFile.File & {"release_tag": "damage1"}).to_dicts()[0]
-    nwb = stores.root() / row["path"]
-    data = bytearray(nwb.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    _replace_for_a_while(nwb, bytes(data), tmp_path / "original.nwb")
     try:
-        with pytest.raises(RuntimeError, match=f"{nwb}: sha256 differs from the one recorded"):
-            publish("damage2", tmp_path / "releases", settings=settings)
-    finally:
-        os.replace(tmp_path / "original.nwb", nwb)
+        # an NWB file altered in the store is not reused by the next tag: its job fails naming the file
+        publish("damage1", tmp_path / "releases", settings=settings)
+        row = (ReleaseFile.File & {"release_tag": "damage1"}).to_dicts()[0]
+        nwb = stores.root() / row["path"]
+        data = bytearray(nwb.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        _replace_for_a_while(nwb, bytes(data), tmp_path / "original.nwb")
+        try:
+            with pytest.raises(RuntimeError, match=f"{nwb}: sha256 differs from the one recorded"):
+                publish("damage2", tmp_path / "releases", settings=settings)
+        finally:
+            os.replace(tmp_path / "original.nwb", nwb)
 
-    # every file of the sorting is recorded; a truncated analyzer file fails UnitMetrics naming it
-    sorting = SpikeSorting.fetch1()
-    output_dir = stores.root() / sorting["output_dir"]
-    files = {r["file_path"]: r for r in SpikeSorting.File.to_dicts()}
-    assert "sorter/spikeinterface_recording.json" in files
-    for name, recorded in files.items():  # UnitMetrics, which ran since, added files but changed none
-        assert stores.file_digest(output_dir / name) == (recorded["size"], recorded["sha256"]), name
-    name = max((n for n in files if n.startswith("analyzer/")), key=lambda n: files[n]["size"])
-    target = output_dir / name
-    key = {k: sorting[k] for k in SpikeSorting.primary_key}
-    (UnitMetrics & key).delete(prompt=False)
-    _replace_for_a_while(target, target.read_bytes()[:-8], tmp_path / "original.bin")
-    try:
-        result = populate_all(settings, tables=["UnitMetrics"])
-        (_key, message), *_ = result["UnitMetrics"]["error_list"]
-        assert f"{target}: {files[name]['size'] - 8} bytes in the object store" in message, message
-    finally:
-        os.replace(tmp_path / "original.bin", target)
-        (UnitMetrics().jobs & key).delete_quick()
-    result = populate_all(settings, tables=["UnitMetrics", "UnitQC"])
-    assert not result["UnitMetrics"]["error_list"] and len(UnitMetrics & key) == 1
+        # every file of the sorting is recorded; a truncated analyzer file fails UnitMetrics naming it
+        sorting = SpikeSorting.fetch1()
+        output_dir = stores.root() / sorting["output_dir"]
+        files = {r["file_path"]: r for r in SpikeSorting.File.to_dicts()}
+        assert "sorter/spikeinterface_recording.json" in files
+        for name, recorded in files.items():  # UnitMetrics, which ran since, added files but changed none
+            assert stores.file_digest(output_dir / name) == (recorded["size"], recorded["sha256"]), name
+        name = max((n for n in files if n.startswith("analyzer/")), key=lambda n: files[n]["size"])
+        target = output_dir / name
+        key = {k: sorting[k] for k in SpikeSorting.primary_key}
+        (UnitMetrics & key).delete(prompt=False, part_integrity="cascade")  # with its probe's session QC
+        _replace_for_a_while(target, target.read_bytes()[:-8], tmp_path / "original.bin")
+        try:
+            result = populate_all(settings, tables=["UnitMetrics"])
+            (_key, message), *_ = result["UnitMetrics"]["error_list"]
+            assert f"{target}: {files[name]['size'] - 8} bytes in the object store" in message, message
+        finally:
+            os.replace(tmp_path / "original.bin", target)
+            (UnitMetrics().jobs & key).delete_quick()
+        result = populate_all(settings, tables=["UnitMetrics", "UnitQC", "SessionQC"])
+        assert not result["UnitMetrics"]["error_list"] and len(UnitMetrics & key) == 1
+    finally:  # the releases made here stay out of the modules that follow
+        (Release & [{"release_tag": "damage1"}, {"release_tag": "damage2"}]).delete(prompt=False)

@@ -388,5 +388,6 @@ def test_worker_survives_a_server_restart(calls, settings, tables, tmp_path):
     assert server.status().running
     dj.conn().connect()
     assert worker.wait(timeout=90) == 0, log.read_text()
-    assert "reconnected" in log.read_text()
-    assert sum(assert_all_made_once(n, calls).values()) <= 1  # the job in hand when the server stopped
+    # the worker reconnects itself ("reconnected" in its log) unless DataJoint's own reconnect on the next
+    # query got there first; either way every job is made once, but the one in hand when the server stopped
+    assert sum(assert_all_made_once(n, calls).values()) <= 1

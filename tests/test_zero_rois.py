@@ -101,6 +101,6 @@ def test_no_valid_roi_fails_qc_saying_why():
     empty = np.array([], dtype=bool)
     thresholds = {**DEFAULT_QC_THRESHOLDS, "valid_roi_min_fail": 0}  # even where 0 ROIs would pass the limit
     (count, *_) = roi_checks(0, np.array([]), empty, empty, thresholds)
-    assert count.outcome == Outcome.FAIL and count.reason.startswith("no ROI: segmentation kept no valid ROI")
+    assert count.outcome == Outcome.FAIL and count.reason.startswith("no ROI: no valid ROI")
     (count, *_) = roi_checks(5, np.array([0.7]), np.zeros(5, bool), np.zeros(5, bool), DEFAULT_QC_THRESHOLDS)
     assert count.outcome != Outcome.FAIL
