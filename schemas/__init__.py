@@ -71,8 +71,14 @@ def declare(connection, schemas: list[tuple[ModuleType, str]]) -> None:
         return
     with ddl_lock(connection):
         for module, name in pending:
-            module.schema.activate(name)
-            for obj in vars(module).values():
-                computed = isinstance(obj, type) and issubclass(obj, (dj.Imported, dj.Computed))
-                if computed and obj.__module__ == module.__name__ and not obj().jobs.is_declared:
-                    obj().jobs.declare()
+            try:
+                module.schema.activate(name)
+                for obj in vars(module).values():
+                    computed = isinstance(obj, type) and issubclass(obj, (dj.Imported, dj.Computed))
+                    if computed and obj.__module__ == module.__name__ and not obj().jobs.is_declared:
+                        obj().jobs.declare()
+            except BaseException:
+                # half-activated (e.g. the server went away mid-way): DataJoint would take the schema for
+                # activated and leave the rest of its tables unbound; the next try starts it again
+                module.schema.database = None
+                raise

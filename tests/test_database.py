@@ -56,3 +56,43 @@ def test_two_processes_starting_at_once_share_one_server(fresh_home):
         cur = conn.cursor()
         cur.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (42); SELECT x FROM t")
         assert cur.fetchone() == (42,)
+
+
+def test_a_schema_declaration_cut_off_midway_is_redone_on_the_next_try(database, settings, monkeypatch):
+    """A server that goes away while a worker declares its schemas must not leave tables unbound for good."""
+    import types
+
+    import datajoint as dj
+
+    from brainobs.schemas import declare
+
+    module = types.ModuleType("halfway")
+    module.schema = dj.Schema()
+
+    @module.schema
+    class First(dj.Manual):
+        definition = "first_id : int32"
+
+    @module.schema
+    class Second(dj.Manual):
+        definition = "second_id : int32"
+
+    decorate = dj.Schema._decorate_master
+    calls = []
+
+    def cut_off(self, cls, context):
+        calls.append(cls.__name__)
+        if cls is Second and calls.count("Second") == 1:
+            raise ConnectionError("server closed the connection unexpectedly")
+        return decorate(self, cls, context)
+
+    monkeypatch.setattr(dj.Schema, "_decorate_master", cut_off)
+    name = settings.schema_prefix + "halfway"
+    with pytest.raises(ConnectionError):
+        declare(dj.conn(), [(module, name)])
+    try:
+        declare(dj.conn(), [(module, name)])
+        Second.insert1({"second_id": 1})
+        assert len(First()) == 0 and len(Second()) == 1
+    finally:
+        module.schema.drop(prompt=False)
