@@ -75,6 +75,14 @@ def _fresh_items(n: int) -> None:
     Item.insert({"item_id": i} for i in range(n))
 
 
+def _job_states(table: type[dj.Computed]) -> str:
+    """The job table's rows by status, and the first error message, for a benchmark that came up short."""
+    rows = table.jobs.to_dicts()
+    states = {status: sum(row["status"] == status for row in rows) for status in {row["status"] for row in rows}}
+    errors = [row.get("error_message") for row in rows if row["status"] == "error"]
+    return f"jobs by status {states}" + (f", first error: {errors[0]}" if errors else "")
+
+
 def overhead(n_jobs: int) -> dict[str, float]:
     """Milliseconds per trivial job: queue filling, the worker loop, and plain populate()."""
     from brainobs.worker.loop import Worker, WorkerOptions
@@ -88,7 +96,8 @@ def overhead(n_jobs: int) -> dict[str, float]:
     started = time.perf_counter()
     Worker(TableQueue([Trivial]), options).run()
     loop = time.perf_counter() - started
-    assert len(Trivial()) == n_jobs
+    if len(Trivial()) != n_jobs:
+        raise RuntimeError(f"the worker made {len(Trivial())} of {n_jobs} trivial jobs; {_job_states(Trivial)}")
     Trivial.delete_quick()
     started = time.perf_counter()
     Trivial.populate()
