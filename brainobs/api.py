@@ -132,8 +132,8 @@ def _session_key(session_id: int) -> dict:
 
 
 def _traces(part, attribute: str, experiment_id: int, ophys_paramset: str | None) -> pd.DataFrame:
-    from brainobs.export.collect import frame_times
     from brainobs.schemas.acquisition import Experiment
+    from brainobs.schemas.collect import frame_times
     from brainobs.schemas.ophys import stack_rows
 
     key = _experiment_key(experiment_id, ophys_paramset)

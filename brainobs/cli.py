@@ -526,10 +526,10 @@ def release(
     import warnings
 
     from brainobs.database import DatabaseError
-    from brainobs.export.pages import experiment_page, session_page
-    from brainobs.export.publish import publish
     from brainobs.export.release import ReleaseError
     from brainobs.export.release_config import ReleaseConfigError, load_release_config
+    from brainobs.pages import experiment_page, session_page
+    from brainobs.publish import publish
 
     if qc_policy not in ("PASS", "WARNING"):
         console.print(f"[red]error:[/red] --qc-policy must be PASS or WARNING, not {qc_policy!r}")
@@ -580,7 +580,7 @@ def release(
 
 def release_table(tag: str) -> Table:
     """Released and withheld items of a release; for a withheld one, the check, value and threshold that decided."""
-    from brainobs.export.publish import release_summary
+    from brainobs.publish import release_summary
 
     summary = release_summary(tag)
     withheld = int((summary["status"] == "withheld").sum())
@@ -611,7 +611,7 @@ def report(
     out: Path = typer.Option(None, "--out", help="HTML file to write (default: <item>.html here)."),
 ) -> None:
     """Write a static HTML QC page for an experiment (or a session) with its figures and QC table."""
-    from brainobs.export.pages import experiment_page, session_page
+    from brainobs.pages import experiment_page, session_page
     from brainobs.schemas import activate
     from brainobs.schemas.acquisition import Experiment, Session
 

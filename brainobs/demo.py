@@ -113,7 +113,7 @@ def _behavior_summary() -> Table:
 
 def _release_summary(settings: Settings, console: Console) -> None:
     from brainobs.cli import release_table
-    from brainobs.export.publish import publish
+    from brainobs.publish import publish
 
     result = publish("demo", settings.home.resolve() / "releases", settings=settings)
     size = sum(f.size for f in result.files)

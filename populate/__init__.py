@@ -1,1 +1,2 @@
-"""The processing core: pure functions on arrays (no DataJoint inside)."""
+"""The processing core that DataJoint `make()` methods call (not DataJoint's "populate"): pure functions on arrays,
+no DataJoint and no schemas inside."""

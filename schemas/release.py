@@ -14,7 +14,6 @@ import datetime as dt
 import datajoint as dj
 
 from brainobs.export.bundles import source_digest
-from brainobs.export.collect import behavior_session_bundle, ecephys_session_bundle, ophys_experiment_bundle
 from brainobs.export.release_config import ReleaseConfig
 from brainobs.export.validation import inspect_nwb
 from brainobs.export.writer import export_behavior_session, export_ecephys_session, export_ophys_experiment
@@ -22,6 +21,7 @@ from brainobs.populate.qc import Outcome, release_verdict
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment, Session  # noqa: F401 - Session: table definitions
 from brainobs.schemas.behavior import Licks
+from brainobs.schemas.collect import behavior_session_bundle, ecephys_session_bundle, ophys_experiment_bundle
 from brainobs.schemas.ephys import UnitMetrics
 from brainobs.schemas.ophys import EventDetection, OphysParamSet, OphysSelection  # noqa: F401 - OphysParamSet: definitions
 from brainobs.schemas.qc import (

@@ -177,8 +177,8 @@ def test_units_are_sorted_scored_and_filtered(processed):
 
 
 def test_release_exports_what_passes_qc(processed, settings, tmp_path):
-    from brainobs.export.publish import publish
     from brainobs.export.validation import inspect_nwb
+    from brainobs.publish import publish
     from brainobs.schemas.release import INSPECTOR_IGNORE, ReleaseFile
 
     result = publish("t1", tmp_path / "releases", settings=settings)
@@ -244,7 +244,7 @@ def test_cookbook_examples_run(processed):
 
 
 def test_reviewer_override_changes_what_is_released_not_the_computed_outcome(processed, settings, tmp_path):
-    from brainobs.export.publish import publish
+    from brainobs.publish import publish
     from brainobs.schemas.qc import QC, QCOverride, effective_outcome
     from brainobs.schemas.release import ReleaseFile
 
@@ -265,7 +265,7 @@ def test_reviewer_override_changes_what_is_released_not_the_computed_outcome(pro
 
 
 def test_report_page_for_an_experiment_and_a_session(processed, tmp_path):
-    from brainobs.export.pages import experiment_page, session_page
+    from brainobs.pages import experiment_page, session_page
     from brainobs.schemas.ephys import SpikeSorting
 
     experiment_id = int(_experiments()[0]["experiment_id"])
@@ -357,8 +357,8 @@ def _replace_for_a_while(target, content: bytes, keep):
 def test_damaged_store_files_fail_their_jobs_naming_the_file(processed, settings, tmp_path):
     import os
 
-    from brainobs.export.publish import publish
     from brainobs.pipeline import populate_all
+    from brainobs.publish import publish
     from brainobs.schemas import stores
     from brainobs.schemas.ephys import SpikeSorting, UnitMetrics
     from brainobs.schemas.release import Release, ReleaseFile

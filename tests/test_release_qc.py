@@ -22,10 +22,10 @@ BEHAVIOR_ONLY = 300001
 @pytest.fixture(scope="module")
 def seeded(database, settings, test_home):
     """Tiny survey seed 7, its ecephys session stripped of behavior and probe target, processed and released."""
-    from brainobs.export.publish import publish
     from brainobs.ingest.manifest import load_manifest
     from brainobs.ingest.synthetic import generate_survey
     from brainobs.pipeline import populate_all
+    from brainobs.publish import publish
     from brainobs.schemas import activate
     from brainobs.schemas.loading import insert_manifest
     from brainobs.schemas.subject import Subject
@@ -56,7 +56,7 @@ def seeded(database, settings, test_home):
 
 
 def test_every_clean_item_is_released(seeded):
-    from brainobs.export.publish import release_summary
+    from brainobs.publish import release_summary
     from brainobs.schemas.qc import QC
 
     summary = release_summary(f"seed{SEED}")
@@ -110,7 +110,7 @@ def test_api_warns_when_qc_withholds_an_experiment(seeded):
 
 
 def test_a_public_release_leaves_embargoed_sessions_out_and_a_team_release_keeps_them(seeded, test_home):
-    from brainobs.export.publish import publish, release_summary
+    from brainobs.publish import publish, release_summary
     from brainobs.schemas.acquisition import Session
 
     _, seeded_settings = seeded
@@ -136,8 +136,8 @@ def test_a_public_release_leaves_embargoed_sessions_out_and_a_team_release_keeps
 
 
 def test_placeholder_metadata_warns_and_a_configuration_fills_dandiset_yaml(seeded, test_home, tmp_path):
-    from brainobs.export.publish import publish
     from brainobs.export.release_config import load_release_config
+    from brainobs.publish import publish
 
     _, seeded_settings = seeded
     with pytest.warns(UserWarning, match="leaves dandiset_id, name, description"):
@@ -173,8 +173,8 @@ def test_a_behavior_only_session_gets_session_qc_with_licks(seeded):
 
 def test_failed_cell_matching_gives_container_qc_fail_with_the_reason(seeded, monkeypatch):
     """Runs last: it replaces the container's matching by a failed one."""
-    from brainobs.export.publish import publish, release_summary
     from brainobs.populate.matching import RegistrationError
+    from brainobs.publish import publish, release_summary
     from brainobs.schemas import matching
     from brainobs.schemas.qc import ContainerQC
 

@@ -1,4 +1,4 @@
-"""Assemble export bundles from the tables (the only module of ``brainobs.export`` that reads the database).
+"""Assemble export bundles from the tables: the step between the schemas and `brainobs.export` (which reads no table).
 
 Session start times are stored without a time zone; NWB needs one, and brainobs treats them as UTC.
 """
