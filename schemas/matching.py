@@ -1,10 +1,8 @@
 """Cross-session cell matching per container: every valid ROI gets a cell_specimen_id shared across sessions.
 
 A container is matched once all its experiments are segmented (with one ophys parameter set). As in Allen's
-releases, only valid ROIs (no exclusion label) are matched and get a cell_specimen_id; the others keep their
-cell_roi_id alone. Each line of the n-way match becomes one cell_specimen_id: ``container_id * 100000 + line``,
-so ids are unique across containers and stable for a given container and parameter sets. A ROI with no match
-is a line of its own.
+releases, only valid ROIs (no exclusion label) are matched and get a cell_specimen_id (the numbering is the
+core's: ``brainobs.populate.matching.summary``); the others keep their cell_roi_id alone.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from brainobs.populate.matching import ROI, ExperimentROIs, MatchingParams, RegistrationError, match_container
+from brainobs.populate.matching import ROI, ExperimentROIs, MatchingParams, match_and_summarize
 from brainobs.schemas.acquisition import Container, Experiment
 from brainobs.schemas.ophys import MotionCorrection, OphysParamSet, Segmentation
 from brainobs.schemas.params import insert_params, paramset_definition
@@ -23,11 +21,14 @@ from brainobs.schemas.queries import restrict
 
 schema = dj.Schema()
 DEFAULT_PARAMSET = "allen"
-SPECIMEN_ID_STRIDE = 100_000
-
-
-def cell_specimen_id(container_id: int, line: int) -> int:
-    return int(container_id) * SPECIMEN_ID_STRIDE + int(line)
+SUMMARY_FIELDS = (
+    "outcome",
+    "n_experiments",
+    "n_cells",
+    "n_cells_all_sessions",
+    "lowest_match_fraction",
+    "lowest_ssim",
+)
 
 
 @schema
@@ -100,70 +101,26 @@ class CellMatching(dj.Computed):
         return ready.proj() * MatchingParamSet.proj()
 
     def make_fetch(self, key):
-        experiments = (Experiment & key).to_dicts(order_by="session_id, experiment_id")
-        return [e["experiment_id"] for e in experiments], (MatchingParamSet & key).fetch1("params")
-
-    def make_compute(self, key, experiment_ids, params):
-        inputs = []
-        for experiment_id in experiment_ids:
-            restriction = {**key, "experiment_id": experiment_id}
+        inputs, session_of = [], {}
+        for experiment in (Experiment & key).to_dicts(order_by="session_id, experiment_id"):
+            restriction = {**key, "experiment_id": experiment["experiment_id"]}
             image = (MotionCorrection & restriction).fetch1("average_image")
-            valid = Segmentation.ROI & restriction & {"valid_roi": True}
-            rows = valid.to_dicts(order_by="cell_roi_id")
-            rois = tuple(ROI(row["cell_roi_id"], row["ypix"], row["xpix"], True) for row in rows)
-            inputs.append(ExperimentROIs(experiment_id, np.asarray(image, dtype=float), rois))
-        try:
-            return (match_container(inputs, MatchingParams(**params)),)
-        except RegistrationError as err:  # e.g. unrelated fields of view: a data finding, recorded for QC
-            return (str(err),)
+            valid = (Segmentation.ROI & restriction & {"valid_roi": True}).to_dicts(order_by="cell_roi_id")
+            rois = tuple(ROI(row["cell_roi_id"], row["ypix"], row["xpix"], True) for row in valid)
+            inputs.append(ExperimentROIs(experiment["experiment_id"], np.asarray(image, dtype=float), rois))
+            session_of[experiment["experiment_id"]] = experiment["session_id"]
+        return inputs, session_of, MatchingParams(**(MatchingParamSet & key).fetch1("params"))
 
-    def make_insert(self, key, match):
-        if isinstance(match, str):
-            self.insert1(
-                {**key, "outcome": "failed", "failure": match[:255], "n_experiments": len(Experiment & key)}
-                | {"n_cells": 0, "n_cells_all_sessions": 0}
-            )
-            return
-        n_experiments = len(Experiment & key)
-        experiments_per_line = [len({experiment for experiment, _roi in line}) for line in match.lines()]
-        fractions = [p.match_fraction for p in match.pairs]
-        self.insert1(
-            {
-                **key,
-                "outcome": str(match.outcome),
-                "n_experiments": n_experiments,
-                "n_cells": match.n_lines,
-                "n_cells_all_sessions": sum(n == n_experiments for n in experiments_per_line),
-                "lowest_match_fraction": min(fractions) if fractions else None,
-                "lowest_ssim": min((t.ssim for t in match.transforms), default=None),
-            }
-        )
-        session_of = dict(zip(*(Experiment & key).to_arrays("experiment_id", "session_id"), strict=True))
+    def make_compute(self, key, inputs, session_of, params):
+        return match_and_summarize(key["container_id"], inputs, params), session_of
+
+    def make_insert(self, key, matching, session_of):
+        summary = {f: getattr(matching, f) for f in SUMMARY_FIELDS}
+        self.insert1({**key, **summary, "failure": matching.failure[:255]})
         self.CellSpecimen.insert(
-            {
-                **key,
-                "session_id": session_of[r.experiment_id],
-                "experiment_id": r.experiment_id,
-                "cell_roi_id": r.cell_roi_id,
-                "cell_specimen_id": cell_specimen_id(key["container_id"], r.line),
-            }
-            for r in match.rois
+            {**key, "session_id": session_of[s.experiment_id], **dataclasses.asdict(s)} for s in matching.specimens
         )
-        transforms = {(t.fixed_experiment_id, t.moving_experiment_id): t for t in match.transforms}
-        self.Pair.insert(
-            {
-                **key,
-                "fixed_experiment_id": p.fixed_experiment_id,
-                "moving_experiment_id": p.moving_experiment_id,
-                "method": (t := transforms[(p.fixed_experiment_id, p.moving_experiment_id)]).method,
-                "ssim": float(t.ssim),
-                "transform": np.asarray(t.matrix),
-                "n_matched": p.n_matched,
-                "match_fraction": float(p.match_fraction),
-                "mean_cost": float(p.mean_cost) if np.isfinite(p.mean_cost) else None,
-            }
-            for p in match.pairs
-        )
+        self.Pair.insert({**key, **dataclasses.asdict(p)} for p in matching.pairs)
 
 
 def cells_table(*restrictions: dict, strict: bool = False, **keywords) -> pd.DataFrame:

@@ -493,23 +493,6 @@ class NeuropilCorrection(dj.Computed):
         )
 
 
-def long_window_s(params: dict, n_frames: int, frame_rate: float) -> tuple[float, bool]:
-    """(the dF/F baseline window in s, whether it was clamped): the preset's window; for a movie too short
-    to hold it, the longest odd window it holds when ``dff_clamp_long_window`` is set, else a ValueError
-    (Allen's dF/F refuses such a movie)."""
-    wanted = params["dff_long_window_s"]
-    if dff.window_frames(frame_rate, wanted) < n_frames:
-        return wanted, False
-    if not params["dff_clamp_long_window"]:
-        raise ValueError(
-            f"the movie's {n_frames} frames at {frame_rate} Hz are shorter than the {wanted} s dF/F baseline "
-            f"window ({dff.window_frames(frame_rate, wanted)} frames), which Allen's dF/F refuses; process short "
-            "movies with the allen_short_movies preset (BRAINOBS_OPHYS_PARAMSET=allen_short_movies), which "
-            "clamps the window (docs/methods.md)"
-        )
-    return (n_frames - 2) / frame_rate, True
-
-
 @schema
 class DeltaFOverF(dj.Computed):
     definition = """
@@ -539,8 +522,13 @@ class DeltaFOverF(dj.Computed):
         frame_rate = (Experiment & key).fetch1("frame_rate")
         if corrected.size == 0:
             return (None,)
-        long_s, clamped = long_window_s(params, corrected.shape[1], frame_rate)
-        return (dff.compute_dff(corrected, frame_rate, long_s, params["dff_short_window_s"]), clamped)
+        return dff.compute_dff_clamped(
+            corrected,
+            frame_rate,
+            params["dff_long_window_s"],
+            params["dff_short_window_s"],
+            clamp_long_window=params["dff_clamp_long_window"],
+        )
 
     def make_insert(self, key, result, clamped=False):
         if result is None:  # an experiment without ROIs: the stage ran, nothing to store

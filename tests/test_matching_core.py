@@ -24,13 +24,14 @@ from brainobs.populate.matching import (
     PairMatch,
     RegistrationError,
     RoiPair,
-    cells_table,
+    cell_specimen_id,
+    match_and_summarize,
     match_container,
-    pair_table,
 )
 from brainobs.populate.matching.nway import merge_lines
 from brainobs.populate.matching.pairwise import footprints_in_frame, match_pair
 from brainobs.populate.matching.registration import register_pair, scaled_settings
+from brainobs.populate.matching.summary import summarize
 from brainobs.populate.scoring.matching import score_matching
 
 FOV = (160, 160)
@@ -327,8 +328,9 @@ def test_single_experiment_is_not_matched():
     assert match.outcome is MatchOutcome.SINGLE_EXPERIMENT and match.outcome == "single_experiment"
     assert match.transforms == () and match.pairs == ()
     assert [r.line for r in match.rois] == list(range(len(experiments[0].rois)))
-    assert pair_table(match).empty and "match_fraction" in pair_table(match).columns
-    assert (cells_table(match, 1).n_experiments == 1).all()
+    summary = summarize(1, match, 1)
+    assert summary.pairs == () and summary.lowest_match_fraction is None and summary.lowest_ssim is None
+    assert summary.n_cells == summary.n_cells_all_sessions == len(experiments[0].rois)
 
 
 def test_experiment_without_rois_takes_no_part():
@@ -384,25 +386,33 @@ def test_bad_input_is_refused_with_the_experiment_named():
 # --- tables ----------------------------------------------------------------------------------------------
 
 
-def test_cells_and_pair_tables():
+def test_summary_numbers_cells_per_container_and_keeps_pair_statistics():
     experiments, truth, match = matched(1)
-    specimen_ids = [5000 + k for k in range(match.n_lines)]
-    cells = cells_table(match, 77, specimen_ids)
-    n_rois = sum(len(e.rois) for e in experiments)
-    assert len(cells) == n_rois and set(cells.ophys_container_id) == {77}
-    assert cells.cell_specimen_id.nunique() == match.n_lines and cells.cell_specimen_id.min() == 5000
-    assert not cells.duplicated(["cell_specimen_id", "ophys_experiment_id"]).any()
-    valid = {(e.experiment_id, r.cell_roi_id): r.valid for e in experiments for r in e.rois}
-    rows = cells[["ophys_experiment_id", "cell_roi_id", "valid_roi"]].itertuples(index=False)
-    assert all(valid[(x, r)] == v for x, r, v in rows)
-    per_specimen = cells.groupby("cell_specimen_id")
-    assert (per_specimen.size() == per_specimen.n_experiments.first()).all()
-    with pytest.raises(ValueError, match="cell_specimen_ids for"):
-        cells_table(match, 77, [1, 2])
-    pairs = pair_table(match)
-    assert len(pairs) == 6 and (pairs.ssim > 0.5).all() and (pairs.mean_cost < 0.8).all()
-    for row in pairs.itertuples():
-        fixed, moving = truth[row.fixed_experiment_id], truth[row.moving_experiment_id]
+    summary = summarize(77, match, len(experiments))
+    assert summary.outcome == "matched" and summary.failure == "" and summary.n_cells == match.n_lines
+    ids = [s.cell_specimen_id for s in summary.specimens]
+    assert len(ids) == sum(len(e.rois) for e in experiments)
+    assert set(ids) == {cell_specimen_id(77, line) for line in range(match.n_lines)} and min(ids) == 7_700_000
+    assert len({(s.cell_specimen_id, s.experiment_id) for s in summary.specimens}) == len(ids)
+    lines = match.lines()
+    assert summary.n_cells_all_sessions == sum(len({e for e, _ in line}) == len(experiments) for line in lines)
+    assert len(summary.pairs) == 6 and all(p.ssim > 0.5 and p.mean_cost < 0.8 for p in summary.pairs)
+    assert summary.lowest_match_fraction == min(p.match_fraction for p in summary.pairs)
+    for pair in summary.pairs:
+        assert pair.transform.shape == (2, 3)
+        fixed, moving = truth[pair.fixed_experiment_id], truth[pair.moving_experiment_id]
         shared = len((set(fixed.values()) & set(moving.values())) - {-1})
-        assert abs(row.n_matched - shared) <= 1
-        assert row.match_fraction == pytest.approx(row.n_matched / min(len(fixed), len(moving)))
+        assert abs(pair.n_matched - shared) <= 1
+        assert pair.match_fraction == pytest.approx(pair.n_matched / min(len(fixed), len(moving)))
+
+
+def test_unrelated_fields_of_view_fail_the_container_with_the_reason(monkeypatch):
+    experiments, _, _ = make_container(seed=2, n_sessions=2)
+
+    def unrelated(*_args, **_kwargs):
+        raise RegistrationError("no registration candidate reached the SSIM floor")
+
+    monkeypatch.setattr("brainobs.populate.matching.summary.match_container", unrelated)
+    summary = match_and_summarize(5, experiments, MatchingParams())
+    assert summary.outcome == "failed" and "SSIM floor" in summary.failure
+    assert summary.n_experiments == 2 and summary.n_cells == 0 and summary.specimens == () == summary.pairs

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy.ndimage import median_filter
 
-from brainobs.populate.ophys.dff import compute_dff, compute_dff_trace, nanmedian_filter, noise_std, window_frames
+from brainobs.populate.ophys.dff import (
+    clamped_long_window_s,
+    compute_dff,
+    compute_dff_clamped,
+    compute_dff_trace,
+    nanmedian_filter,
+    noise_std,
+    window_frames,
+)
 
 
 @pytest.mark.parametrize(("fs", "long", "short"), [(31.0, 18601, 103), (30.0, 18001, 101), (11.0, 6601, 37)])
@@ -127,9 +135,12 @@ def test_an_hour_long_trace_with_the_default_windows_is_fast():
 
 def test_the_allen_preset_refuses_short_movies_and_the_short_movie_preset_clamps_the_window():
     from brainobs.populate.ophys.params import OPHYS_PRESETS
-    from brainobs.schemas.ophys import long_window_s
 
     allen, short = OPHYS_PRESETS["allen"][0], OPHYS_PRESETS["allen_short_movies"][0]
+
+    def long_window_s(preset: dict, n_frames: int, fs: float) -> tuple[float, bool]:
+        return clamped_long_window_s(preset["dff_long_window_s"], n_frames, fs, preset["dff_clamp_long_window"])
+
     assert {k for k in allen if allen[k] != short[k]} == {"dff_clamp_long_window"}
     assert long_window_s(allen, 18602, 31.0) == (600.0, False)
     with pytest.raises(ValueError, match="allen_short_movies"):
@@ -137,3 +148,5 @@ def test_the_allen_preset_refuses_short_movies_and_the_short_movie_preset_clamps
     seconds, clamped = long_window_s(short, 6000, 31.0)
     assert clamped and window_frames(31.0, seconds) == 5999
     assert long_window_s(short, 20000, 31.0) == (600.0, False)
+    result, clamped = compute_dff_clamped(np.ones((2, 300)) + np.arange(300), 31.0, 600.0, 3.333, True)
+    assert clamped and result.long_window == 299 and result.dff.shape == (2, 300)

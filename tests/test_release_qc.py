@@ -182,7 +182,7 @@ def test_failed_cell_matching_gives_container_qc_fail_with_the_reason(seeded, mo
         raise RegistrationError("registration of experiment 900002 onto experiment 900001 failed: best SSIM 0.05")
 
     _, seeded_settings = seeded
-    monkeypatch.setattr(matching, "match_container", unrelated)
+    monkeypatch.setattr("brainobs.populate.matching.summary.match_container", unrelated)
     matching.CellMatching.delete(prompt=False)
     matching.CellMatching.populate()
     ContainerQC.populate()

@@ -1,17 +1,19 @@
 """Cross-session cell matching core: pairwise registration, ROI assignment, n-way merge.
 
-Entry point: `match_container(experiments, params) -> ContainerMatch`; tables: `cells_table`, `pair_table`.
+Entry point: `match_container(experiments, params) -> ContainerMatch`; what a table stores of it:
+`match_and_summarize(container_id, experiments, params) -> ContainerMatching`.
 """
 
-from brainobs.populate.matching.cells import cells_table, pair_table
 from brainobs.populate.matching.container import ContainerMatch, MatchOutcome, RoiLine, match_container
 from brainobs.populate.matching.inputs import ROI, ExperimentROIs, MatchingInputError, MatchingParams
 from brainobs.populate.matching.pairwise import PairMatch, RoiPair
 from brainobs.populate.matching.registration import PairTransform, RegistrationError
+from brainobs.populate.matching.summary import ContainerMatching, cell_specimen_id, match_and_summarize
 
 __all__ = [
     "ROI",
     "ContainerMatch",
+    "ContainerMatching",
     "ExperimentROIs",
     "MatchOutcome",
     "MatchingInputError",
@@ -21,7 +23,7 @@ __all__ = [
     "RegistrationError",
     "RoiLine",
     "RoiPair",
-    "cells_table",
+    "cell_specimen_id",
+    "match_and_summarize",
     "match_container",
-    "pair_table",
 ]

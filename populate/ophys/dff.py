@@ -247,3 +247,28 @@ def compute_dff(
         except ValueError as err:
             raise ValueError(f"ROI row {i}: {err}") from err
     return DffResult(dff, sigma, small, long_window, short_window)
+
+
+def clamped_long_window_s(long_window_s: float, n_frames: int, fs: float, clamp: bool) -> tuple[float, bool]:
+    """(the baseline window in s, whether it was shortened): ``long_window_s`` when the movie holds it; else the
+    longest window a movie of ``n_frames`` holds when ``clamp`` is set (not Allen), or a ValueError (Allen's
+    dF/F refuses such a movie)."""
+    if window_frames(fs, long_window_s) < n_frames:
+        return long_window_s, False
+    if not clamp:
+        raise ValueError(
+            f"the movie's {n_frames} frames at {fs} Hz are shorter than the {long_window_s} s dF/F baseline "
+            f"window ({window_frames(fs, long_window_s)} frames), which Allen's dF/F refuses; process short "
+            "movies with the allen_short_movies preset (BRAINOBS_OPHYS_PARAMSET=allen_short_movies), which "
+            "clamps the window (docs/methods.md)"
+        )
+    return (n_frames - 2) / fs, True
+
+
+def compute_dff_clamped(
+    traces: np.ndarray, fs: float, long_window_s: float, short_window_s: float, clamp_long_window: bool
+) -> tuple[DffResult, bool]:
+    """``compute_dff`` with the baseline window of ``clamped_long_window_s``; returns (result, clamped)."""
+    traces = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    long_s, clamped = clamped_long_window_s(long_window_s, traces.shape[-1], fs, clamp_long_window)
+    return compute_dff(traces, fs, long_s, short_window_s), clamped
