@@ -150,6 +150,14 @@ def store_config(settings: Settings) -> dict:
     return {"default": STORE, STORE: store}
 
 
+def reader_store_config(settings: Settings) -> dict:
+    """The ``stores`` setting a plain DataJoint client needs to read ``<npy@main>`` arrays: :func:`store_config`
+    without credentials (a reader of an S3 store supplies its own ``access_key`` and ``secret_key``)."""
+    stores = store_config(settings)
+    stores[STORE] = {k: v for k, v in stores[STORE].items() if k not in ("access_key", "secret_key")}
+    return stores
+
+
 def connect(settings: Settings | None = None, *, reset: bool = False) -> dj.Connection:
     """Connect DataJoint to the configured database and return the connection."""
     settings = settings or Settings.load()

@@ -36,8 +36,9 @@ def client_environment(settings) -> dict[str, str]:
             "postgresql",
         )
     else:
-        host, port, user, backend = url.host, url.port or 3306, url.user, url.backend
-    return {
+        default_port = 5432 if url.backend == "postgresql" else 3306
+        host, port, user, backend = url.host, url.port or default_port, url.user, url.backend
+    env = {
         "DJ_BACKEND": backend,
         "DJ_HOST": host,
         "DJ_PORT": str(port),
@@ -45,6 +46,9 @@ def client_environment(settings) -> dict[str, str]:
         "DJ_PASS": url.password,
         "DJ_USE_TLS": "false",
     }
+    if backend == "postgresql":  # DataJoint schemas are PostgreSQL schemas inside this one database
+        env["DJ_DATABASE_NAME"] = (url.database if url.backend == "postgresql" else None) or "postgres"
+    return env
 
 
 def test_plain_datajoint_client_reads_experiments(db, settings, tmp_path):
