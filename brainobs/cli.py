@@ -15,15 +15,23 @@ from brainobs.settings import Settings, SettingsError, redact_url
 
 
 class Commands(TyperGroup):
-    """The command group: a database that cannot be reached ends any command with one line and exit 1."""
+    """The command group: a database that cannot be reached, or whose connection is lost in the middle of a
+    command (a server restart), ends any command with one line and exit 1."""
 
     def invoke(self, ctx):
-        from brainobs.database import DatabaseError
+        from click.exceptions import Abort, ClickException, Exit
+
+        from brainobs.database import DatabaseError, lost_connection
 
         try:
             return super().invoke(ctx)
-        except DatabaseError as err:
-            typer.echo(f"error: {' '.join(redact_url(str(err)).split())}", err=True)
+        except (Abort, ClickException, Exit):
+            raise
+        except Exception as err:
+            failure = err if isinstance(err, DatabaseError) else lost_connection(err)
+            if failure is None:
+                raise
+            typer.echo(f"error: {' '.join(redact_url(str(failure)).split())}", err=True)
             raise typer.Exit(1) from None
 
 

@@ -99,9 +99,14 @@ class EmbeddedServer:
                 ) from err
 
 
+_configured: DatabaseURL | None = None  # the database DataJoint was last pointed at
+
+
 def configure(settings: Settings) -> DatabaseURL:
     """Point DataJoint at the database and object store of ``settings``; start the embedded server if needed."""
+    global _configured
     url = settings.database
+    _configured = url
     dj.config["safemode"] = False
     dj.config["loglevel"] = os.environ.get("BRAINOBS_LOG_LEVEL", "WARNING")
     if url.backend == "embedded":
@@ -170,6 +175,22 @@ def connect(settings: Settings | None = None, *, reset: bool = False) -> dj.Conn
     except Exception as err:  # the drivers' messages name user and host, never the password; redact anyway
         reason = " ".join(redact_url(str(err)).split())  # one line: drivers' messages span several
         raise DatabaseError(f"cannot connect to {url}: {reason}") from None
+
+
+def lost_connection(error: BaseException) -> DatabaseError | None:
+    """A one-line :class:`DatabaseError` naming the database (redacted) when ``error`` came with the loss of
+    DataJoint's open connection (the server went away mid-command); None for any other error."""
+    import datajoint.instance
+
+    connection = datajoint.instance._singleton_connection  # dj.conn()'s, without opening one
+    if _configured is None or connection is None:
+        return None
+    try:  # not Connection.is_connected: in DataJoint 2.3.5 it says True for a dead connection
+        connection.query("SELECT 1", reconnect=False)
+    except Exception:
+        reason = " ".join(redact_url(str(error) or type(error).__name__).split())
+        return DatabaseError(f"lost the connection to {_configured}: {reason}")
+    return None
 
 
 def revive(connection: dj.Connection) -> dj.Connection:
