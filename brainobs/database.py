@@ -20,6 +20,7 @@ from pathlib import Path
 import datajoint as dj
 from filelock import FileLock
 
+import brainobs.checksums  # noqa: F401  (registers the <npy> codec that records size and sha256)
 from brainobs.settings import DatabaseURL, Settings, redact_url
 
 log = logging.getLogger(__name__)
