@@ -9,6 +9,11 @@ scheduler steps and heartbeats (target < 20 ms). Filling the queue (DataJoint's 
 own, and DataJoint's plain populate() of the same keys (no queue) is the reference. Speed-up: CPU-bound jobs
 (--burn-s seconds of CPU each) are made by one, then two `brainobs worker` processes; throughput is jobs /
 (last end - first start) of the make() calls, so process start-up does not count (target >= 1.8x).
+
+Reading it: the overhead is per job and holds on a busy machine too; the speed-up needs two idle cores
+(the load average before the runs is printed beside it) and means nothing on a machine that others share, so
+measure it on a quiet one. ``python -m benchmarks --quick bench_workers`` (200 trivial jobs, 8 CPU-bound
+ones) checks that the benchmark runs end to end; it is not a measurement.
 """
 
 from __future__ import annotations

@@ -15,15 +15,23 @@ from brainobs.settings import Settings, SettingsError, redact_url
 
 
 class Commands(TyperGroup):
-    """The command group: a database that cannot be reached ends any command with one line and exit 1."""
+    """The command group: a database that cannot be reached, or whose connection is lost in the middle of a
+    command (a server restart), ends any command with one line and exit 1."""
 
     def invoke(self, ctx):
-        from brainobs.database import DatabaseError
+        from click.exceptions import Abort, ClickException, Exit
+
+        from brainobs.database import DatabaseError, lost_connection
 
         try:
             return super().invoke(ctx)
-        except DatabaseError as err:
-            typer.echo(f"error: {' '.join(redact_url(str(err)).split())}", err=True)
+        except (Abort, ClickException, Exit):
+            raise
+        except Exception as err:
+            failure = err if isinstance(err, DatabaseError) else lost_connection(err)
+            if failure is None:
+                raise
+            typer.echo(f"error: {' '.join(redact_url(str(failure)).split())}", err=True)
             raise typer.Exit(1) from None
 
 
@@ -97,12 +105,13 @@ def db_grant_reader(
 ) -> None:
     """Create (or renew) a read-only account for every schema of BRAINOBS_SCHEMA_PREFIX, and print how to
     connect with it. The password is $BRAINOBS_READER_PASSWORD, or else generated and printed once."""
+    import json
     import os
 
     import datajoint as dj
 
     from brainobs.access import AccessError, grant_reader
-    from brainobs.database import EmbeddedServer
+    from brainobs.database import STORE, EmbeddedServer, reader_store_config
     from brainobs.schemas import activate
     from brainobs.settings import quote_password
 
@@ -122,15 +131,23 @@ def db_grant_reader(
         socket = EmbeddedServer(settings.home).status().socket_dir
         print("The embedded server lets local users in by name over its socket: no password is needed.")
         print(f"  URL:       postgresql://{name}@/postgres?host={socket}")
-        print(f"  DataJoint: DJ_BACKEND=postgresql DJ_HOST={socket} DJ_PORT=5432 DJ_USER={name}")
-        return
-    if reader.generated:
-        print(f"password (shown this once): {reader.password}")
-    port = url.port or (5432 if url.backend == "postgresql" else 3306)
-    path = f"/{url.database or 'postgres'}" if url.backend == "postgresql" else ""
-    secret = quote_password(reader.password) if reader.generated else "<password, percent-encoded>"
-    print(f"  URL:       {url.backend}://{name}:{secret}@{url.host}:{port}{path}")
-    print(f"  DataJoint: DJ_BACKEND={url.backend} DJ_HOST={url.host} DJ_PORT={port} DJ_USER={name} DJ_PASS=<password>")
+        print(
+            f"  DataJoint: DJ_BACKEND=postgresql DJ_HOST={socket} DJ_PORT=5432 DJ_DATABASE_NAME=postgres DJ_USER={name}"
+        )
+    else:
+        if reader.generated:
+            print(f"password (shown this once): {reader.password}")
+        port = url.port or (5432 if url.backend == "postgresql" else 3306)
+        database = url.database or "postgres"
+        path = f"/{database}" if url.backend == "postgresql" else ""
+        secret = quote_password(reader.password) if reader.generated else "<password, percent-encoded>"
+        named = f" DJ_DATABASE_NAME={database}" if url.backend == "postgresql" else ""
+        print(f"  URL:       {url.backend}://{name}:{secret}@{url.host}:{port}{path}")
+        print(
+            f"  DataJoint: DJ_BACKEND={url.backend} DJ_HOST={url.host} DJ_PORT={port}{named} DJ_USER={name} "
+            "DJ_PASS=<password>"
+        )
+    print(f"  Arrays (<npy@{STORE}>): dj.config['stores'] = {json.dumps(reader_store_config(settings))}")
 
 
 @app.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 import datajoint as dj
 from filelock import FileLock
 
+import brainobs.checksums  # noqa: F401  (registers the <npy> codec that records size and sha256)
 from brainobs.settings import DatabaseURL, Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,14 @@ class EmbeddedServer:
                 ) from err
 
 
+_configured: DatabaseURL | None = None  # the database DataJoint was last pointed at
+
+
 def configure(settings: Settings) -> DatabaseURL:
     """Point DataJoint at the database and object store of ``settings``; start the embedded server if needed."""
+    global _configured
     url = settings.database
+    _configured = url
     dj.config["safemode"] = False
     dj.config["loglevel"] = os.environ.get("BRAINOBS_LOG_LEVEL", "WARNING")
     if url.backend == "embedded":
@@ -150,6 +156,14 @@ def store_config(settings: Settings) -> dict:
     return {"default": STORE, STORE: store}
 
 
+def reader_store_config(settings: Settings) -> dict:
+    """The ``stores`` setting a plain DataJoint client needs to read ``<npy@main>`` arrays: :func:`store_config`
+    without credentials (a reader of an S3 store supplies its own ``access_key`` and ``secret_key``)."""
+    stores = store_config(settings)
+    stores[STORE] = {k: v for k, v in stores[STORE].items() if k not in ("access_key", "secret_key")}
+    return stores
+
+
 def connect(settings: Settings | None = None, *, reset: bool = False) -> dj.Connection:
     """Connect DataJoint to the configured database and return the connection."""
     settings = settings or Settings.load()
@@ -162,6 +176,22 @@ def connect(settings: Settings | None = None, *, reset: bool = False) -> dj.Conn
     except Exception as err:  # the drivers' messages name user and host, never the password; redact anyway
         reason = " ".join(redact_url(str(err)).split())  # one line: drivers' messages span several
         raise DatabaseError(f"cannot connect to {url}: {reason}") from None
+
+
+def lost_connection(error: BaseException) -> DatabaseError | None:
+    """A one-line :class:`DatabaseError` naming the database (redacted) when ``error`` came with the loss of
+    DataJoint's open connection (the server went away mid-command); None for any other error."""
+    import datajoint.instance
+
+    connection = datajoint.instance._singleton_connection  # dj.conn()'s, without opening one
+    if _configured is None or connection is None:
+        return None
+    try:  # not Connection.is_connected: in DataJoint 2.3.5 it says True for a dead connection
+        connection.query("SELECT 1", reconnect=False)
+    except Exception:
+        reason = " ".join(redact_url(str(error) or type(error).__name__).split())
+        return DatabaseError(f"lost the connection to {_configured}: {reason}")
+    return None
 
 
 def revive(connection: dj.Connection) -> dj.Connection:

@@ -51,9 +51,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from brainobs.export.partials import owner, remove_stale
 from brainobs.export.validation import ValidationReport, dandi_validate
 from brainobs.export.writer import file_sha256
+from brainobs.partials import owner, remove_stale
 
 STAGING = ".staging"  # out_dir/.staging/<tag>: a hidden parent, but a visible dandiset root (dandi skips dot-folders)
 MANIFEST_COLUMNS = ("path", "size", "sha256", "source_sha256", "subject_id", "session_id", "reused_from")

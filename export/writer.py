@@ -30,8 +30,8 @@ from brainobs.export.bundles import BehaviorSessionBundle, EcephysSessionBundle,
 from brainobs.export.nwb_behavior import build_behavior_nwbfile
 from brainobs.export.nwb_ecephys import build_ecephys_nwbfile
 from brainobs.export.nwb_ophys import build_ophys_nwbfile
-from brainobs.export.partials import owner, remove_stale
 from brainobs.export.readback import Expectation, bundle_checksums, verify
+from brainobs.partials import owner, remove_stale
 
 HASH_BLOCK = 8 << 20
 PARTIAL = re.compile(r"\..+\.(?P<owner>[A-Za-z0-9-]+-\d+)\.[0-9a-f]{12}\.partial\.nwb")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 import brainobs
+from brainobs.checksums import verifying
 from brainobs.export import bundles
 from brainobs.schemas import behavior, ophys
 from brainobs.schemas.acquisition import Experiment, ProbeInsertion, Session
@@ -130,6 +131,7 @@ def _time_first(part, key: dict, attribute: str) -> np.ndarray:
     return np.ascontiguousarray(stacked.T)
 
 
+@verifying()  # the sha256 of every array read, not only its size
 def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
     """Everything one experiment's NWB file holds; ``key`` names the experiment and its parameter sets."""
     experiment = (Experiment & key).fetch1()
@@ -207,6 +209,7 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
     )
 
 
+@verifying()  # the sha256 of every array read, not only its size
 def behavior_session_bundle(key: dict) -> bundles.BehaviorSessionBundle:
     """One behavior-only session: its subject, session and behavior."""
     behavior_data = behavior_bundle(key)
@@ -220,6 +223,7 @@ def behavior_session_bundle(key: dict) -> bundles.BehaviorSessionBundle:
     )
 
 
+@verifying()  # the sha256 of every array read, not only its size
 def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
     """Every probe of one ecephys session with its channels and all units (unfiltered) and metrics.
 

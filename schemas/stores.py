@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import datajoint as dj
 import numpy as np
 
+from brainobs.checksums import StoreFileError, check_sha256, check_size, sha256_checked
 from brainobs.database import STORE
 from brainobs.ingest.paths import resolve_under
 from brainobs.schemas import active_settings
@@ -30,10 +32,6 @@ def root() -> Path:
             "(a local or shared file system) in this version"
         )
     return Path(spec["location"])
-
-
-class StoreFileError(RuntimeError):
-    """A file in the object store is missing, or differs from what its row recorded."""
 
 
 def namespace() -> str:
@@ -74,19 +72,25 @@ def read_npy_into(ref, out: np.ndarray, store_root: Path | None = None) -> None:
     """Read the ``<npy@main>`` array ``ref`` straight into ``out`` (C-contiguous, same shape and dtype).
 
     One open and one ``readinto`` per file: no memory map and no intermediate copy. Pass ``store_root``
-    (``root()``) when reading many."""
+    (``root()``) when reading many. The file's size is checked against its row, and its sha256 inside
+    :func:`brainobs.checksums.verifying`."""
     if tuple(ref.shape) != out.shape or ref.dtype != out.dtype or not out.flags.c_contiguous:
         raise ValueError(f"{ref.path}: holds {ref.dtype}{list(ref.shape)}, the target is {out.dtype}{list(out.shape)}")
     target = (store_root or root()) / ref.path
     with open(target, "rb", buffering=0) as file:
+        check_size(ref, str(target), os.fstat(file.fileno()).st_size)
         prefix = file.read(12)
         if not prefix.startswith(b"\x93NUMPY") or len(prefix) < 12:
             raise ValueError(f"{target}: not a .npy file")
         size = 2 if prefix[6] == 1 else 4
-        file.seek(8 + size + int.from_bytes(prefix[8 : 8 + size], "little"))
+        header = prefix + file.read(size - 4 + int.from_bytes(prefix[8 : 8 + size], "little"))
         read = file.readinto(memoryview(out).cast("B"))
     if read != out.nbytes:
         raise ValueError(f"{target}: truncated, {read} of {out.nbytes} data bytes")
+    if sha256_checked():
+        digest = hashlib.sha256(header)
+        digest.update(memoryview(out).cast("B"))
+        check_sha256(ref, str(target), digest.hexdigest())
 
 
 def file_digest(target: Path) -> tuple[int, str]:

@@ -1,6 +1,7 @@
 """`brainobs db grant-reader`: the account reads every brainobs schema through dj.virtual_schema and its
 inserts are refused (embedded PostgreSQL over its socket, and MariaDB when the MySQL pass runs)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -17,9 +18,12 @@ pytestmark = pytest.mark.db
 
 READER_CLIENT = textwrap.dedent(
     """
+    import json
     import sys
     import datajoint as dj
     prefix = sys.argv[1]
+    if len(sys.argv) > 2:
+        dj.config["stores"] = json.loads(sys.argv[2])  # as grant-reader prints it, for <npy@main> arrays
     acquisition = dj.virtual_schema(prefix + "acquisition")
     subject = dj.virtual_schema(prefix + "subject")
     print("subjects", len(subject.Subject()))
@@ -40,6 +44,19 @@ READER_CLIENT = textwrap.dedent(
         print("create accepted")
     """
 )
+
+
+def printed_client_settings(output: str) -> dict[str, str]:
+    """The ``DJ_*`` settings and the ``stores`` JSON that ``grant-reader`` printed for a DataJoint client."""
+    settings = {}
+    for line in output.splitlines():
+        if line.strip().startswith("DataJoint:"):
+            settings.update(
+                item.split("=", 1) for item in line.split(":", 1)[1].split() if not item.startswith("DJ_PASS")
+            )
+        elif "dj.config['stores'] = " in line:
+            settings["stores"] = line.split("dj.config['stores'] = ", 1)[1]
+    return settings
 
 
 @pytest.fixture
@@ -75,9 +92,13 @@ def test_reader_reads_through_virtual_schema_and_cannot_insert(db, settings, tmp
     again = CliRunner().invoke(app, ["db", "grant-reader", reader_name], env=env)  # idempotent
     assert again.exit_code == 0, again.output
 
-    client = {**client_environment(settings), "DJ_USER": reader_name, "DJ_PASS": env["BRAINOBS_READER_PASSWORD"]}
+    printed = printed_client_settings(result.output)
+    assert printed["DJ_USER"] == reader_name
+    assert json.loads(printed["stores"])["main"]["location"] == settings.store_location
+    stores = printed.pop("stores")
+    client = {**client_environment(settings), **printed, "DJ_PASS": env["BRAINOBS_READER_PASSWORD"]}
     run = subprocess.run(
-        [sys.executable, "-c", READER_CLIENT, settings.schema_prefix],
+        [sys.executable, "-c", READER_CLIENT, settings.schema_prefix, stores],
         env={**os.environ, **client},
         capture_output=True,
         text=True,

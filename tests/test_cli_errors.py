@@ -86,3 +86,57 @@ def test_valid_tags_pass_the_check(tmp_path):
 
     for tag in ("v1", "2026-11", "r1.2_final", "a" * 32):
         assert check_new_tag(tag, tmp_path) == tmp_path / tag
+
+
+LOSING_CLIENT = """
+import os, sys
+import brainobs.pipeline
+from brainobs.cli import app
+from tests.test_scheduling_db import _Gate
+
+target = sys.argv[1] if sys.argv[1].startswith("/") else (sys.argv[1].split(":")[0], int(sys.argv[1].split(":")[1]))
+gate = _Gate(target)
+gate.open()
+os.environ["BRAINOBS_DATABASE_URL"] = sys.argv[2].format(port=gate.port)
+table_status = brainobs.pipeline.table_status
+
+def cut_then_count(table):  # the server goes away in the middle of the command
+    gate.cut()
+    return table_status(table)
+
+brainobs.pipeline.table_status = cut_then_count
+app(["status"], prog_name="brainobs")
+"""
+
+
+@pytest.mark.db
+def test_connection_lost_mid_command_is_one_line_naming_the_database(database, settings, tmp_path):
+    from brainobs.database import EmbeddedServer
+    from tests.conftest import REPO
+
+    url = settings.database
+    if url.backend == "embedded":
+        target = str(EmbeddedServer(settings.home).status().socket_dir / ".s.PGSQL.5432")
+        gated = "postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
+    else:
+        target = f"{url.host}:{url.port or (5432 if url.backend == 'postgresql' else 3306)}"
+        gated = settings.database_url.replace(f"@{url.host}:{url.port}", "@127.0.0.1:{port}")
+        assert "{port}" in gated, "the test database URL names no port"
+    env = {
+        **os.environ,
+        "BRAINOBS_HOME": str(settings.home),
+        "BRAINOBS_SCHEMA_PREFIX": settings.schema_prefix,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", LOSING_CLIENT, target, gated.replace("{PASSWORD}", PASSWORD)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 1, lines
+    assert len(lines) == 1 and "Traceback" not in lines[0], "\n".join(lines[-12:])
+    assert lines[0].startswith("error: lost the connection to "), lines
+    assert "127.0.0.1" in lines[0] and PASSWORD not in lines[0], lines

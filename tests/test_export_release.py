@@ -171,7 +171,7 @@ def test_failing_dandi_validation_leaves_no_tag(tmp_path: Path, exported) -> Non
 
 def _dead_owner() -> str:
     """The owner name of a process of this host that has exited (as a killed release or export leaves)."""
-    from brainobs.export.partials import HOST
+    from brainobs.partials import HOST
 
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return f"{HOST}-{int(child.stdout)}"
@@ -195,7 +195,7 @@ def test_recorded_size_and_sha256_are_checked_before_release(tmp_path: Path, exp
 
 
 def test_next_release_removes_what_a_killed_release_left(tmp_path: Path, exported) -> None:
-    from brainobs.export.partials import HOST
+    from brainobs.partials import HOST
 
     staging = tmp_path / ".staging"
     dead = _dead_owner()

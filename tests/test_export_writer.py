@@ -132,7 +132,7 @@ def test_next_export_removes_partials_of_killed_exports(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from brainobs.export.partials import HOST
+    from brainobs.partials import HOST
 
     script = (
         "import os, signal, sys; from pathlib import Path; from brainobs.export.writer import partial_path\n"

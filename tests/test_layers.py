@@ -1,6 +1,6 @@
 """The layers import one way: base <- ingest <- schemas -> populate (core) -> export, and the app layer on top.
 
-- base: ``brainobs`` itself, ``brainobs.settings``, ``brainobs.database`` (the connection, so DataJoint); imports
+- base: ``brainobs`` itself, settings, database (the connection, so DataJoint), checksums, partials; imports
   no other brainobs layer.
 - ingest and populate (the processing core) import no DataJoint and no schemas; the core may read raw files
   through ingest.
@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"brainobs": "brainobs", "schemas": "schemas", "populate": "populate", "ingest": "ingest", "export": "export"}
-BASE = {"brainobs", "brainobs.settings", "brainobs.database"}
+BASE = {"brainobs", "brainobs.settings", "brainobs.database", "brainobs.checksums", "brainobs.partials"}
 LOWER = ("schemas", "populate", "ingest", "export")
 
 # importer layer -> layers it must not import

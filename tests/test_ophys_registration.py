@@ -320,3 +320,28 @@ def test_register_movie_refuses_a_bad_movie_and_writes_nothing(tmp_path: Path) -
     with pytest.raises(MovieError, match="frame rate"):
         register_movie(fake.path, out, 31.0, ALLEN_OPHYS_PARAMS, device="cpu")
     assert not out.exists()
+
+
+def test_register_movie_removes_the_partials_of_killed_runs_of_that_movie(tmp_path: Path) -> None:
+    """A half-written movie whose process is gone is removed before writing; one of a live process, of
+    another movie or of another host stays."""
+    import subprocess
+    import sys
+
+    from brainobs.partials import HOST
+
+    fake = make_fake_movie(tmp_path / "movie.tif", n_frames=60)
+    out = tmp_path / "registered" / "key-1.bin"
+    out.parent.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    stale = out.parent / f".key-1.bin.{HOST}-{dead}.k2j_x9ab.part"
+    kept = [
+        out.parent / f".key-1.bin.{HOST}-{os.getpid()}.abcdefgh.part",  # a live process
+        out.parent / f".key-2.bin.{HOST}-{dead}.abcdefgh.part",  # another movie's
+        out.parent / f".key-1.bin.otherhost-{dead}.abcdefgh.part",  # another host's
+    ]
+    for partial in (stale, *kept):
+        partial.write_bytes(b"half a movie")
+    register_movie(fake.path, out, fake.fs, ALLEN_OPHYS_PARAMS, device="cpu")
+    assert sorted(out.parent.iterdir()) == sorted([out, *kept])

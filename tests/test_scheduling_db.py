@@ -258,6 +258,7 @@ class _Gate:
         self.target = target  # a (host, port) pair, or the path of a Unix socket
         self.port = _free_port()
         self._server: socket.socket | None = None
+        self._links: list[socket.socket] = []
 
     def open(self) -> None:
         self._server = socket.create_server(("127.0.0.1", self.port))
@@ -272,12 +273,20 @@ class _Gate:
             family = socket.AF_UNIX if isinstance(self.target, str) else socket.AF_INET
             upstream = socket.socket(family, socket.SOCK_STREAM)
             upstream.connect(self.target)
+            self._links += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+
+    def cut(self) -> None:
+        """Refuse new connections and sever the open ones, as a server going away does."""
+        self.close()
+        for link in self._links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from brainobs.worker.loop import (
+    AbortWatchdog,
     DatabaseUnreachable,
     Job,
     RetryPolicy,
@@ -216,6 +217,53 @@ def test_second_signal_ends_a_worker_whose_job_swallows_the_abort():
         assert worker.wait(timeout=20) == 128 + signal.SIGTERM
         assert time.monotonic() - started < 10
         assert "after a second signal" in worker.stderr.read()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+NJIT_WORKER = """
+import sys
+import numba
+from brainobs.worker.loop import Worker, WorkerOptions
+from tests.test_worker_loop import FAST, MemoryQueue
+
+@numba.njit
+def spin(n):  # compiled: holds the interpreter lock, so no Python code of this process runs meanwhile
+    total = 0.0
+    for i in range(n):
+        total += (i % 7) * 1e-9
+    return total
+
+spin(1)
+
+def make(job, call):
+    print("working", flush=True)
+    spin(10**12)  # minutes
+
+sys.exit(Worker(MemoryQueue({"t.A": [1]}, make), WorkerOptions(**FAST, abort_grace_s=1.0)).run())
+"""
+
+
+def test_second_signal_ends_a_worker_stuck_in_compiled_code():
+    """numba's njit code holds the interpreter lock: neither the signal handler nor the watchdog thread can
+    run, so the watchdog's helper process kills the worker shortly after the grace period."""
+    from tests.conftest import REPO
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", NJIT_WORKER], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout.readline().strip() == "working"
+        time.sleep(0.3)  # inside spin()
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert worker.poll() is None, "the first signal lets the job finish"
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == -signal.SIGKILL
+        assert time.monotonic() - started < 1.0 + AbortWatchdog.KILL_AFTER_S + 3
+        assert "a compiled call holds the interpreter" in worker.stderr.read()
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -9,10 +9,12 @@ Signals. The first SIGTERM or SIGINT (SLURM preemption, Kubernetes eviction, Ctr
 taking jobs: it finishes the job in hand and exits with status 0. A second signal aborts the job in hand
 (its transaction is rolled back and the job is put back in the queue) and exits with 128 + the signal.
 Python runs signal handlers only between bytecodes of the main thread, and code that catches
-KeyboardInterrupt (or a long compiled call) can delay or swallow the abort; so a watchdog thread also sees
-the signals (through the interpreter's wakeup fd) and, if the worker has not exited ``abort_grace_s`` after
-the second one, ends the process with status 128 + the signal. The server then rolls the job's transaction
-back as the connection closes, and the next scheduler step re-queues the job, whose worker is gone.
+KeyboardInterrupt (or a long compiled call) can delay or swallow the abort; so a watchdog also sees the
+signals (a helper process reading the interpreter's wakeup fd, see :class:`AbortWatchdog`) and, if the
+worker has not exited ``abort_grace_s`` after the second one, ends the process with status 128 + the
+signal, or with SIGKILL a moment later when a compiled call (numba) holds the interpreter lock so that no
+Python thread of the worker can run. The server then rolls the job's transaction back as the connection
+closes, and the next scheduler step re-queues the job, whose worker is gone.
 
 Lost database connection. The worker reconnects, with back-off, for up to ``reconnect_timeout_s``; the job
 that was running is put back in the queue without counting as a failed attempt. A worker that cannot
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -162,42 +165,105 @@ class JobQueue(Protocol):
 
 
 class AbortWatchdog:
-    """A thread that counts stop signals as the C-level handler reports them on the wakeup fd, even while
-    the main thread is busy in compiled code; ``grace_s`` after the second one it ends the process with
-    128 + that signal, unless :meth:`close` was called first (the worker exited on its own)."""
+    """Ends the process ``grace_s`` after its second stop signal, unless :meth:`close` was called first (the
+    worker exited on its own), even while the main thread is stuck in compiled code.
+
+    The stop signals are seen in a helper process: the interpreter's C-level handler writes each signal's
+    number to the wakeup fd, a pipe that the helper reads, so it counts them while a compiled call (numba's
+    ``njit`` code, which holds the interpreter lock) keeps every Python thread of the worker from running.
+    ``grace_s`` after the second signal the helper tells this process's watchdog thread, which exits with
+    128 + that signal; if the thread cannot run either (the lock is still held) the helper kills the worker
+    with SIGKILL ``KILL_AFTER_S`` later. Either way the server rolls the job's transaction back as the
+    connection closes and the next scheduler step re-queues the job, whose worker is gone."""
+
+    KILL_AFTER_S = 2.0
 
     def __init__(self, grace_s: float):
         self.grace_s = grace_s
         self._closed = threading.Event()
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        signals_read, self._signals = os.pipe()  # the wakeup fd: signal numbers, written by the C handler
+        self._expired, expired_write = os.pipe()  # the helper's word that the grace period is over
+        os.set_blocking(self._signals, False)
+        self._helper(signals_read, expired_write)
+        os.close(signals_read)
+        os.close(expired_write)
+        self._previous_fd = signal.set_wakeup_fd(self._signals, warn_on_full_buffer=False)
         self._thread = threading.Thread(target=self._watch, name="abort-watchdog", daemon=True)
         self._thread.start()
 
-    def _watch(self) -> None:
-        stops = 0
+    def _helper(self, signals_read: int, expired_write: int) -> None:
+        """Start the helper process (forked twice, so that nobody has to reap it)."""
+        worker = os.getpid()
+        child = os.fork()
+        if child:
+            os.waitpid(child, 0)
+            return
         try:
-            while data := os.read(self._read, 64):
-                for signum in data:
-                    stops += signum in STOP_SIGNALS
-                    if stops >= 2 and not self._closed.wait(self.grace_s):
-                        print(
-                            f"worker {os.getpid()}: still running {self.grace_s:.0f} s after a second signal; "
-                            f"exiting with {128 + signum}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        os._exit(128 + signum)
-                    if self._closed.is_set():
-                        return
+            if os.fork() == 0:
+                for signum in STOP_SIGNALS:  # Ctrl-C reaches the whole process group: the worker counts it
+                    signal.signal(signum, signal.SIG_IGN)
+                keep = sorted((2, signals_read, expired_write))
+                os.closerange(0, 2)  # and every descriptor but these: the database connection among them
+                os.closerange(3, keep[1])
+                os.closerange(keep[1] + 1, keep[2])
+                os.closerange(keep[2] + 1, os.sysconf("SC_OPEN_MAX"))
+                _watch_from_outside(worker, signals_read, expired_write, self.grace_s, self.KILL_AFTER_S)
         finally:
-            os.close(self._read)
+            os._exit(0)
+
+    def _watch(self) -> None:
+        try:
+            data = os.read(self._expired, 1)
+            if data and not self._closed.is_set():
+                signum = data[0]
+                print(
+                    f"worker {os.getpid()}: still running {self.grace_s:.0f} s after a second signal; "
+                    f"exiting with {128 + signum}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(128 + signum)
+        finally:
+            os.close(self._expired)
 
     def close(self) -> None:
         self._closed.set()
         signal.set_wakeup_fd(self._previous_fd)
-        os.close(self._write)  # the thread reads the end of the pipe and returns
+        os.close(self._signals)  # the helper reads the end of the pipe and exits; so does the thread
+
+
+def _watch_from_outside(worker: int, signals: int, expired: int, grace_s: float, kill_after_s: float) -> None:
+    """The helper process of :class:`AbortWatchdog`: count ``worker``'s stop signals on ``signals`` until
+    the worker closes it; ``grace_s`` after the second one write that signal to ``expired``, and kill the
+    worker ``kill_after_s`` later if it still runs."""
+    stops = 0
+    while data := os.read(signals, 64):
+        for signum in data:
+            stops += signum in STOP_SIGNALS
+            if stops < 2:
+                continue
+            if _closed_within(signals, grace_s):
+                return
+            os.write(expired, bytes([signum]))
+            if _closed_within(signals, kill_after_s):
+                return
+            message = (
+                f"worker {worker}: a compiled call holds the interpreter {grace_s + kill_after_s:.0f} s after a "
+                "second signal; killing it (SIGKILL)\n"
+            )
+            os.write(2, message.encode())
+            os.kill(worker, signal.SIGKILL)
+            return
+
+
+def _closed_within(fd: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the writer of pipe ``fd`` to close it (the worker exited); further signals
+    on it are read and dropped."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([fd], [], [], left)[0] and not os.read(fd, 64):
+            return True
+    return False
 
 
 class _StopNow(Exception):

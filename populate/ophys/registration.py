@@ -31,6 +31,7 @@ processes with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TO
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import median_filter
 
+from brainobs.partials import owner, remove_stale
 from brainobs.populate.ophys.movie import MovieError, TiffMovie, frame_statistics, read_raw_frames
 from brainobs.populate.ophys.rigid import compute_reference, rigid_shifts
 
@@ -387,6 +389,11 @@ def register_movie(
     )
 
 
+def _partial_pattern(out_path: Path) -> re.Pattern[str]:
+    """Names of the temporary files of ``out_path``: ``.<name>.<host>-<pid>.<random>.part``."""
+    return re.compile(rf"\.{re.escape(out_path.name)}\.(?P<owner>[A-Za-z0-9-]+-\d+)\.[A-Za-z0-9_]+\.part")
+
+
 def _write_registered(
     frames: _Int16Frames,
     out_path: Path,
@@ -398,7 +405,8 @@ def _write_registered(
     batch: int,
     device: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shift every frame, write the int16 binary under a temporary name, rename; return (mean, max)."""
+    """Shift every frame, write the int16 binary under a temporary name, rename; return (mean, max). The
+    temporary files of this movie left by killed runs (their process gone) are removed first."""
     import torch
     from suite2p.registration.register import shift_frames
 
@@ -406,7 +414,8 @@ def _write_registered(
     total = np.zeros((height, width), np.float64)
     maximum = np.full((height, width), -np.inf, np.float32)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
+    remove_stale(out_path.parent, _partial_pattern(out_path))  # a killed run's half-written movie
+    handle, temporary = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.{owner()}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as registered:
             for start in range(0, n_frames, batch):

@@ -1,8 +1,8 @@
 """Temporary files and folders that name their owner (host and process id).
 
-A killed export or release leaves its temporary file or staging folder behind; the next run removes those
-whose owner was a process of this host that no longer runs, and leaves alone those of live processes and of
-other hosts (whose processes it cannot see).
+A killed export, release or MotionCorrection job leaves its temporary file or staging folder behind; the
+next run removes those whose owner was a process of this host that no longer runs, and leaves alone those
+of live processes and of other hosts (whose processes it cannot see).
 """
 
 from __future__ import annotations
