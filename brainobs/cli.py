@@ -492,7 +492,7 @@ def diagram(
 @app.command()
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to write the survey into."),
-    preset: str = typer.Option("tiny", help="tiny, demo or benchmark."),
+    preset: str = typer.Option("tiny", help="tiny, demo, benchmark or multiplane."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same bytes."),
 ) -> None:
     """Generate a synthetic ground-truth survey: raw files, manifest.yaml and ground_truth/."""
