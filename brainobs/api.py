@@ -72,7 +72,7 @@ def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
         * Session.proj("session_type", "experience_level", "passive", "image_set", "session_start_time")
         * Subject.proj("full_genotype", "driver_line", "reporter_line", "indicator")
     )
-    table = frame(restrict(query, restrictions, keywords))
+    table = _with_plane_groups(frame(restrict(query, restrictions, keywords)))
     outcomes = frame(QC.proj("outcome"))
     if table.empty or outcomes.empty:
         table["qc_outcome"] = "NOT_SET"
@@ -81,6 +81,18 @@ def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
     table = table.merge(outcomes.drop_duplicates("experiment_id"), on="experiment_id", how="left")
     table["qc_outcome"] = table["qc_outcome"].fillna("NOT_SET")
     return table
+
+
+def _with_plane_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """Add ``plane_group`` and ``plane_order`` (multi-plane sessions; <NA> for a single plane)."""
+    from brainobs.schemas.acquisition import PlaneGroup
+
+    planes = frame(PlaneGroup.proj("plane_group", "plane_order"))
+    columns = ["plane_group", "plane_order"]
+    if table.empty or planes.empty:
+        return table.assign(**{name: pd.Series(pd.NA, index=table.index, dtype="Int64") for name in columns})
+    table = table.merge(planes[["experiment_id", *columns]], on="experiment_id", how="left")
+    return table.astype({name: "Int64" for name in columns})
 
 
 def cells(*restrictions: dict, **keywords) -> pd.DataFrame:

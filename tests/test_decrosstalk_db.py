@@ -74,3 +74,11 @@ def test_ghost_detection_against_truth(multiplane):
     assert total.precision >= 0.75 and total.recall >= 0.75, total
     everything = api.score_decrosstalk(900001, multiplane, valid_only=False)
     assert everything.n_rois > api.score_decrosstalk(900001, multiplane).n_rois
+
+
+def test_api_shows_plane_group_and_order(multiplane):
+    from brainobs import api
+
+    table = api.ophys_experiments().sort_values("experiment_id")
+    assert table["plane_group"].tolist() == [0, 0, 1, 1]
+    assert table["plane_order"].tolist() == [0, 1, 0, 1]
