@@ -156,6 +156,23 @@ def ingest(
         console.print(f"raw paths are relative to {parsed.data_root}: set BRAINOBS_DATA_ROOT to it for workers")
 
 
+@app.command("split-mesoscope")
+def split_mesoscope(
+    recording: Path = typer.Argument(..., help="An interleaved mesoscope TIFF (page k: plane k mod PLANES)."),
+    planes: int = typer.Option(..., help="Planes in the recording (1 to 8)."),
+) -> None:
+    """Split an interleaved mesoscope TIFF into <stem>_plane<p>.tif next to it, one per plane (manifest.md)."""
+    from brainobs.ingest.mesoscope import MesoscopeError, split_interleaved_tiff
+
+    try:
+        paths = split_interleaved_tiff(recording, planes)
+    except MesoscopeError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
 MODULES_HELP = (
     "Populate the tables of this schema module (importable, or found from the current folder) instead of "
     "brainobs's (repeatable)."
