@@ -3,11 +3,13 @@
 Plane order (docs/formats/manifest.md): page k of the recording holds plane ``k mod n_planes`` at time point
 ``k // n_planes``: all planes of the first time point, then all planes of the second, and so on. Plane p is
 written next to the source as ``<stem>_plane<p>.tif`` (written under a temporary name, then renamed), with
-the first page's description carried over; pages are streamed, so memory stays bounded.
+the first page's description (the ScanImage header) carried over; pages are streamed, so memory stays
+bounded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +20,14 @@ MAX_PLANES = 8
 
 class MesoscopeError(ValueError):
     """The interleaved recording cannot be split as asked."""
+
+
+def _is_shape_record(description: str) -> bool:
+    """Whether a page description is tifffile's JSON record of the array shape."""
+    try:
+        return "shape" in json.loads(description)
+    except (ValueError, TypeError):
+        return False
 
 
 def plane_paths(source: Path, n_planes: int) -> list[Path]:
@@ -43,6 +53,8 @@ def split_interleaved_tiff(source: Path | str, n_planes: int) -> list[Path]:
                 )
             shape = pages[0].shape
             description = pages[0].description
+            if _is_shape_record(description):  # tifffile's record of the whole recording's shape: not a header
+                description = None
             writers = [tifffile.TiffWriter(path, bigtiff=True) for path in partial]
             try:
                 for k, page in enumerate(pages):
