@@ -82,3 +82,14 @@ def test_api_shows_plane_group_and_order(multiplane):
     table = api.ophys_experiments().sort_values("experiment_id")
     assert table["plane_group"].tolist() == [0, 0, 1, 1]
     assert table["plane_order"].tolist() == [0, 1, 0, 1]
+
+
+def test_export_bundles_name_the_pair(multiplane):
+    from brainobs.export.collect import plane_group
+
+    assert plane_group({"experiment_id": 900002}) == {
+        "plane_group": 0,
+        "plane_order": 1,
+        "paired_experiment_id": 900001,
+    }
+    assert plane_group({"experiment_id": 1}) == {}
