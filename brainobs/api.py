@@ -72,7 +72,7 @@ def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
         * Session.proj("session_type", "experience_level", "passive", "image_set", "session_start_time")
         * Subject.proj("full_genotype", "driver_line", "reporter_line", "indicator")
     )
-    table = frame(restrict(query, restrictions, keywords))
+    table = _with_plane_groups(frame(restrict(query, restrictions, keywords)))
     outcomes = frame(QC.proj("outcome"))
     if table.empty or outcomes.empty:
         table["qc_outcome"] = "NOT_SET"
@@ -81,6 +81,18 @@ def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
     table = table.merge(outcomes.drop_duplicates("experiment_id"), on="experiment_id", how="left")
     table["qc_outcome"] = table["qc_outcome"].fillna("NOT_SET")
     return table
+
+
+def _with_plane_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """Add ``plane_group`` and ``plane_order`` (multi-plane sessions; <NA> for a single plane)."""
+    from brainobs.schemas.acquisition import PlaneGroup
+
+    planes = frame(PlaneGroup.proj("plane_group", "plane_order"))
+    columns = ["plane_group", "plane_order"]
+    if table.empty or planes.empty:
+        return table.assign(**{name: pd.Series(pd.NA, index=table.index, dtype="Int64") for name in columns})
+    table = table.merge(planes[["experiment_id", *columns]], on="experiment_id", how="left")
+    return table.astype({name: "Int64" for name in columns})
 
 
 def cells(*restrictions: dict, **keywords) -> pd.DataFrame:
@@ -265,3 +277,44 @@ def score_units_against_truth(
     samples = {unit: np.round((times - t_start) * fs).astype(np.int64) for (_, unit), times in trains.items()}
     truth_sorting, truth_units = load_probe_truth(survey_root, int(session_id), probe_name)
     return score_sorting(NumpySorting.from_unit_dict(samples, fs), truth_sorting, truth_units)
+
+
+def score_decrosstalk(
+    experiment_id: int, survey_root: str | Path, ophys_paramset: str | None = None, valid_only: bool = True
+):
+    """Ghost detection of one plane of a synthetic mesoscope pair (the ``multiplane`` preset) against the
+    truth files under ``survey_root``: its Decrosstalk labels against which ROIs are ghosts (a
+    `brainobs.populate.scoring.decrosstalk.GhostScore`). ``valid_only``: score the ROIs segmentation kept
+    valid (the others are excluded whatever decrosstalk says)."""
+    from brainobs.ingest.synthetic.truth import TRUTH_DIR
+    from brainobs.populate.scoring.decrosstalk import ghost_truth, score_ghosts
+    from brainobs.schemas import ophys
+    from brainobs.schemas.acquisition import Experiment
+
+    key = _experiment_key(experiment_id, ophys_paramset)
+    height, width = (Experiment & key).fetch1("height", "width")
+    partner_id = (ophys.Decrosstalk & key).fetch1("paired_experiment_id")
+    rois = [
+        roi
+        for roi in (ophys.Segmentation.ROI & key).to_dicts(order_by="cell_roi_id")
+        if roi["valid_roi"] or not valid_only
+    ]
+    masks = np.zeros((len(rois), height, width), dtype=bool)
+    for i, roi in enumerate(rois):
+        masks[i, np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = True
+    flagged_ids = set((ophys.Decrosstalk.ExclusionLabel & key).to_arrays("cell_roi_id").tolist())
+    flagged = np.array([roi["cell_roi_id"] in flagged_ids for roi in rois], dtype=bool)
+    folder = Path(survey_root) / TRUTH_DIR / "ophys"
+    with (
+        np.load(folder / f"experiment_{experiment_id}.npz") as own,
+        np.load(folder / f"experiment_{partner_id}.npz") as other,
+    ):
+        truth = ghost_truth(
+            masks,
+            own["footprints"],
+            own["f0"] * own["dff_per_spike"],
+            other["footprints"],
+            other["f0"] * other["dff_per_spike"],
+            float(own["crosstalk"]),
+        )
+    return score_ghosts(flagged, truth)

@@ -173,6 +173,23 @@ def ingest(
         console.print(f"raw paths are relative to {parsed.data_root}: set BRAINOBS_DATA_ROOT to it for workers")
 
 
+@app.command("split-mesoscope")
+def split_mesoscope(
+    recording: Path = typer.Argument(..., help="An interleaved mesoscope TIFF (page k: plane k mod PLANES)."),
+    planes: int = typer.Option(..., help="Planes in the recording (1 to 8)."),
+) -> None:
+    """Split an interleaved mesoscope TIFF into <stem>_plane<p>.tif next to it, one per plane (manifest.md)."""
+    from brainobs.ingest.mesoscope import MesoscopeError, split_interleaved_tiff
+
+    try:
+        paths = split_interleaved_tiff(recording, planes)
+    except MesoscopeError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
 MODULES_HELP = (
     "Populate the tables of this schema module (importable, or found from the current folder) instead of "
     "brainobs's (repeatable)."
@@ -509,7 +526,7 @@ def diagram(
 @app.command()
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to write the survey into."),
-    preset: str = typer.Option("tiny", help="tiny, demo or benchmark."),
+    preset: str = typer.Option("tiny", help="tiny, demo, benchmark or multiplane."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same bytes."),
 ) -> None:
     """Generate a synthetic ground-truth survey: raw files, manifest.yaml and ground_truth/."""

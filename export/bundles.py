@@ -239,6 +239,9 @@ class ImagingPlaneInfo:
     device_name: str = "two_photon_microscope"
     device_description: str = "two-photon laser-scanning microscope"
     device_manufacturer: str | None = None
+    plane_group: int | None = None  # multi-plane session: the imaging group (pair) of the plane
+    plane_order: int | None = None  # its order within the pair
+    paired_experiment_id: int | None = None  # the other plane of the pair
 
     def __post_init__(self) -> None:
         if self.imaging_rate_hz <= 0 or self.pixel_size_um <= 0:

@@ -80,6 +80,11 @@ def build_ophys_nwbfile(bundle: OphysExperimentBundle, source_sha256: str) -> tu
     )
     depth = plane_info.imaging_depth_um
     container = f", container {plane_info.container_id}" if plane_info.container_id is not None else ""
+    if plane_info.plane_group is not None:
+        container += (
+            f", imaging plane group {plane_info.plane_group} order {plane_info.plane_order}"
+            f" paired with experiment {plane_info.paired_experiment_id}"
+        )
     imaging_plane = nwbfile.create_imaging_plane(
         name="imaging_plane_1",
         optical_channel=OpticalChannel(

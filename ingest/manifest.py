@@ -113,6 +113,15 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return check
 
 
+def _choice_int(*allowed: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or value not in allowed:
+            raise ValueError(f"expected one of {', '.join(map(str, allowed))}")
+        return int(value)
+
+    return check
+
+
 @dataclass(frozen=True)
 class Field:
     parse: Callable[[Any], Any]
@@ -188,6 +197,8 @@ SECTIONS: dict[str, Section] = {
             "height": Field(_integer(32, positive=True)),
             "pixel_size_um": Field(_positive_number),
             "movie_file": Field(_text(255), path="file"),
+            "plane_group": Field(_integer(32), required=False),  # multi-plane: the pair imaged together
+            "plane_order": Field(_choice_int(0, 1), required=False),  # multi-plane: order within the pair
         },
     ),
     "probe_insertions": Section(
@@ -231,6 +242,11 @@ class Manifest:
     def error(self, message: str) -> ManifestError:
         return ManifestError(f"{self.path}: {message}")
 
+    @property
+    def plane_groups(self) -> list[Row]:
+        """The PlaneGroup rows: experiments of multi-plane sessions (sharing the experiment row's values)."""
+        return [row for row in self.rows.get("experiments", []) if row.values["plane_group"] is not None]
+
 
 def load_manifest(path: Path, data_root: Path | None = None) -> Manifest:
     """Parse and validate ``path``; raw-data paths resolve under ``data_root`` (default: the manifest's folder)."""
@@ -266,6 +282,7 @@ def load_manifest(path: Path, data_root: Path | None = None) -> Manifest:
         ]
     _check_unique_ids(manifest)
     _link_subjects(manifest)
+    _check_plane_groups(manifest)
     return manifest
 
 
@@ -346,3 +363,65 @@ def _link_subjects(manifest: Manifest) -> None:
                 f"{row.where}: container {row.values['container_id']} belongs to subject {owner!r} "
                 f"but session {row.values['session_id']} to subject {subject!r}"
             )
+
+
+MAX_PLANES = 8
+FRAME_RATE_TOLERANCE = 1e-3  # relative: the planes of one session are imaged at one rate
+
+
+def _check_plane_groups(manifest: Manifest) -> None:
+    """Multi-plane sessions: every plane has a group and order, pairs are complete (orders 0 and 1), depths
+    are distinct, frame rates agree, and a session holds at most ``MAX_PLANES`` planes."""
+    sessions: dict[int, list[Row]] = {}
+    for row in manifest.rows["experiments"]:
+        sessions.setdefault(row.values["session_id"], []).append(row)
+    for session_id, rows in sessions.items():
+        grouped = [r for r in rows if r.values["plane_group"] is not None or r.values["plane_order"] is not None]
+        if not grouped:
+            continue
+        for row in rows:
+            for name in ("plane_group", "plane_order"):
+                if row.values[name] is None:
+                    raise manifest.error(
+                        f"line {row.line}: experiments[{row.index}].{name} is missing: session {session_id} is "
+                        "multi-plane (another of its experiments has plane_group/plane_order), so every plane "
+                        "needs plane_group and plane_order"
+                    )
+        if len(rows) > MAX_PLANES:
+            extra = rows[MAX_PLANES]
+            raise manifest.error(
+                f"line {extra.line}: experiments[{extra.index}]: session {session_id} has {len(rows)} planes; "
+                f"at most {MAX_PLANES}"
+            )
+        seen: dict[tuple[int, int], Row] = {}
+        for row in rows:
+            place = (row.values["plane_group"], row.values["plane_order"])
+            if place in seen:
+                raise manifest.error(
+                    f"line {row.line}: experiments[{row.index}].plane_order: plane_group {place[0]} order {place[1]} "
+                    f"of session {session_id} is already {seen[place].where}"
+                )
+            seen[place] = row
+        for row in rows:
+            group, order = row.values["plane_group"], row.values["plane_order"]
+            if (group, 1 - order) not in seen:
+                raise manifest.error(
+                    f"line {row.line}: experiments[{row.index}].plane_group: pair {group} of session {session_id} "
+                    f"is incomplete: it has no plane with plane_order {1 - order}"
+                )
+        depths: dict[int, Row] = {}
+        for row in rows:
+            depth = row.values["imaging_depth"]
+            if depth in depths:
+                raise manifest.error(
+                    f"line {row.line}: experiments[{row.index}].imaging_depth = {depth}: session {session_id} "
+                    f"already images that depth in {depths[depth].where}; the planes' depths must be distinct"
+                )
+            depths[depth] = row
+        rate = rows[0].values["frame_rate"]
+        for row in rows[1:]:
+            if not math.isclose(row.values["frame_rate"], rate, rel_tol=FRAME_RATE_TOLERANCE):
+                raise manifest.error(
+                    f"line {row.line}: experiments[{row.index}].frame_rate = {row.values['frame_rate']}: the planes "
+                    f"of session {session_id} are imaged at one rate, but {rows[0].where} has {rate}"
+                )

@@ -66,6 +66,39 @@ class Experiment(dj.Manual):
 
 
 @schema
+class PlaneGroup(dj.Manual):
+    definition = """
+    # a plane of a multi-plane (mesoscope) session: the pair imaged together and its order in the pair
+    -> Experiment
+    ---
+    plane_group : int32                       # imaging group (pair) within the session
+    plane_order : int32                       # 0 or 1 within the pair
+    unique index (session_id, plane_group, plane_order)
+    """
+
+
+def paired_experiment(key: dict) -> dict | None:
+    """The key of the experiment imaged in the same pair as ``key``'s, or None for a single plane."""
+    found = (PlaneGroup & key).to_dicts()
+    if not found:
+        return None
+    row = found[0]
+    partner = (
+        (
+            PlaneGroup
+            & {
+                "session_id": row["session_id"],
+                "plane_group": row["plane_group"],
+                "plane_order": 1 - row["plane_order"],
+            }
+        )
+        .proj()
+        .to_dicts()
+    )
+    return partner[0] if partner else None
+
+
+@schema
 class ProbeInsertion(dj.Manual):
     definition = """
     # one Neuropixels probe of an ecephys session

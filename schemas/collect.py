@@ -15,7 +15,7 @@ import brainobs
 from brainobs.checksums import verifying
 from brainobs.export import bundles
 from brainobs.schemas import behavior, ophys
-from brainobs.schemas.acquisition import Experiment, ProbeInsertion, Session
+from brainobs.schemas.acquisition import Experiment, PlaneGroup, ProbeInsertion, Session, paired_experiment
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.subject import Subject
 
@@ -131,6 +131,19 @@ def _time_first(part, key: dict, attribute: str) -> np.ndarray:
     return np.ascontiguousarray(stacked.T)
 
 
+def plane_group(key: dict) -> dict:
+    """The plane's group, order and paired experiment in a multi-plane session (nothing for a single plane)."""
+    rows = (PlaneGroup & key).to_dicts()
+    if not rows:
+        return {}
+    partner = paired_experiment(key)
+    return {
+        "plane_group": rows[0]["plane_group"],
+        "plane_order": rows[0]["plane_order"],
+        "paired_experiment_id": partner["experiment_id"] if partner else None,
+    }
+
+
 @verifying()  # the sha256 of every array read, not only its size
 def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
     """Everything one experiment's NWB file holds; ``key`` names the experiment and its parameter sets."""
@@ -165,6 +178,7 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
             imaging_depth_um=float(experiment["imaging_depth"]),
             pixel_size_um=experiment["pixel_size_um"],
             container_id=experiment["container_id"],
+            **plane_group(key),
         ),
         rois=bundles.RoiTable(
             cell_roi_id=np.array([r["cell_roi_id"] for r in rois], dtype=np.int64),

@@ -15,7 +15,7 @@ from typing import Any
 import datajoint as dj
 
 from brainobs.ingest.manifest import Manifest, ManifestError, Row
-from brainobs.schemas.acquisition import Container, Experiment, ProbeInsertion, Session
+from brainobs.schemas.acquisition import Container, Experiment, PlaneGroup, ProbeInsertion, Session
 from brainobs.schemas.subject import Indicator, Subject
 
 TABLES = {
@@ -23,9 +23,10 @@ TABLES = {
     "containers": Container,
     "sessions": Session,
     "experiments": Experiment,
+    "plane_groups": PlaneGroup,
     "probe_insertions": ProbeInsertion,
 }
-INSERT_ORDER = ("subjects", "containers", "sessions", "experiments", "probe_insertions")
+INSERT_ORDER = ("subjects", "containers", "sessions", "experiments", "plane_groups", "probe_insertions")
 SURVEY_IDS = {"sessions": "session_id", "containers": "container_id", "experiments": "experiment_id"}
 
 
@@ -139,7 +140,8 @@ def insert_manifest(manifest: Manifest) -> IngestReport:
     try:
         with Subject.connection.transaction:
             for section in INSERT_ORDER:
-                for row in manifest.rows[section]:
+                rows = manifest.plane_groups if section == "plane_groups" else manifest.rows[section]
+                for row in rows:
                     _insert_row(manifest, section, row, report)
     except database_errors as err:
         where = f"{row.where}: " if row is not None else ""

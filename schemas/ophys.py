@@ -14,13 +14,13 @@ from __future__ import annotations
 import datajoint as dj
 import numpy as np
 
-from brainobs.populate.ophys import dff, events, extraction, indicators, neuropil, rois
+from brainobs.populate.ophys import decrosstalk, dff, events, extraction, indicators, neuropil, rois
 from brainobs.populate.ophys.demix import demix_traces
 from brainobs.populate.ophys.params import OPHYS_PRESETS
 from brainobs.populate.ophys.registration import RegisteredMovie, open_registered_movie, register_movie
 from brainobs.populate.ophys.segmentation import segment_movie
 from brainobs.schemas import active_settings, finite_or_none, stores
-from brainobs.schemas.acquisition import Experiment
+from brainobs.schemas.acquisition import Experiment, PlaneGroup, paired_experiment
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
 from brainobs.schemas.subject import Subject
 
@@ -268,7 +268,12 @@ def exclusion_labels(key: dict) -> dict[int, list[str]]:
     """Every exclusion label of the experiment's ROIs, from all stages (segmentation, extraction, demixing),
     by cell_roi_id; a ROI is valid, as in Allen's releases, when it has none."""
     labels: dict[int, set[str]] = {}
-    for part in (Segmentation.ExclusionLabel, Fluorescence.ExclusionLabel, Demixing.ExclusionLabel):
+    for part in (
+        Segmentation.ExclusionLabel,
+        Fluorescence.ExclusionLabel,
+        Demixing.ExclusionLabel,
+        Decrosstalk.ExclusionLabel,
+    ):
         for row in (part & key).to_dicts():
             labels.setdefault(row["cell_roi_id"], set()).add(row["exclusion_label"])
     return {roi: sorted(names) for roi, names in labels.items()}
@@ -609,4 +614,84 @@ class EventDetection(dj.Computed):
                 "noise_std": finite_or_none(result.noise_std[i]),
             }
             for i in range(result.events.shape[0])
+        )
+
+
+@schema
+class Decrosstalk(dj.Computed):
+    definition = """
+    # Allen's decrosstalk of a mesoscope plane against the other plane of its pair: per-ROI 2x2 ICA unmixing
+    # of the traces of this plane's masks in both registered movies, then the ghost test (docs/methods.md)
+    -> Segmentation
+    ---
+    paired_experiment_id : int64           # the other plane of the pair (same session and parameter set)
+    crosstalk = null : float64             # median mixing[0, 1] of converged ROIs: the partner's share of light
+    n_converged : int32                    # ROIs whose own ICA converged (the others took the mean matrix)
+    n_ghosts : int32                       # ROIs labelled decrosstalk_ghost
+    n_flagged : int32                      # ROIs with any decrosstalk label
+    """
+
+    class ROI(dj.Part):
+        definition = """
+        -> master
+        -> Segmentation.ROI
+        ---
+        mixing : <blob>                    # 2x2, raw [signal, crosstalk] = mixing @ sources; NaN if not unmixed
+        converged : bool                   # the ROI's own ICA converged
+        raw_ratio = null : float64         # 100 x slope of crosstalk on signal, active frames, raw traces
+        unmixed_ratio = null : float64     # the same on the unmixed traces
+        """
+
+    class ExclusionLabel(dj.Part):
+        definition = """
+        # decrosstalk_ghost, decrosstalk_invalid_raw(_active), decrosstalk_invalid_unmixed(_active)
+        -> master.ROI
+        exclusion_label : varchar(40)
+        """
+
+    @property
+    def key_source(self):
+        """Segmented planes whose pair partner is motion corrected with the same parameter set."""
+        partner = PlaneGroup.proj(paired_experiment_id="experiment_id", paired_group="plane_group")
+        pairs = (PlaneGroup * partner & "plane_group = paired_group" & "experiment_id <> paired_experiment_id").proj()
+        corrected = MotionCorrection.proj(paired_experiment_id="experiment_id")
+        return Segmentation.proj() & ((Segmentation.proj() * pairs) & corrected)
+
+    def make_fetch(self, key):
+        partner = paired_experiment(key)["experiment_id"]
+        return partner, _params(key), len(Segmentation.ROI & key)
+
+    def make_compute(self, key, partner, params, n_rois):
+        movie, _border = _registered(key)
+        paired_movie, _paired_border = _registered({**key, "experiment_id": partner})
+        return (decrosstalk.decrosstalk_plane(movie, paired_movie, roi_records(key), params),)
+
+    def make_insert(self, key, result):
+        ids = roi_ids(key)
+        labels = result.labels
+        self.insert1(
+            {
+                **key,
+                "paired_experiment_id": paired_experiment(key)["experiment_id"],
+                "crosstalk": finite_or_none(result.crosstalk),
+                "n_converged": int(result.converged.sum()),
+                "n_ghosts": sum(decrosstalk.GHOST in roi_labels for roi_labels in labels),
+                "n_flagged": sum(bool(roi_labels) for roi_labels in labels),
+            }
+        )
+        self.ROI.insert(
+            {
+                **key,
+                "cell_roi_id": ids[i],
+                "mixing": result.mixing[i],
+                "converged": bool(result.converged[i]),
+                "raw_ratio": finite_or_none(result.raw_ratio[i]),
+                "unmixed_ratio": finite_or_none(result.unmixed_ratio[i]),
+            }
+            for i in range(len(ids))
+        )
+        self.ExclusionLabel.insert(
+            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
+            for i, roi_labels in enumerate(labels)
+            for label in roi_labels
         )

@@ -171,3 +171,13 @@ def test_pynapple_reads_units_and_dff(ophys, ecephys) -> None:
     assert list(units.metadata["quality"]) == ["good", "noise"]
     rates = units.restrict(nap.IntervalSet(0.0, 6.5)).rate
     assert rates.iloc[0] == pytest.approx(48 / 6.5, rel=1e-6)
+
+
+def test_a_mesoscope_plane_records_its_group_and_partner(tmp_path: Path) -> None:
+    bundle = make_ophys_bundle()
+    plane = dataclasses.replace(bundle.plane, plane_group=1, plane_order=0, paired_experiment_id=900004)
+    result = export_ophys_experiment(dataclasses.replace(bundle, plane=plane), tmp_path / "plane.nwb")
+    io, nwbfile = _read(result.path)
+    with io:
+        description = nwbfile.imaging_planes["imaging_plane_1"].description
+    assert "imaging plane group 1 order 0 paired with experiment 900004" in description

@@ -438,6 +438,37 @@ def _cell_truth(p: OphysParams, view: _SessionView, keep: np.ndarray, f0, coef, 
     return footprints, neuropil, snr
 
 
+@dataclass
+class _Plane:
+    """One experiment ready to render: its view of the tissue and its activity."""
+
+    tissue: Tissue
+    spec: ExperimentSpec
+    view: _SessionView
+    spikes: np.ndarray
+    calcium: np.ndarray
+    components: np.ndarray
+    scale: np.ndarray
+    motion: np.ndarray
+    nonrigid: np.ndarray
+
+    @property
+    def f0(self) -> np.ndarray:
+        return self.tissue.brightness[self.view.cells]
+
+    def frames(self, p: OphysParams, seed: int) -> Iterator[np.ndarray]:
+        rng = entity_rng(seed, "ophys-photons", self.spec.experiment_id)
+        f0 = p.photons_per_pixel * self.f0
+        cells = self.view.cells
+        return _frames(p, self.view, f0, self.calcium[cells], self.components, self.scale, self.motion,
+                       self.nonrigid, rng)  # fmt: skip
+
+
+def _plane(tissue: Tissue, spec: ExperimentSpec, p: OphysParams, line: IndicatorLine, seed: int) -> _Plane:
+    view = _render_session(p, tissue, spec.session_index, seed)
+    return _Plane(tissue, spec, view, *_activity(tissue, p, line, spec, seed))
+
+
 def write_experiment(
     movie_path: Path,
     truth_path: Path,
@@ -448,14 +479,52 @@ def write_experiment(
     seed: int,
 ) -> int:
     """Write one experiment's movie and its truth file; return the number of cells in the truth."""
-    view = _render_session(p, tissue, spec.session_index, seed)
-    spikes, calcium, components, scale, motion, nonrigid = _activity(tissue, p, line, spec, seed)
-    cells = view.cells
-    f0 = p.photons_per_pixel * tissue.brightness[cells]
-    rng = entity_rng(seed, "ophys-photons", spec.experiment_id)
-    frames = _frames(p, view, f0, calcium[cells], components, scale, motion, nonrigid, rng)
-    _write_movie(movie_path, frames, p, spec)
+    plane = _plane(tissue, spec, p, line, seed)
+    _write_movie(movie_path, plane.frames(p, seed), p, spec)
+    return _write_truth(truth_path, plane, p, line)
 
+
+def write_pair(
+    paths: tuple[tuple[Path, Path], tuple[Path, Path]],
+    tissues: tuple[Tissue, Tissue],
+    specs: tuple[ExperimentSpec, ExperimentSpec],
+    crosstalk: tuple[float, float],
+    p: OphysParams,
+    line: IndicatorLine,
+    seed: int,
+) -> tuple[int, int]:
+    """Write two planes imaged simultaneously (one pair of a mesoscope session) with crosstalk.
+
+    The planes share the field of view and the brain's motion; ``crosstalk[k]`` is the fraction of the other
+    plane's light added to plane k (in ADU, after photon noise). Each truth file also names the paired
+    experiment and the crosstalk coefficient: the paired plane's cells (its truth file) appear here as ghosts.
+    The pair's movies are held in memory while mixed (small presets). Returns the cells of each plane."""
+    planes = [_plane(tissue, spec, p, line, seed) for tissue, spec in zip(tissues, specs, strict=True)]
+    planes[1].motion, planes[1].nonrigid = planes[0].motion, planes[0].nonrigid
+    movies = [np.stack(list(plane.frames(p, seed))).astype(np.float64) for plane in planes]
+    counts = []
+    for k in (0, 1):
+        mixed = np.minimum(np.rint(movies[k] + crosstalk[k] * movies[1 - k]), 65535).astype(np.uint16)
+        _write_movie(paths[k][0], iter(mixed), p, specs[k])
+        counts.append(
+            _write_truth(
+                paths[k][1],
+                planes[k],
+                p,
+                line,
+                paired_experiment_id=np.int64(specs[1 - k].experiment_id),
+                crosstalk=np.float64(crosstalk[k]),
+            )
+        )
+    return counts[0], counts[1]
+
+
+def _write_truth(truth_path: Path, plane: _Plane, p: OphysParams, line: IndicatorLine, **extra) -> int:
+    """Write the truth file of one rendered experiment; return the number of cells in it."""
+    tissue, spec, view = plane.tissue, plane.spec, plane.view
+    spikes, calcium, components, scale = plane.spikes, plane.calcium, plane.components, plane.scale
+    motion, nonrigid, cells = plane.motion, plane.nonrigid, view.cells
+    f0 = p.photons_per_pixel * plane.f0
     kernel_peak = indicator_kernel(spec.frame_rate, p.rise_time_s, line.decay_time_s, 64).max()
     peak_dff = tissue.dff_per_spike[cells] * kernel_peak
     if p.saturation_dff is not None:
@@ -499,6 +568,7 @@ def write_experiment(
         indicator=np.str_(line.indicator),
         photons_per_pixel=np.float64(p.photons_per_pixel),
         adu_per_photon=np.float64(p.adu_per_photon),
+        **extra,
     )
     return int(keep.sum())
 

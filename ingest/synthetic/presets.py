@@ -116,13 +116,17 @@ class OphysParams:
 
 @dataclass(frozen=True)
 class SubjectPlan:
-    """One mouse: its indicator, the planes imaged per session (one container each) and the sessions."""
+    """One mouse: its indicator, the planes imaged per session (one container each) and the sessions.
+
+    An even number of planes is imaged in pairs (planes 0-1, 2-3, ...); with ``crosstalk`` (one value per
+    plane) each pair is rendered together and each plane receives that share of its partner's light."""
 
     indicator: str = "GCaMP6f"
     sessions: int = 3
     planes: int = 1
     frame_rate: float | None = None
     ecephys_sessions: int = 0
+    crosstalk: tuple[float, ...] = ()  # per plane: the share of its pair partner's light it sees (mesoscope)
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,12 @@ PRESETS: dict[str, SurveyPreset] = {
         subjects=(SubjectPlan(indicator="GCaMP6f", sessions=3, ecephys_sessions=1),),
         ephys_num_channels=32,
         ephys_duration_s=30.0,
+    ),
+    # One mesoscope session: 4 planes in 2 pairs at 11 Hz (2129 frames, 194 s), crosstalk 0.05-0.25, 64 x 64 px.
+    "multiplane": SurveyPreset(
+        name="multiplane",
+        ophys=OphysParams(n_frames=6000, n_cells=16, overlap_pairs=0, motion_px=0.5, max_motion_px=2.0),
+        subjects=(SubjectPlan(indicator="GCaMP6f", sessions=1, planes=4, crosstalk=(0.05, 0.15, 0.25, 0.1)),),
     ),
     "benchmark": SurveyPreset(
         name="benchmark",

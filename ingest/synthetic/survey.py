@@ -198,6 +198,11 @@ def _plane_timing(preset: SurveyPreset, plan: SubjectPlan) -> tuple[float, int]:
 
 def _check_durations(preset: SurveyPreset) -> None:
     for k, plan in enumerate(preset.subjects):
+        if plan.crosstalk and (len(plan.crosstalk) != plan.planes or plan.planes % 2):
+            raise ValueError(
+                f"subject {k + 1}: crosstalk needs one value per plane and an even number of planes, got "
+                f"{len(plan.crosstalk)} values for {plan.planes} planes"
+            )
         frame_rate, n_frames = _plane_timing(preset, plan)
         if plan.sessions and n_frames / frame_rate < MIN_BEHAVIOR_S:
             raise ValueError(
@@ -206,31 +211,70 @@ def _check_durations(preset: SurveyPreset) -> None:
             )
 
 
-def _write_experiment(
-    survey: _Survey, container: _Container, spec: ophys.ExperimentSpec, line: IndicatorLine, subject_id: str,
-    session_id: int,
-) -> None:  # fmt: skip
-    p = survey.preset.ophys
-    movie = Path(subject_id) / str(session_id) / f"ophys_experiment_{spec.experiment_id}.{p.movie_format}"
-    truth_file = Path(TRUTH_DIR) / "ophys" / f"experiment_{spec.experiment_id}.npz"
-    started = time.perf_counter()
-    n_cells = ophys.write_experiment(
-        survey.root / movie, survey.root / truth_file, container.tissue, spec, p, line, survey.seed
+def _experiment_files(survey: _Survey, spec: ophys.ExperimentSpec, subject_id: str, session_id: int):
+    """The movie and truth file of an experiment, relative to the survey root."""
+    movie = (
+        Path(subject_id) / str(session_id) / f"ophys_experiment_{spec.experiment_id}.{survey.preset.ophys.movie_format}"
     )
+    return movie, Path(TRUTH_DIR) / "ophys" / f"experiment_{spec.experiment_id}.npz"
+
+
+def _record_experiment(
+    survey: _Survey, container: _Container, spec: ophys.ExperimentSpec, subject_id: str, session_id: int,
+    n_cells: int, seconds: float, plane: dict,
+) -> None:  # fmt: skip
+    """Add an experiment to the manifest and the truth; ``plane``: its plane_group/plane_order (multi-plane)."""
+    p = survey.preset.ophys
+    movie, truth_file = _experiment_files(survey, spec, subject_id, session_id)
     survey.report(
         f"experiment {spec.experiment_id} ({subject_id}, session {session_id}, plane {container.depth} um): "
-        f"{n_cells} cells, {spec.n_frames} frames at {spec.frame_rate:g} Hz, {time.perf_counter() - started:.1f} s"
+        f"{n_cells} cells, {spec.n_frames} frames at {spec.frame_rate:g} Hz, {seconds:.1f} s"
     )
     container.experiment_ids.append(spec.experiment_id)
     survey.add(
         "experiments",
         {"experiment_id": spec.experiment_id, "session_id": session_id, "container_id": container.container_id,
          "imaging_depth": container.depth, "targeted_structure": "VISp", "frame_rate": spec.frame_rate,
-         "width": p.width, "height": p.height, "pixel_size_um": p.pixel_size_um, "movie_file": movie.as_posix()},
+         "width": p.width, "height": p.height, "pixel_size_um": p.pixel_size_um, "movie_file": movie.as_posix(),
+         **plane},
         {"experiment_id": spec.experiment_id, "session_id": session_id, "container_id": container.container_id,
          "session_index": spec.session_index, "movie_file": movie.as_posix(), "truth_file": truth_file.as_posix(),
-         "n_cells": n_cells, "n_frames": spec.n_frames, "frame_rate": spec.frame_rate},
+         "n_cells": n_cells, "n_frames": spec.n_frames, "frame_rate": spec.frame_rate, **plane},
     )  # fmt: skip
+
+
+def _write_experiment(
+    survey: _Survey, container: _Container, spec: ophys.ExperimentSpec, line: IndicatorLine, subject_id: str,
+    session_id: int, plane: dict,
+) -> None:  # fmt: skip
+    movie, truth_file = _experiment_files(survey, spec, subject_id, session_id)
+    started = time.perf_counter()
+    n_cells = ophys.write_experiment(
+        survey.root / movie, survey.root / truth_file, container.tissue, spec, survey.preset.ophys, line, survey.seed
+    )
+    _record_experiment(survey, container, spec, subject_id, session_id, n_cells, time.perf_counter() - started, plane)
+
+
+def _write_pair(
+    survey: _Survey, containers: list[_Container], specs: list[ophys.ExperimentSpec], crosstalk: tuple[float, float],
+    line: IndicatorLine, subject_id: str, session_id: int, group: int,
+) -> None:  # fmt: skip
+    """Two planes imaged together, each seeing ``crosstalk`` of the other's light."""
+    files = [_experiment_files(survey, spec, subject_id, session_id) for spec in specs]
+    started = time.perf_counter()
+    counts = ophys.write_pair(
+        tuple((survey.root / movie, survey.root / truth) for movie, truth in files),
+        (containers[0].tissue, containers[1].tissue), (specs[0], specs[1]), crosstalk, survey.preset.ophys, line,
+        survey.seed,
+    )  # fmt: skip
+    seconds = (time.perf_counter() - started) / 2
+    for order in (0, 1):
+        plane = {"plane_group": group, "plane_order": order}
+        _record_experiment(
+            survey, containers[order], specs[order], subject_id, session_id, counts[order], seconds, plane
+        )
+        survey.truth["experiments"][-1]["crosstalk"] = crosstalk[order]
+        survey.truth["experiments"][-1]["paired_experiment_id"] = specs[1 - order].experiment_id
 
 
 def _write_subject_ophys(survey: _Survey, ids: _Ids, subject_id: str, plan: SubjectPlan, day0: int) -> None:
@@ -262,11 +306,18 @@ def _write_subject_ophys(survey: _Survey, ids: _Ids, subject_id: str, plan: Subj
             {"session_id": session_id, "subject_id": subject_id, "modality": "ophys",
              "behavior_truth": behavior_truth, "duration_s": duration_s},
         )  # fmt: skip
-        for container in containers:
-            spec = ophys.ExperimentSpec(
-                ids.take("experiment"), index, n_frames, frame_rate, container.depth, plan.planes
-            )
-            _write_experiment(survey, container, spec, line, subject_id, session_id)
+        specs = [
+            ophys.ExperimentSpec(ids.take("experiment"), index, n_frames, frame_rate, container.depth, plan.planes)
+            for container in containers
+        ]
+        paired = plan.planes > 1 and plan.planes % 2 == 0
+        for k in range(0, plan.planes, 2 if plan.crosstalk else 1):
+            if plan.crosstalk:
+                pair = (plan.crosstalk[k], plan.crosstalk[k + 1])
+                _write_pair(survey, containers[k : k + 2], specs[k : k + 2], pair, line, subject_id, session_id, k // 2)
+            else:
+                plane = {"plane_group": k // 2, "plane_order": k % 2} if paired else {}
+                _write_experiment(survey, containers[k], specs[k], line, subject_id, session_id, plane)
     for container in containers:
         truth_file = Path(TRUTH_DIR) / "ophys" / f"container_{container.container_id}.npz"
         ophys.write_container_truth(survey.root / truth_file, container.tissue, container.experiment_ids)

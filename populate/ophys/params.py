@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from brainobs.populate.ophys.decrosstalk import DECROSSTALK_PARAMS
 from brainobs.populate.ophys.dff import LONG_WINDOW_S, SHORT_WINDOW_S
 from brainobs.populate.ophys.neuropil import FOLDS, SMOOTHING
 from brainobs.populate.ophys.rois import ASPECT_RATIO_THRESHOLD, BINARY_QUANTILE, NPIXEL_THRESHOLD
@@ -63,6 +64,8 @@ ALLEN_OPHYS_PARAMS: dict[str, Any] = {
     "events_noise_multiplier": None,  # None: 2.6 near 11 Hz, 2.0 near 31 Hz (Allen's rule); required elsewhere
     "events_decay_time_s": None,  # None: the subject's (Allen's genotype table, else its manifest decay_time)
     "events_solver": "fastlzero",  # Allen's FastLZero; "exact" = global optimum, departs from Allen (methods.md)
+    # --- decrosstalk of paired mesoscope planes (Allen's ophys_etl method)
+    **DECROSSTALK_PARAMS,
 }
 
 

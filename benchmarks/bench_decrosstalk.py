@@ -1,0 +1,85 @@
+"""Decrosstalk against ground truth: the `multiplane` preset (4 planes in 2 pairs, crosstalk 0.05-0.25).
+
+    python -m benchmarks.bench_decrosstalk [--seeds 0 1]
+
+For each seed a `multiplane` survey is generated and, in a fresh child process, ingested into an embedded
+PostgreSQL under a temporary BRAINOBS_HOME; MotionCorrection, Segmentation and Decrosstalk are populated
+for every plane. Reported per plane: the true and estimated crosstalk (the partner's share of the plane's
+light) and ghost detection precision / recall (`brainobs.api.score_decrosstalk`) on the ROIs segmentation
+kept valid and on all ROIs; then the totals. tests/test_decrosstalk_db.py holds one pair to >= 0.75 each
+(target 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import ingested_survey, load_average, populate, run_child
+
+TABLES = ["MotionCorrection", "Segmentation", "Decrosstalk"]
+
+
+def child_survey(seed: str) -> dict:
+    """One multiplane survey generated, processed and scored, in a temporary folder (run in a fresh process)."""
+    from brainobs import api
+    from brainobs.ingest.synthetic import generate_survey
+    from brainobs.schemas import ophys
+
+    with tempfile.TemporaryDirectory(prefix="bench-decrosstalk-") as tmp:
+        started = time.perf_counter()
+        summary = generate_survey(Path(tmp) / "data", "multiplane", seed=int(seed))
+        index = json.loads((summary.out_dir / "ground_truth" / "survey.json").read_text())
+        true_crosstalk = {row["experiment_id"]: row["crosstalk"] for row in index["experiments"]}
+        rows = []
+        with ingested_survey(summary.manifest, Path(tmp) / "home", "benchdecrosstalk_") as settings:
+            populate(settings, TABLES)
+            for plane in ophys.Decrosstalk.to_dicts(order_by="experiment_id"):
+                experiment_id = plane["experiment_id"]
+                valid = api.score_decrosstalk(experiment_id, summary.out_dir)
+                every = api.score_decrosstalk(experiment_id, summary.out_dir, valid_only=False)
+                rows.append(
+                    {"experiment_id": experiment_id, "true": true_crosstalk[experiment_id],
+                     "estimated": plane["crosstalk"], "valid": list(vars(valid).values()),
+                     "all": list(vars(every).values())}
+                )  # fmt: skip
+        return {"seconds": time.perf_counter() - started, "planes": rows}
+
+
+def _ratio(n: int, d: int) -> str:
+    return f"{n / d:.3f}" if d else "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_survey(args.child[1])), flush=True)
+        return
+    totals = {"valid": [0, 0, 0, 0], "all": [0, 0, 0, 0]}
+    for seed in args.seeds:
+        result = run_child("benchmarks.bench_decrosstalk", "survey", seed)
+        print(f"multiplane seed {seed}: {result['seconds']:.0f} s (load {load_average()})", flush=True)
+        for row in result["planes"]:
+            for name in totals:
+                totals[name] = [a + b for a, b in zip(totals[name], row[name], strict=True)]
+            _rois, ghosts, flagged, correct = row["valid"]
+            print(
+                f"  plane {row['experiment_id']}: crosstalk {row['true']:.2f}, estimated {row['estimated']:.3f}; "
+                f"valid ROIs {_rois}: {ghosts} ghosts, {flagged} flagged, {correct} correct "
+                f"(all ROIs: {row['all'][1]} ghosts, {row['all'][2]} flagged, {row['all'][3]} correct)",
+                flush=True,
+            )
+    for name, (rois, ghosts, flagged, correct) in totals.items():
+        print(
+            f"total, {name} ROIs ({rois}): ghost precision {_ratio(correct, flagged)} recall {_ratio(correct, ghosts)}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Decrosstalk core: the 2x2 ICA step and the ghost test on small known mixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainobs.populate.ophys import decrosstalk as dx
+from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS
+
+PARAMS = {k: v for k, v in ALLEN_OPHYS_PARAMS.items() if k.startswith("decrosstalk_")}
+
+
+def calcium(rng: np.random.Generator, n_frames: int, rate: float = 0.02, decay: float = 4.0) -> np.ndarray:
+    """A sparse train of exponential transients (amplitude 1-3) on a baseline of 1."""
+    spikes = (rng.random(n_frames) < rate) * rng.uniform(1.0, 3.0, n_frames)
+    kernel = np.exp(-np.arange(int(8 * decay)) / decay)
+    return 1.0 + np.convolve(spikes, kernel)[:n_frames]
+
+
+def test_half_sample_mode_finds_the_dense_part():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(5.0, 0.1, 900), rng.uniform(6, 50, 100)])
+    assert abs(dx.half_sample_mode(values) - 5.0) < 0.1
+    assert dx.half_sample_mode(np.array([1.0, 2.0, 2.1])) == pytest.approx(2.05)
+
+
+def test_active_frames_are_bouts_widened_by_the_padding():
+    rng = np.random.default_rng(1)
+    trace = 10 + rng.normal(0, 0.1, 400)
+    trace[200:204] += 5.0
+    active = dx.active_frames(trace, kernel=5, threshold=14.0, padding=20)
+    assert active.min() >= 175 and active.max() <= 228
+    assert set(range(200, 204)) <= set(active)
+    assert dx.active_frames(10 + rng.normal(0, 0.1, 400), 5, 14.0, 20).size == 0
+
+
+@pytest.mark.parametrize("mixing", [[[0.85, 0.15], [0.10, 0.90]], [[0.95, 0.05], [0.25, 0.75]]])
+def test_ica_recovers_a_known_mixing_matrix(mixing):
+    rng = np.random.default_rng(2)
+    sources = np.vstack([calcium(rng, 3000), calcium(rng, 3000)]) + rng.normal(0, 0.02, (2, 3000))
+    raw = np.asarray(mixing) @ sources
+    found, unmixed, converged = dx.ica_unmix(raw[0], raw[1], seed=7, tries=11, max_offdiagonal=0.3)
+    assert converged
+    np.testing.assert_allclose(found, mixing, atol=0.02)
+    assert np.corrcoef(unmixed[0], sources[0])[0, 1] > 0.99
+    assert np.corrcoef(unmixed[1], sources[1])[0, 1] > 0.99
+
+
+def test_ghost_test_counts_only_events_away_from_the_crosstalk():
+    signal = np.arange(10, 16)
+    assert not dx.is_cell(signal, np.arange(12, 21), window=2)  # 10 and 11 are within 2 frames of 12
+    assert dx.is_cell(signal, np.arange(13, 21), window=2)  # 10 is 3 frames from 13
+    assert dx.is_cell(signal, np.arange(0), window=2)  # no crosstalk activity
+    assert not dx.is_cell(np.arange(0), np.arange(5), window=2)
+
+
+def test_clip_dips_raises_the_trace_to_the_inactive_floor():
+    rng = np.random.default_rng(3)
+    trace = 5 + rng.normal(0, 0.1, 500)
+    trace[100] = 0.0
+    clipped = dx.clip_dips(trace, np.arange(0), window=1980, sigmas=2.0)
+    assert clipped[100] == pytest.approx(trace.mean() - 2 * trace.std(ddof=1), abs=0.02)
+    assert (clipped >= trace).all() and (clipped[trace > 5.0] == trace[trace > 5.0]).all()
+
+
+def plane_pair(rng: np.random.Generator, n_frames: int, c_into_a: float, c_into_b: float):
+    """Raw traces of plane A's ROIs: 4 own cells and 3 ghosts of plane B's cells, from both movies."""
+    own = [calcium(rng, n_frames) for _ in range(4)]
+    partner = [calcium(rng, n_frames) for _ in range(3)]
+
+    def background() -> np.ndarray:
+        return 1.0 + rng.normal(0, 0.03, n_frames)
+
+    signal, crosstalk = [], []
+    for cell in own:  # A's cell; B sees A's light through crosstalk on its own background
+        b_here = background()
+        signal.append(cell + c_into_a * b_here)
+        crosstalk.append(b_here + c_into_b * cell)
+    for cell in partner:  # B's cell seen in A
+        a_here = background()
+        signal.append(a_here + c_into_a * cell)
+        crosstalk.append(cell + c_into_b * a_here)
+    return np.array(signal), np.array(crosstalk)
+
+
+@pytest.mark.parametrize(("c_into_a", "c_into_b"), [(0.15, 0.1), (0.25, 0.05)])
+def test_ghosts_are_flagged_and_cells_kept(c_into_a, c_into_b):
+    rng = np.random.default_rng(4)
+    signal, crosstalk = plane_pair(rng, 4000, c_into_a, c_into_b)
+    result = dx.decrosstalk_traces(signal, crosstalk, PARAMS)
+    assert [labels for labels in result.labels[:4]] == [()] * 4
+    for labels in result.labels[4:]:
+        assert labels and set(labels) <= {dx.GHOST, dx.INVALID_UNMIXED_ACTIVE, dx.INVALID_RAW_ACTIVE}
+    assert result.converged[:4].all()
+    assert result.crosstalk == pytest.approx(c_into_a, abs=0.03)
+    assert result.mixing.shape == (7, 2, 2) and np.isfinite(result.mixing[result.converged]).all()
+
+
+def test_invalid_raw_traces_and_unconverged_rois_take_the_mean_matrix():
+    rng = np.random.default_rng(5)
+    signal, crosstalk = plane_pair(rng, 3000, 0.15, 0.1)
+    signal[1] = np.nan
+    result = dx.decrosstalk_traces(signal, crosstalk, {**PARAMS, "decrosstalk_ica_tries": 11})
+    assert result.labels[1] == (dx.INVALID_RAW,)
+    assert np.isnan(result.mixing[1]).all() and np.isnan(result.unmixed[1]).all()
+    strict = dx.decrosstalk_traces(signal, crosstalk, {**PARAMS, "decrosstalk_max_offdiagonal": 0.0})
+    assert not strict.converged.any()
+    assert all(dx.INVALID_UNMIXED in labels for labels in strict.labels if dx.INVALID_RAW not in labels)
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="must both be"):
+        dx.decrosstalk_traces(np.zeros((2, 10)), np.zeros((3, 10)), PARAMS)
