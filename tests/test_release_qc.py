@@ -68,6 +68,9 @@ def test_every_clean_item_is_released(seeded):
     # the ROI-level findings are there, as counts that did not gate
     counts = (QC.Check & {"check_name": "negative_transient_rois"}).to_dicts()
     assert len(counts) == 3 and all(c["outcome"] == "PASS" and c["threshold"] is None for c in counts)
+    # z-drift is measured on the registered movies and passes on clean data
+    drift = (QC.Check & {"check_name": "z_drift"}).to_dicts()
+    assert len(drift) == 3 and all(c["outcome"] == "PASS" and abs(c["value"]) < 0.05 for c in drift), drift
 
 
 def test_ecephys_without_behavior_gets_session_qc_from_its_probes(seeded):
@@ -80,6 +83,8 @@ def test_ecephys_without_behavior_gets_session_qc_from_its_probes(seeded):
     assert checks["dropped_frames_fraction"]["reason"].startswith("not evaluated: no display frames")
     assert checks["unit_count:probeA"]["outcome"] == "PASS" and checks["unit_count:probeA"]["value"] > 0
     assert len(SessionQC.Probe & session) == 1
+    dead = checks["dead_channels:probeA"]  # every channel of the synthetic probe carries signal
+    assert (dead["outcome"], dead["value"]) == ("PASS", 0.0) and "0 of 16 channels dead" in dead["reason"]
 
 
 def test_units_of_a_probe_without_target_are_not_all_outside_the_brain(seeded):
