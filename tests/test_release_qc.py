@@ -106,10 +106,16 @@ def test_api_warns_when_qc_withholds_an_experiment(seeded):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         api.dff_traces(key["experiment_id"])  # released: no warning
+    table = api.ophys_experiments().set_index("experiment_id")
+    assert table["released"].all() and (table["withheld_reason"] == "").all()
     QCOverride.insert1({**key, "outcome": "FAIL", "reviewer": "jdoe", "reason": "z-drift seen by eye"})
     try:
         with pytest.warns(UserWarning, match="withheld from release: .*reviewer jdoe set FAIL: z-drift seen by eye"):
             api.events(key["experiment_id"])
+        table = api.ophys_experiments().set_index("experiment_id")
+        withheld = table.loc[key["experiment_id"]]
+        assert not withheld["released"] and "reviewer jdoe set FAIL: z-drift seen by eye" in withheld["withheld_reason"]
+        assert table.drop(index=key["experiment_id"])["released"].all()
     finally:
         (QCOverride & key).delete(prompt=False)
 
