@@ -148,8 +148,9 @@ CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
     ),
     "z_drift": CheckDefinition(
         "experiment",
-        "decorrelation of the registered field of view over the session: the mean Pearson r between the mean "
-        "images of the two halves of the first tenth of the frames and of the two halves of the last tenth "
+        "decorrelation of the registered field of view over the session: the mean Pearson r between the resting "
+        "images (per-pixel 10th percentile of up to 256 frames) of the two halves of the first tenth of the "
+        "frames and of the two halves of the last tenth "
         "(within an epoch), minus the mean r between an early and a late half-epoch image (across the "
         "session); images high-passed (minus a Gaussian blur of z_drift_highpass_px) and cropped to the "
         "motion border. A plane that moves in depth fades some somata and brings in others, so the early "
@@ -331,22 +332,27 @@ def saturation_check(max_image: np.ndarray, saturation_level: float | None, t: d
     return limit_check("saturation_fraction", fraction, t["saturation_fraction_warn"], t["saturation_fraction_fail"])
 
 
-def epoch_images(movie, batch: int = 256) -> np.ndarray | None:
-    """(4, height, width) mean images of the two halves of the first tenth and of the last tenth of a registered
-    movie (any array-like of frames indexed by slices), read ``batch`` frames at a time; None when the movie
-    has fewer than 40 frames (a half-epoch needs 2)."""
+EPOCH_SAMPLE_FRAMES = 256  # frames per half-epoch that its resting image is taken over
+RESTING_PERCENTILE = 10.0
+
+
+def epoch_images(movie, max_frames: int = EPOCH_SAMPLE_FRAMES) -> np.ndarray | None:
+    """(4, height, width) resting images (per-pixel 10th percentile) of the two halves of the first tenth and of
+    the last tenth of a registered movie (any array-like of frames indexed by a 1-D index array), each over up to
+    ``max_frames`` frames evenly spaced in the half; None when the movie has fewer than 40 frames.
+
+    A low percentile, not the mean: a mean image follows which cells happened to fire (bursts of activity last
+    seconds), a resting image the field of view at rest, which is what a drift in depth changes."""
     n_frames = len(movie)
     tenth = n_frames // 10
     if tenth < 4:
         return None
     half = tenth // 2
-    spans = ((0, half), (half, tenth), (n_frames - tenth, n_frames - tenth + half), (n_frames - tenth + half, n_frames))
+    starts = (0, half, n_frames - tenth, n_frames - tenth + half)
     images = []
-    for start, stop in spans:
-        total = np.zeros(np.shape(movie[start])[-2:], np.float64)
-        for first in range(start, stop, batch):
-            total += np.asarray(movie[first : min(first + batch, stop)], np.float64).sum(axis=0)
-        images.append(total / (stop - start))
+    for start in starts:
+        index = np.unique(np.linspace(start, start + half - 1, min(half, max_frames)).astype(int))
+        images.append(np.percentile(np.asarray(movie[index]), RESTING_PERCENTILE, axis=0))
     return np.stack(images)
 
 
