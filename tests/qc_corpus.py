@@ -92,10 +92,12 @@ def behavior_session(root: Path, seed: int = 0, **changes) -> tuple[np.ndarray, 
     return np.asarray(files.vsync_times, float), int(len(files.lick_frames)), bool(files.session.passive)
 
 
-def probe(root: Path, seed: int = 0, dead_channels: tuple[int, ...] = ()) -> tuple[np.ndarray, int]:
+def probe(
+    root: Path, seed: int = 0, dead_channels: tuple[int, ...] = (), channels: int = PROBE_CHANNELS
+) -> tuple[np.ndarray, int]:
     """Write a probe recording with the generator; its channel noise ordered along the probe (as SessionQC orders
     EphysRecording.Channel) and its number of true units."""
-    fields = write_recording(root / "probe", root / "probe-truth", num_channels=PROBE_CHANNELS, duration_s=2.0,
+    fields = write_recording(root / "probe", root / "probe-truth", num_channels=channels, duration_s=2.0,
                              seed=seed, dead_channels=dead_channels)  # fmt: skip
     recording = open_recording(
         fields["recording_format"],
@@ -106,12 +108,20 @@ def probe(root: Path, seed: int = 0, dead_channels: tuple[int, ...] = ()) -> tup
     )
     geometry = channel_geometry(recording).sort_values(["y_um", "x_um"], kind="stable")
     noise = channel_noise(recording)[geometry["channel_index"].to_numpy()]
-    return noise, default_num_units(PROBE_CHANNELS)
+    return noise, default_num_units(channels)
 
 
-def session(root: Path, *, lick_sensor: bool = True, dead_channels: tuple[int, ...] = ()) -> Session:
-    vsync, n_licks, passive = behavior_session(root, lick_sensor=lick_sensor)
-    noise, n_units = probe(root, dead_channels=dead_channels)
+def session(
+    root: Path,
+    *,
+    seed: int = 0,
+    lick_sensor: bool = True,
+    dead_channels: tuple[int, ...] = (),
+    probe_channels: int = PROBE_CHANNELS,
+) -> Session:
+    """A session's behavior folder and probe recording, written by the generators and read back."""
+    vsync, n_licks, passive = behavior_session(root, seed=seed, lick_sensor=lick_sensor)
+    noise, n_units = probe(root, seed=seed, dead_channels=dead_channels, channels=probe_channels)
     return Session(vsync, n_licks, passive, noise, n_units)
 
 

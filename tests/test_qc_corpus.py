@@ -4,9 +4,12 @@ from the synthetic generators' output."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from brainobs.ingest.synthetic.presets import PRESETS, OphysParams
 from brainobs.populate import qc
 from brainobs.populate.matching import ROI, ExperimentROIs, RegistrationError, match_container
 from brainobs.populate.qc import Outcome
@@ -173,3 +176,19 @@ def test_z_drift_needs_a_long_enough_movie_and_room_inside_the_motion_border():
 def test_unrelated_fields_of_view_fail_matching_on_long_movies(tmp_path, clean_session):
     _, unrelated = _containers(tmp_path, clean_session, n_frames=qc_corpus.N_FRAMES)
     assert qc.worst(c.outcome for c in container_checks(unrelated)) >= Outcome.FAIL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_demo_survey_recordings_pass_every_movie_and_session_check(tmp_path, seed):
+    """`brainobs demo`'s three movies (the demo preset's container) and its probe, for two seeds, at the level of
+    the QC core: every experiment and session check passes (the pipeline's ROI checks are tested on the tiny
+    survey, seeds 0 and 7, in test_pipeline_tables.py and test_release_qc.py)."""
+    demo = PRESETS["demo"]
+    changes = {f.name: getattr(demo.ophys, f.name) for f in dataclasses.fields(OphysParams)}
+    session = qc_corpus.session(tmp_path, seed=seed, probe_channels=demo.ephys_num_channels)
+    for index in range(3):
+        (tmp_path / str(index)).mkdir()
+        recording = qc_corpus.experiment(tmp_path / str(index), session, session_index=index, seed=seed, **changes)
+        checks = experiment_checks(recording) + session_checks(recording)
+        assert all(c.outcome is Outcome.PASS for c in checks), [c.reason for c in checks if c.outcome != Outcome.PASS]
