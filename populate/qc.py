@@ -374,7 +374,7 @@ def z_drift_check(epochs: np.ndarray | None, border_px: float, t: dict) -> Check
     ]
     flat = [f - f.mean() for f in flat]
     if any(not np.any(f) for f in flat):
-        return not_set("z_drift", "an epoch's mean image is flat")
+        return not_set("z_drift", "an epoch's resting image is flat")
 
     def r(a: np.ndarray, b: np.ndarray) -> float:
         return float(a @ b / np.sqrt((a @ a) * (b @ b)))
