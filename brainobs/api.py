@@ -61,9 +61,15 @@ def sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
 def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
     """Experiments with container, QC outcome, experience level, passive, image set, depth, structure, genotype.
 
-    ``qc_outcome`` is the computed outcome; ``dff_traces`` and ``events`` warn when QC withholds the experiment."""
+    ``qc_outcome`` is the computed outcome of the experiment's QC; ``released`` says whether a release under the
+    default policy (worst outcome WARNING) takes it, by its experiment and container QC with reviewers' overrides
+    (embargo aside), and ``withheld_reason`` why not (the deciding check, value and threshold; "" when released).
+    ``dff_traces`` and ``events`` warn when QC withholds the experiment. With several parameter sets, the columns
+    describe the first QC row by (ophys_paramset, qc_paramset)."""
+    from brainobs.populate.qc import Outcome
     from brainobs.schemas.acquisition import Experiment, Session
     from brainobs.schemas.qc import QC
+    from brainobs.schemas.release import ophys_verdict
     from brainobs.schemas.subject import Subject
 
     activate()
@@ -73,13 +79,25 @@ def ophys_experiments(*restrictions: dict, **keywords) -> pd.DataFrame:
         * Subject.proj("full_genotype", "driver_line", "reporter_line", "indicator")
     )
     table = _with_plane_groups(frame(restrict(query, restrictions, keywords)))
-    outcomes = frame(QC.proj("outcome"))
-    if table.empty or outcomes.empty:
-        table["qc_outcome"] = "NOT_SET"
-        return table
-    outcomes = outcomes.rename(columns={"outcome": "qc_outcome"})[["experiment_id", "qc_outcome"]]
-    table = table.merge(outcomes.drop_duplicates("experiment_id"), on="experiment_id", how="left")
-    table["qc_outcome"] = table["qc_outcome"].fillna("NOT_SET")
+    chosen: dict[int, dict] = {}
+    ids = [{"experiment_id": int(i)} for i in table["experiment_id"]]
+    for row in (QC & ids).to_dicts(order_by="experiment_id, ophys_paramset, qc_paramset") if ids else []:
+        chosen.setdefault(int(row["experiment_id"]), row)
+    qc_outcome, released, reasons = [], [], []
+    for experiment_id in table["experiment_id"]:
+        row = chosen.get(int(experiment_id))
+        if row is None:
+            qc_outcome.append("NOT_SET")
+            released.append(False)
+            reasons.append(f"experiment {experiment_id} has no QC yet")
+            continue
+        verdict = ophys_verdict({k: v for k, v in row.items() if k != "outcome"}, Outcome.WARNING)
+        qc_outcome.append(row["outcome"])
+        released.append(verdict is None)
+        reasons.append("" if verdict is None else verdict["reason"])
+    table["qc_outcome"] = pd.Series(qc_outcome, index=table.index, dtype=object)
+    table["released"] = pd.Series(released, index=table.index, dtype=bool)
+    table["withheld_reason"] = pd.Series(reasons, index=table.index, dtype=object)
     return table
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 
 class Outcome(IntEnum):
@@ -85,6 +86,12 @@ DEFAULT_QC_THRESHOLDS: dict[str, float] = {
     "container_max_sessions": 11,
     "match_fraction_warn": 0.5,
     "match_fraction_fail": 0.2,
+    "z_drift_warn": 0.1,
+    "z_drift_fail": 0.2,
+    "z_drift_highpass_px": 8.0,
+    "dead_channel_noise_fraction": 0.1,
+    "dead_channel_run_warn": 1,
+    "dead_channel_run_fail": 4,
 }
 
 
@@ -139,6 +146,21 @@ CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
         f"{ALLEN_VB}: saturated pixels",
         ("saturation_fraction_warn", "saturation_fraction_fail"),
     ),
+    "z_drift": CheckDefinition(
+        "experiment",
+        "decorrelation of the registered field of view over the session: the mean Pearson r between the resting "
+        "images (per-pixel 10th percentile of up to 256 frames) of the two halves of the first tenth of the "
+        "frames and of the two halves of the last tenth "
+        "(within an epoch), minus the mean r between an early and a late half-epoch image (across the "
+        "session); images high-passed (minus a Gaussian blur of z_drift_highpass_px) and cropped to the "
+        "motion border. A plane that moves in depth fades some somata and brings in others, so the early "
+        "and late images decorrelate; intensity changes (a scale) and lateral motion (registered) do not",
+        "r (within epochs - across the session)",
+        f"{ALLEN_VB}: z-drift is measured there against a z-stack taken with the session (the depth of the "
+        "best-matching stack plane, early against late). Our raw data hold no z-stack, so brainobs measures "
+        "the decorrelation that such a drift causes in the registered movie instead",
+        ("z_drift_highpass_px", "z_drift_warn", "z_drift_fail"),
+    ),
     "valid_roi_count": CheckDefinition(
         "experiment",
         "valid ROIs of the segmentation whose demixed trace was kept (not labelled demix_error); lower is worse",
@@ -183,6 +205,17 @@ CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
         "fraction of display frames",
         "Allen stimulus sync: dropped frames",
         ("dropped_frames_fraction_warn", "dropped_frames_fraction_fail"),
+    ),
+    "dead_channels": CheckDefinition(
+        "session",
+        "longest run of adjacent channels (ordered along the probe by y then x) whose noise (std of the raw "
+        "signal over sampled chunks) is at most dead_channel_noise_fraction x the 90th percentile of the "
+        "probe's channels (a live channel's noise): a dead or flat channel block (check name "
+        "dead_channels:<probe>); NOT_SET without channel noise",
+        "channels",
+        "brainobs, after the per-channel 'dead' label of IBL's detect_bad_channels (also in SpikeInterface); "
+        "a run, so that one flat channel passes (a Neuropixels 1.0 reference site is flat by design)",
+        ("dead_channel_noise_fraction", "dead_channel_run_warn", "dead_channel_run_fail"),
     ),
     "unit_count": CheckDefinition(
         "session",
@@ -297,6 +330,74 @@ def saturation_check(max_image: np.ndarray, saturation_level: float | None, t: d
         return not_set("saturation_fraction", "no maximum projection or saturation level")
     fraction = float(np.mean(image >= saturation_level))
     return limit_check("saturation_fraction", fraction, t["saturation_fraction_warn"], t["saturation_fraction_fail"])
+
+
+EPOCH_SAMPLE_FRAMES = 256  # frames per half-epoch that its resting image is taken over
+RESTING_PERCENTILE = 10.0
+
+
+def epoch_images(movie, max_frames: int = EPOCH_SAMPLE_FRAMES) -> np.ndarray | None:
+    """(4, height, width) resting images (per-pixel 10th percentile) of the two halves of the first tenth and of
+    the last tenth of a registered movie (any array-like of frames indexed by a 1-D index array), each over up to
+    ``max_frames`` frames evenly spaced in the half; None when the movie has fewer than 40 frames.
+
+    A low percentile, not the mean: a mean image follows which cells happened to fire (bursts of activity last
+    seconds), a resting image the field of view at rest, which is what a drift in depth changes."""
+    n_frames = len(movie)
+    tenth = n_frames // 10
+    if tenth < 4:
+        return None
+    half = tenth // 2
+    starts = (0, half, n_frames - tenth, n_frames - tenth + half)
+    images = []
+    for start in starts:
+        index = np.unique(np.linspace(start, start + half - 1, min(half, max_frames)).astype(int))
+        images.append(np.percentile(np.asarray(movie[index]), RESTING_PERCENTILE, axis=0))
+    return np.stack(images)
+
+
+def z_drift_check(epochs: np.ndarray | None, border_px: float, t: dict) -> Check:
+    """Decorrelation of the field of view between the start and the end of the session (CHECK_DEFINITIONS).
+
+    ``epochs``: :func:`epoch_images` of the registered movie; ``border_px``: the largest motion correction,
+    cropped from every side. NOT_SET without epochs or when the crop leaves less than a quarter of the frame.
+    """
+    if epochs is None:
+        return not_set("z_drift", "the movie has fewer than 40 frames")
+    height, width = epochs.shape[1:]
+    crop = int(np.ceil(max(float(border_px), 0.0)))
+    if (height - 2 * crop) * (width - 2 * crop) < height * width / 4 or min(height, width) <= 2 * crop:
+        return not_set("z_drift", f"the {crop} px motion border leaves less than a quarter of the frame")
+    sigma = t["z_drift_highpass_px"]
+    flat = [
+        (image - gaussian_filter(image, sigma))[crop : height - crop, crop : width - crop].ravel() for image in epochs
+    ]
+    flat = [f - f.mean() for f in flat]
+    if any(not np.any(f) for f in flat):
+        return not_set("z_drift", "an epoch's resting image is flat")
+
+    def r(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+    within = (r(flat[0], flat[1]) + r(flat[2], flat[3])) / 2
+    across = float(np.mean([r(flat[i], flat[j]) for i in (0, 1) for j in (2, 3)]))
+    return limit_check("z_drift", within - across, t["z_drift_warn"], t["z_drift_fail"])
+
+
+def dead_channel_check(probe_name: str, noise: np.ndarray | None, t: dict) -> Check:
+    """The longest run of adjacent dead channels on a probe (``noise``: per channel, ordered along the probe)."""
+    name = f"dead_channels:{probe_name}"
+    levels = None if noise is None else np.asarray(noise, float)
+    if levels is None or levels.size == 0 or not np.all(np.isfinite(levels)):
+        return not_set(name, f"{probe_name}: no channel noise levels")
+    dead = levels <= t["dead_channel_noise_fraction"] * np.percentile(levels, 90)
+    longest, run = 0, 0
+    for flag in dead:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    check = limit_check(name, float(longest), t["dead_channel_run_warn"], t["dead_channel_run_fail"])
+    reason = f"{probe_name}: {int(dead.sum())} of {levels.size} channels dead, longest adjacent run {longest}"
+    return Check(check.name, check.value, check.threshold, check.outcome, f"{reason} ({check.reason})")
 
 
 def roi_checks(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from brainobs.ingest.ephys_files import channel_geometry, open_recording
+from brainobs.populate.ephys.channels import channel_noise
 from brainobs.populate.ephys.filters import filter_units
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS, compute_unit_metrics
 from brainobs.populate.ephys.pipeline import curate_units
@@ -82,12 +83,14 @@ class EphysRecording(dj.Imported):
         y_um : float64
         shank : int16
         location : varchar(32)             # brain structure; "unknown" outside the brain or unregistered
+        noise_uv = null : float64          # std of the raw signal over sampled chunks, uV (dead-channel QC)
         """
 
     def make(self, key):
         insertion = (ProbeInsertion & key).fetch1()
         recording = _open(insertion)
         location = insertion["targeted_structure"] or "unknown"
+        noise = channel_noise(recording)
         self.insert1(
             {
                 **key,
@@ -103,6 +106,7 @@ class EphysRecording(dj.Imported):
                 **{name: row[name] for name in ("channel_index", "channel_id", "contact_id", "x_um", "y_um")},
                 "shank": int(row["shank"]),
                 "location": location,
+                "noise_uv": float(noise[row["channel_index"]]),
             }
             for row in channel_geometry(recording).to_dict("records")
         )

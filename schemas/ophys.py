@@ -130,7 +130,7 @@ class MotionCorrection(dj.Computed):
         )
 
 
-def _registered(key: dict) -> tuple[RegisteredMovie, rois.MotionBorder]:
+def open_registered(key: dict) -> tuple[RegisteredMovie, rois.MotionBorder]:
     row = (MotionCorrection * Experiment & key).fetch1()
     shape = (row["n_frames"], row["height"], row["width"])
     target = stores.verified(stores.root() / row["registered_movie"].path, row["registered_size"])
@@ -186,7 +186,7 @@ class Segmentation(dj.Computed):
         return n_frames, frame_rate, _params(key)
 
     def make_compute(self, key, n_frames, frame_rate, params):
-        movie, border = _registered(key)
+        movie, border = open_registered(key)
         detected = segment_movie(movie.path, movie.shape, frame_rate, params)
         result = rois.postprocess_rois(
             detected,
@@ -336,7 +336,7 @@ class Fluorescence(dj.Computed):
         return _stage_fetch(key)
 
     def make_compute(self, key, params, n_rois):
-        movie, border = _registered(key)
+        movie, border = open_registered(key)
         return (extraction.extract_traces(movie, roi_records(key), border),)
 
     def make_insert(self, key, result):
@@ -399,7 +399,7 @@ class Demixing(dj.Computed):
     def make_compute(self, key, params, n_rois):
         if n_rois == 0:  # an experiment without ROIs: the stage runs, nothing to demix
             return (None,)
-        movie, _border = _registered(key)
+        movie, _border = open_registered(key)
         records = roi_records(key)
         labels = [set(r.exclusion_labels) for r in records]
         position = {roi_id: i for i, roi_id in enumerate(roi_ids(key))}
@@ -662,8 +662,8 @@ class Decrosstalk(dj.Computed):
         return partner, _params(key), len(Segmentation.ROI & key)
 
     def make_compute(self, key, partner, params, n_rois):
-        movie, _border = _registered(key)
-        paired_movie, _paired_border = _registered({**key, "experiment_id": partner})
+        movie, _border = open_registered(key)
+        paired_movie, _paired_border = open_registered({**key, "experiment_id": partner})
         return (decrosstalk.decrosstalk_plane(movie, paired_movie, roi_records(key), params),)
 
     def make_insert(self, key, result):

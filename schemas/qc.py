@@ -18,9 +18,9 @@ from brainobs.populate.ephys.filters import unmet_conditions
 from brainobs.populate.ophys.demix import NAN_LABEL
 from brainobs.schemas.acquisition import ProbeInsertion, Session
 from brainobs.schemas.behavior import Licks, SessionSync
-from brainobs.schemas.ephys import SpikeSorting, UnitMetrics, units_table  # noqa: F401 - table definitions
+from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics, units_table  # noqa: F401
 from brainobs.schemas.matching import CellMatching
-from brainobs.schemas.ophys import Demixing, MotionCorrection, NeuropilCorrection, Segmentation
+from brainobs.schemas.ophys import Demixing, MotionCorrection, NeuropilCorrection, Segmentation, open_registered
 from brainobs.schemas.params import insert_params, paramset_definition
 
 schema = dj.Schema()
@@ -97,6 +97,8 @@ class QC(dj.Computed):
         checks = qc.motion_checks(np.asarray(motion["x_offset"]), np.asarray(motion["y_offset"]), border, t)
         checks += qc.intensity_checks(np.asarray(motion["frame_mean"]), t)
         checks.append(qc.saturation_check(motion["max_image"], motion["saturation_level"], t))
+        movie, _border = open_registered(key)
+        checks.append(qc.z_drift_check(qc.epoch_images(movie), border, t))
         demixed = (Demixing.Trace & key).to_dicts()
         valid = Segmentation.ROI & key & {"valid_roi": True}
         made_nan = Demixing.ExclusionLabel & key & {"exclusion_label": NAN_LABEL}
@@ -177,7 +179,7 @@ class UnitQC(dj.Computed):
 @schema
 class SessionQC(dj.Computed):
     definition = f"""
-    # QC of a session: dropped display frames and licks (when it has behavior), and each probe's unit QC
+    # QC of a session: dropped display frames and licks (when it has behavior), each probe's unit QC and dead channels
     -> Session
     -> QCParamSet
     ---
@@ -221,12 +223,21 @@ class SessionQC(dj.Computed):
         checks.append(qc.lick_count_check(licks[0]["n_licks"] if licks else None, passive))
         probes = (UnitQC & key).to_dicts(order_by="probe_name, sorting_paramset")
         checks += [qc.unit_count_check(row["probe_name"], row["n_units"], row["n_passing"]) for row in probes]
+        checks += [_dead_channels(key, name, t) for name in dict.fromkeys(row["probe_name"] for row in probes)]
         _insert_checks(self, key, checks)
         if licks:
             self.Behavior.insert1({k: key[k] for k in self.primary_key})
         self.Probe.insert(
             {**key, "probe_name": row["probe_name"], "sorting_paramset": row["sorting_paramset"]} for row in probes
         )
+
+
+def _dead_channels(key: dict, probe_name: str, t: dict) -> qc.Check:
+    """The dead-channel check of one probe, its channels' noise ordered along the probe (NOT_SET if any is null)."""
+    channels = EphysRecording.Channel & key & {"probe_name": probe_name}
+    noise = channels.to_arrays("noise_uv", order_by="y_um, x_um")
+    missing = len(noise) == 0 or any(level is None for level in noise)
+    return qc.dead_channel_check(probe_name, None if missing else np.asarray(noise, float), t)
 
 
 OVERRIDE = f"""

@@ -130,7 +130,7 @@ class ReleaseFile(dj.Computed):
         paramsets = {name: release[name] for name in ("ophys_paramset", "qc_paramset")}
         for qc_key in (QC & key & paramsets).proj().to_dicts():
             label = str(qc_key["experiment_id"])
-            verdict = _ophys_verdict(qc_key, allowed)
+            verdict = ophys_verdict(qc_key, allowed)
             if verdict:
                 withheld.append({**key, "nwb_label": label, **verdict})
                 continue
@@ -209,7 +209,9 @@ def withhold_verdict(
     }
 
 
-def _ophys_verdict(qc_key: dict, allowed: Outcome) -> dict | None:
+def ophys_verdict(qc_key: dict, allowed: Outcome) -> dict | None:
+    """None when an experiment's QC and its container's QC (reviewer overrides applied) pass the policy ``allowed``;
+    else the Withheld values (see withhold_verdict)."""
     verdict = withhold_verdict(QC, QCOverride, qc_key, allowed, "experiment")
     if verdict:
         return verdict

@@ -122,7 +122,11 @@ def test_empty_results_have_the_columns_of_full_ones(ingested):
     assert list(api.subjects(subject_id="nobody").columns) == list(api.subjects().columns)
     assert list(api.sessions(session_id=999).columns) == list(api.sessions().columns)
     full = api.ophys_experiments()
-    assert len(full) == 1 and "qc_outcome" in full.columns
+    assert len(full) == 1 and {"qc_outcome", "released", "withheld_reason"} <= set(full.columns)
+    # nothing processed: no QC, so not releasable, and it says so
+    row = full.iloc[0]
+    assert (row["qc_outcome"], row["released"]) == ("NOT_SET", False)
+    assert row["withheld_reason"] == "experiment 11 has no QC yet"
     assert list(api.ophys_experiments(targeted_structure="VISal").columns) == list(full.columns)
     units = api.units()  # nothing is sorted yet
     assert units.empty and {"unit_id", "presence_ratio", "snr", "location", "in_brain"} <= set(units.columns)

@@ -238,6 +238,8 @@ def test_bad_recordings_fail_only_their_ephys_recording_jobs(db, settings, tmp_p
     row = (EphysRecording & good).fetch1()
     assert row["n_channels"] == NUM_CHANNELS and row["duration"] == pytest.approx(2.0)
     assert len(EphysRecording.Channel & good) == NUM_CHANNELS
+    noise = (EphysRecording.Channel & good).to_arrays("noise_uv")  # the synthetic probe's ~6 uV noise, every channel
+    assert all(4.0 < level < 20.0 for level in noise), noise
 
 
 CRASHING, STAND_IN = "bad_input_crash", "bad_input_truth"

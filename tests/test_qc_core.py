@@ -26,6 +26,9 @@ def clean_checks() -> list[qc.Check]:
     checks.append(qc.dropped_frames_check(np.arange(3000) / 60.0, T))
     checks.append(qc.unit_count_check("probeA", 50, 20))
     checks.append(qc.lick_count_check(250, passive=False))
+    scene = 100 + 20 * rng.standard_normal((48, 48))  # a still field of view: its frames differ by noise only
+    checks.append(qc.z_drift_check(qc.epoch_images(scene + rng.normal(0, 5, (200, 48, 48))), 4.0, T))
+    checks.append(qc.dead_channel_check("probeA", rng.uniform(5, 8, 64), T))
     return checks
 
 

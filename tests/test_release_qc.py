@@ -68,6 +68,9 @@ def test_every_clean_item_is_released(seeded):
     # the ROI-level findings are there, as counts that did not gate
     counts = (QC.Check & {"check_name": "negative_transient_rois"}).to_dicts()
     assert len(counts) == 3 and all(c["outcome"] == "PASS" and c["threshold"] is None for c in counts)
+    # z-drift is measured on the registered movies and passes on clean data
+    drift = (QC.Check & {"check_name": "z_drift"}).to_dicts()
+    assert len(drift) == 3 and all(c["outcome"] == "PASS" and abs(c["value"]) < 0.05 for c in drift), drift
 
 
 def test_ecephys_without_behavior_gets_session_qc_from_its_probes(seeded):
@@ -80,6 +83,8 @@ def test_ecephys_without_behavior_gets_session_qc_from_its_probes(seeded):
     assert checks["dropped_frames_fraction"]["reason"].startswith("not evaluated: no display frames")
     assert checks["unit_count:probeA"]["outcome"] == "PASS" and checks["unit_count:probeA"]["value"] > 0
     assert len(SessionQC.Probe & session) == 1
+    dead = checks["dead_channels:probeA"]  # every channel of the synthetic probe carries signal
+    assert (dead["outcome"], dead["value"]) == ("PASS", 0.0) and "0 of 16 channels dead" in dead["reason"]
 
 
 def test_units_of_a_probe_without_target_are_not_all_outside_the_brain(seeded):
@@ -101,10 +106,16 @@ def test_api_warns_when_qc_withholds_an_experiment(seeded):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         api.dff_traces(key["experiment_id"])  # released: no warning
+    table = api.ophys_experiments().set_index("experiment_id")
+    assert table["released"].all() and (table["withheld_reason"] == "").all()
     QCOverride.insert1({**key, "outcome": "FAIL", "reviewer": "jdoe", "reason": "z-drift seen by eye"})
     try:
         with pytest.warns(UserWarning, match="withheld from release: .*reviewer jdoe set FAIL: z-drift seen by eye"):
             api.events(key["experiment_id"])
+        table = api.ophys_experiments().set_index("experiment_id")
+        withheld = table.loc[key["experiment_id"]]
+        assert not withheld["released"] and "reviewer jdoe set FAIL: z-drift seen by eye" in withheld["withheld_reason"]
+        assert table.drop(index=key["experiment_id"])["released"].all()
     finally:
         (QCOverride & key).delete(prompt=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +62,13 @@ def write_behavior(
     ophys_frame_rate: float | None = None,
     n_ophys_frames: int | None = None,
     omit_fraction: float = 0.05,
+    lick_sensor: bool = True,
 ) -> None:
     """Write a behavior folder (session.json, sync.csv, ...) and its truth (behavior_* files in truth_dir).
 
     Omissions (`omit_fraction` of the flashes that are neither changes nor sham changes) happen only when
     the session images (`ophys_frame_rate` given). `n_ophys_frames` defaults to frames covering the display.
+    `lick_sensor=False` simulates a dead lick sensor: no lick is recorded, so only auto-rewards are delivered.
     """
     if duration_s < 20:
         raise ValueError(f"duration_s must be at least 20 s, got {duration_s}")
@@ -80,6 +82,9 @@ def write_behavior(
         duration_s, passive, image_set, seed, ophys_frame_rate, n_ophys_frames,
         omit_fraction if ophys_frame_rate is not None else 0.0,
     )  # fmt: skip
+    if not lick_sensor:
+        earned = simulation.rewards["auto_rewarded"] == 0
+        simulation = replace(simulation, licks=simulation.licks.iloc[:0], rewards=simulation.rewards[~earned])
     folder, truth_dir = Path(folder), Path(truth_dir)
     folder.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)

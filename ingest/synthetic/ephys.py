@@ -62,17 +62,22 @@ def write_recording(
     sampling_rate: float = 30000.0,
     t_start_s: float = 0.0,
     num_units: int | None = None,
+    dead_channels: tuple[int, ...] = (),
 ) -> dict:
-    """Generate and write one probe's recording; return the manifest fields (paths relative to `folder`)."""
+    """Generate and write one probe's recording; return the manifest fields (paths relative to `folder`).
+
+    ``dead_channels``: channel indices written as zeros (a dead block of the probe, for QC)."""
     if duration_s <= 0:
         raise ValueError(f"duration_s must be positive, got {duration_s}")
+    if any(not 0 <= c < num_channels for c in dead_channels):
+        raise ValueError(f"dead_channels {dead_channels} must lie in 0..{num_channels - 1}")
     folder, truth_dir = Path(folder), Path(truth_dir)
     folder.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     num_units = default_num_units(num_channels) if num_units is None else num_units
     recording, truth = _generate(num_channels, duration_s, seed, sampling_rate, num_units)
 
-    num_samples = _write_int16(recording, folder / RECORDING_FILE, NP1_AP_GAIN_TO_UV)
+    num_samples = _write_int16(recording, folder / RECORDING_FILE, NP1_AP_GAIN_TO_UV, list(dead_channels))
     _write_atomic(folder / PROBE_FILE, lambda p: probeinterface.write_probeinterface(p, recording.get_probe()))
     sidecar = {
         "sampling_rate": float(sampling_rate),
@@ -169,8 +174,9 @@ def _generate(num_channels: int, duration_s: float, seed: int, sampling_rate: fl
     )
 
 
-def _write_int16(recording: BaseRecording, path: Path, gain_to_uv: float) -> int:
-    """Quantise the float uV traces to int16 counts, one-second chunks; return the sample count."""
+def _write_int16(recording: BaseRecording, path: Path, gain_to_uv: float, dead: list[int]) -> int:
+    """Quantise the float uV traces to int16 counts, one-second chunks, the ``dead`` channels zero; return the
+    sample count."""
     num_samples = recording.get_num_samples()
     chunk = int(recording.sampling_frequency)
     limits = np.iinfo(np.int16)
@@ -180,6 +186,7 @@ def _write_int16(recording: BaseRecording, path: Path, gain_to_uv: float) -> int
             for start in range(0, num_samples, chunk):
                 traces = recording.get_traces(start_frame=start, end_frame=min(start + chunk, num_samples))
                 counts = np.clip(np.round(traces / gain_to_uv), limits.min, limits.max)
+                counts[:, dead] = 0
                 f.write(counts.astype("<i2").tobytes())
 
     _write_atomic(path, write)

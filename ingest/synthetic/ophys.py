@@ -33,6 +33,7 @@ NONRIGID_GRID = 3
 _EDGE_PX = 0.5
 _PLACEMENT_ATTEMPTS = 300
 _PLACEMENT_RESTARTS = 20
+AXIAL_PROFILE_UM = 4.0  # sd of a soma's brightness against its distance from the focal plane (z_drift_um)
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,19 @@ def _activity(tissue: Tissue, p: OphysParams, line: IndicatorLine, spec: Experim
     return spikes, calcium, components, scale, motion, np.moveaxis(nonrigid, -1, 1)
 
 
+def _focus(tissue: Tissue, p: OphysParams, spec: ExperimentSpec, seed: int) -> np.ndarray | None:
+    """(tissue cells, frames) brightness of each soma while the focal plane drifts down by ``z_drift_um`` over
+    the session (None without drift): somata lie at depths uniform over the drift's range widened by two axial
+    sds, and each shines by a Gaussian of its distance to the plane, so cells fade out and others come in."""
+    if p.z_drift_um == 0:
+        return None
+    rng = entity_rng(seed, "ophys-depth", tissue.container_id)
+    reach = 2 * AXIAL_PROFILE_UM
+    depth = rng.uniform(-reach, p.z_drift_um + reach, len(tissue.cell_ids))
+    plane = p.z_drift_um * np.arange(spec.n_frames) / max(spec.n_frames - 1, 1)
+    return np.exp(-0.5 * ((depth[:, None] - plane[None, :]) / AXIAL_PROFILE_UM) ** 2)
+
+
 # ---------------------------------------------------------------------------------- rendering
 
 
@@ -360,15 +374,17 @@ def _interpolation_matrix(n_points: int, length: int) -> np.ndarray:
     return np.stack([np.interp(position, np.arange(n_points), row) for row in np.eye(n_points)], axis=1)
 
 
-def _frames(p, view: _SessionView, f0, calcium, components, scale, motion, nonrigid, rng) -> Iterator:
-    """Each frame of the movie in ADU: expected photons on the canvas, displaced, then Poisson."""
+def _frames(p, view: _SessionView, f0, calcium, components, scale, motion, nonrigid, rng, focus=None) -> Iterator:
+    """Each frame of the movie in ADU: expected photons on the canvas, displaced, then Poisson; ``focus``
+    (cells, frames), when given, scales each soma's brightness (z-drift)."""
     ch, cw = p.height + 2 * view.pad, p.width + 2 * view.pad
     cell_term = view.profiles.T.multiply(view.vessel[:, None]).tocsr()
     background = view.neuropil * view.occlusion
     wy, wx = _interpolation_matrix(NONRIGID_GRID, p.height), _interpolation_matrix(NONRIGID_GRID, p.width)
     grid = np.mgrid[0 : p.height, 0 : p.width].astype(float) + view.pad
     for t in range(calcium.shape[1]):
-        expected = background[0] + cell_term @ (f0 * (1.0 + calcium[:, t]))
+        brightness = f0 if focus is None else f0 * focus[:, t]
+        expected = background[0] + cell_term @ (brightness * (1.0 + calcium[:, t]))
         for k in range(len(components)):
             expected += components[k, t] * background[k + 1]
         canvas = expected.reshape(ch, cw)
@@ -460,8 +476,10 @@ class _Plane:
         rng = entity_rng(seed, "ophys-photons", self.spec.experiment_id)
         f0 = p.photons_per_pixel * self.f0
         cells = self.view.cells
+        focus = _focus(self.tissue, p, self.spec, seed)
+        focus = None if focus is None else focus[cells]
         return _frames(p, self.view, f0, self.calcium[cells], self.components, self.scale, self.motion,
-                       self.nonrigid, rng)  # fmt: skip
+                       self.nonrigid, rng, focus)  # fmt: skip
 
 
 def _plane(tissue: Tissue, spec: ExperimentSpec, p: OphysParams, line: IndicatorLine, seed: int) -> _Plane:

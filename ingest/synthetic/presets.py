@@ -81,6 +81,7 @@ class OphysParams:
     drift_fraction: float = 0.03
     intensity_ramp: float = 0.0  # a steady change of intensity over the session (0.5: ends 50 % brighter)
     bleach_fraction: float = 0.05
+    z_drift_um: float = 0.0  # the focal plane moves this far over the session: cells fade out of focus, others in
     motion_px: float = 1.0
     max_motion_px: float = 4.0
     motion_timescale_s: float = 1.0
@@ -106,6 +107,7 @@ class OphysParams:
             "adu_per_photon": self.adu_per_photon > 0,
             "bleach_fraction": 0.0 <= self.bleach_fraction < 1.0,
             "intensity_ramp": self.intensity_ramp > -1.0,
+            "z_drift_um": 0.0 <= self.z_drift_um <= 50.0,
             "max_motion_px": self.max_motion_px >= 0,
             "movie_format": self.movie_format in ("tif", "h5"),
         }

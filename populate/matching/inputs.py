@@ -98,10 +98,10 @@ class MatchingParams:
     crop and CLAHE tiles keep the same size relative to the image and a cell (e.g. 160 px: crop 12 px,
     8 x 8 CLAHE tiles, SSIM sigma 6.25). They never scale up.
 
-    min_ssim (ours; unrelated images score below 0.1, registered pairs of the test tissue 0.6-0.8): a best
-    candidate below it is a failed registration. rotation_search_deg / rotation_step_deg (ours): the grid of
-    rotations over which the phase-correlation candidate is repeated, so that it also starts ECC well when
-    two sessions differ by a few degrees.
+    min_ssim (ours; registered pairs of the test tissue score 0.6-0.8, unrelated synthetic 64 px fields of view
+    up to 0.27, so 0.2 let them through): a best candidate below it is a failed registration.
+    rotation_search_deg / rotation_step_deg (ours): the grid of rotations over which the phase-correlation
+    candidate is repeated, so that it also starts ECC well when two sessions differ by a few degrees.
     """
 
     max_distance_px: float = 10.0
@@ -116,7 +116,7 @@ class MatchingParams:
     ecc_epsilon: float = 1.5e-7
     ecc_gauss_filter: int = 5
     ssim_sigma: float = 20.0
-    min_ssim: float = 0.2
+    min_ssim: float = 0.35
     rotation_search_deg: float = 8.0
     rotation_step_deg: float = 1.0
 
