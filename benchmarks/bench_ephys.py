@@ -1,32 +1,36 @@
-"""Spike sorting: our SpikeSorting (and UnitMetrics) against the bare sorter call, per recorded minute.
+"""Spike sorting: our SpikeSorting (and UnitMetrics) against a plain run_sorter on the raw binary file.
 
-    python -m benchmarks.bench_ephys [--channels 384] [--seconds 60] [--preset cpu_default [PRESET ...]]
+    python -m benchmarks.bench_ephys [--quick] [--channels 64 384] [--cores 1 2] [--seconds 60]
+                                     [--preset cpu_default tridesclous2 spykingcircus2] [--repeats 2]
 
-One generated Neuropixels recording (a one-probe survey with the `benchmark` preset's recording unless
-overridden) is written into a temporary folder. Then, each in a fresh child process whose environment sets
-the glibc malloc variables (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=17179869184,
-MALLOC_TOP_PAD_=1073741824):
+For each channel count one generated Neuropixels recording (a one-probe survey with the `benchmark` preset's
+recording unless overridden) is written into a temporary folder. Then, for each preset and core count, each
+run in a fresh child process pinned to that many CPUs (sched_setaffinity) whose environment sets the glibc
+malloc variables (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=17179869184, MALLOC_TOP_PAD_=1073741824):
 
 - ours: the manifest is ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, EphysRecording
-  is populated (not timed) and paired with the preset's SortingParamSet row, then SpikeSorting
-  (preprocessing held in memory, sorter, duplicate removal, mean waveforms, SortingAnalyzer, rows) and
-  UnitMetrics (the 23 Allen metrics) are populated and timed one after the other;
-- bare: the same recording, through the same lazy preprocessing (``preprocess``, "allen" preset), handed to
-  ``spikeinterface.sorters.run_sorter`` with the preset's sorter and parameters, one job and one BLAS/OpenMP
-  thread, as our SpikeSorting gives it.
+  is populated (not timed) and paired with the preset's SortingParamSet row, then SpikeSorting (the sorter
+  on the raw traces, duplicate removal, brainobs's preprocessing held in memory, mean waveforms, amplitudes,
+  SortingAnalyzer, rows) and UnitMetrics (the 23 Allen metrics) are populated and timed one after the
+  other, with BRAINOBS_EPHYS_JOBS set to the core count;
+- bare: what a user runs instead: ``spikeinterface.read_binary`` on the same int16 file, the probe attached
+  (``set_probe(..., in_place=False)``), handed to ``spikeinterface.sorters.run_sorter`` with the preset's
+  sorter and parameters, n_jobs and BLAS/OpenMP threads set to the core count. No brainobs preprocessing.
 
 Both sortings are scored against the generated truth (``score_sorting``; ours from the stored Unit rows,
 after duplicate removal, through ``api.score_units_against_truth``): well-detected units at accuracy >= 0.8,
-false positives, high-SNR fraction. Each preset given is measured in turn on the same recording. The
-figure of merit is SpikeSorting / bare (target <= 1.1): what wrapping the sorter call in a table costs.
-UnitMetrics is work the bare call does not do; it is timed apart and shown added too. Also seconds per
-recorded minute and each child's peak RSS (ru_maxrss) against the recording's int16 bytes.
+false positives, mean accuracy. Each (preset, cores) pair runs --repeats times, ours and bare alternating;
+the ratios are of the medians, the spread is max - min over the repeats. Targets: SpikeSorting / bare
+<= 1.1 (SpikeSorting + UnitMetrics is printed too), peak RSS (ru_maxrss) ours / bare <= 1.2, equal accuracy
+within the spread. --quick: lupin only, 64 channels x 10 s, 1 core, 2 repeats.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -49,28 +53,30 @@ def generate_recording(folder: Path, channels: int, seconds: float) -> tuple[Pat
     return summary.manifest, time.perf_counter() - started
 
 
-def child_pipeline(manifest: Path, home: Path, preset: str) -> dict:
+def child_pipeline(manifest: Path, home: Path, preset: str, cores: int) -> dict:
     from brainobs import api
     from brainobs.schemas.ephys import EphysRecording, SortingParamSet, SortingSelection, SpikeSorting, UnitMetrics
     from brainobs.schemas.params import select_new
 
+    os.environ["BRAINOBS_EPHYS_JOBS"] = str(cores)
     with ingested_survey(manifest, home, "benchephys_") as settings:
         populate(settings, ["EphysRecording"])
         select_new(EphysRecording, SortingSelection, SortingParamSet, paramset_for(preset))
         load = load_average()
-        seconds = {}
+        seconds, peaks = {}, {}
         for table in ("SpikeSorting", "UnitMetrics"):
             started = time.perf_counter()
             populate(settings, [table])
             seconds[table] = time.perf_counter() - started
+            peaks[table] = peak_bytes()  # the process's peak so far: up to and including this table
         if len(UnitMetrics()) != 1:
             raise RuntimeError("UnitMetrics has no row")
         sorting = SpikeSorting.fetch1()
         score = api.score_units_against_truth(sorting["session_id"], manifest.parent, sorting["probe_name"],
                                               sorting["sorting_paramset"])  # fmt: skip
         return {
-            "seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": int(sorting["n_units"]),
-            "accuracy": score.summary(),
+            "seconds": seconds, "peak_bytes": peak_bytes(), "peaks": peaks, "load": load,
+            "n_units": int(sorting["n_units"]), "accuracy": score.summary(),
         }  # fmt: skip
 
 
@@ -86,34 +92,37 @@ def paramset_for(preset: str) -> str:
     return row.fetch1("sorting_paramset")
 
 
-def child_bare(manifest: Path, work: Path, preset: str) -> dict:
+def child_bare(manifest: Path, work: Path, preset: str, cores: int) -> dict:
+    import json as json_module
+
+    import probeinterface
+    import spikeinterface as si
     import spikeinterface.sorters as ss
     import yaml
     from threadpoolctl import threadpool_limits
 
-    from brainobs.ingest.ephys_files import open_recording
     from brainobs.ingest.synthetic.ephys import load_probe_truth
-    from brainobs.populate.ephys.preprocessing import preprocess
-    from brainobs.populate.ephys.presets import SORTER_PRESETS
     from brainobs.populate.scoring.ephys import score_sorting
 
-    probe = yaml.safe_load(manifest.read_text())["probe_insertions"][0]
+    probe_row = yaml.safe_load(manifest.read_text())["probe_insertions"][0]
     root = manifest.parent
-    recording = open_recording(
-        probe["recording_format"], root / probe["recording_path"], root / probe["probe_file"],
-        probe["sampling_rate"], probe["num_channels"],
-    )  # fmt: skip
+    path = root / probe_row["recording_path"]
+    sidecar = json_module.loads(path.with_suffix(".json").read_text())
+    raw = si.read_binary(
+        path, sampling_frequency=sidecar["sampling_rate"], dtype=sidecar["dtype"], num_channels=sidecar["num_channels"]
+    )
+    probe = probeinterface.read_probeinterface(root / probe_row["probe_file"]).probes[0]
+    recording = raw.set_probe(probe, in_place=False)
     sorter = SORTER_PRESETS[preset]
-    params = {**sorter["params"], "job_kwargs": {"n_jobs": 1}}
+    params = {**sorter["params"], "job_kwargs": {"n_jobs": cores}}
     load = load_average()
     started = time.perf_counter()
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=cores):
         sorting = ss.run_sorter(
-            sorter["sorter_name"], preprocess(recording, "allen"), folder=str(work), remove_existing_folder=True,
-            verbose=False, **params,
-        )  # fmt: skip
+            sorter["sorter_name"], recording, folder=str(work), remove_existing_folder=True, verbose=False, **params
+        )
     seconds = time.perf_counter() - started
-    truth_sorting, truth_units = load_probe_truth(root, probe["session_id"], probe["probe_name"])
+    truth_sorting, truth_units = load_probe_truth(root, probe_row["session_id"], probe_row["probe_name"])
     accuracy = score_sorting(sorting, truth_sorting, truth_units).summary()
     return {
         "seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_units": len(sorting.unit_ids),
@@ -121,61 +130,102 @@ def child_bare(manifest: Path, work: Path, preset: str) -> dict:
     }  # fmt: skip
 
 
+QUICK = {"channels": [64], "cores": [1], "seconds": 10.0, "preset": ["cpu_default"], "repeats": 2}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--channels", type=int, default=384)
+    parser.add_argument("--quick", action="store_true", help=f"a short check: {QUICK}")
+    parser.add_argument("--channels", type=int, nargs="+", default=[64, 384])
+    parser.add_argument("--cores", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    cpu_presets = [name for name, preset in SORTER_PRESETS.items() if not preset["requires_gpu"] and name != "lupin"]
     parser.add_argument(
-        "--preset", nargs="+", default=["cpu_default"], choices=sorted(SORTER_PRESETS), metavar="PRESET",
+        "--preset", nargs="+", default=cpu_presets, choices=sorted(SORTER_PRESETS), metavar="PRESET",
         help=f"sorter presets to measure, each through the pipeline and bare (of {sorted(SORTER_PRESETS)})",
     )  # fmt: skip
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        kind, manifest, work, preset = args.child
+        kind, manifest, work, preset, cores = args.child
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: int(cores)])
         run = child_pipeline if kind == "pipeline" else child_bare
-        print(json.dumps(run(Path(manifest), Path(work), preset)), flush=True)
+        print(json.dumps(run(Path(manifest), Path(work), preset, int(cores))), flush=True)
         return
+    if args.quick:
+        vars(args).update(QUICK)
     unavailable = {preset: problems for preset in args.preset if (problems := sorter_problems(preset))}
     if unavailable:
         parser.error(f"cannot run here: {unavailable}")
+    if max(args.cores) > len(os.sched_getaffinity(0)):
+        parser.error(f"--cores {max(args.cores)}: this process may use {len(os.sched_getaffinity(0))} CPUs")
 
-    with tempfile.TemporaryDirectory(prefix="bench-ephys-") as tmp:
-        manifest, gen_s = generate_recording(Path(tmp) / "data", args.channels, args.seconds)
-        data_bytes = 2 * args.channels * int(args.seconds * 30000)
+    for channels in args.channels:
+        with tempfile.TemporaryDirectory(prefix="bench-ephys-") as tmp:
+            manifest, gen_s = generate_recording(Path(tmp) / "data", channels, args.seconds)
+            data_bytes = 2 * channels * int(args.seconds * 30000)
+            print(
+                f"recording {channels} channels x {args.seconds:g} s at 30 kHz ({data_bytes / 1e9:.2f} GB int16) "
+                f"generated in {gen_s:.0f} s (load {load_average()})",
+                flush=True,
+            )
+            for preset in args.preset:
+                for cores in args.cores:
+                    label = f"{preset}, {channels} ch, {cores} core{'s' if cores > 1 else ''}"
+                    measure(label, preset, cores, manifest, Path(tmp) / preset, args.repeats)
+
+
+def measure(label: str, preset: str, cores: int, manifest: Path, work: Path, repeats: int) -> None:
+    """Ours and bare, alternating, `repeats` times; prints each run, then the ratios and spreads."""
+    ours, bare = [], []
+    for repeat in range(repeats):
+        run = run_child("benchmarks.bench_ephys", "pipeline", manifest, work / f"home{repeat}", preset, cores)
+        ours.append(run)
         print(
-            f"recording {args.channels} channels x {args.seconds:g} s at 30 kHz ({data_bytes / 1e9:.2f} GB int16) "
-            f"generated in {gen_s:.0f} s (load {load_average()})",
+            f"[{label}] ours #{repeat + 1}: SpikeSorting {run['seconds']['SpikeSorting']:.1f} s, UnitMetrics "
+            f"{run['seconds']['UnitMetrics']:.1f} s, peak RSS {run['peaks']['SpikeSorting'] / 1e9:.2f} GB after "
+            f"SpikeSorting, {run['peak_bytes'] / 1e9:.2f} GB in all, "
+            f"{_accuracy(run['accuracy'])} (load before {run['load']})",
             flush=True,
         )
-        for preset in args.preset:
-            measure(preset, manifest, Path(tmp) / preset, data_bytes, args.seconds / 60)
-
-
-def measure(preset: str, manifest: Path, work: Path, data_bytes: int, minutes: float) -> None:
-    """Our SpikeSorting and UnitMetrics, then the bare sorter, for one sorter preset; prints the comparison."""
-    ours = run_child("benchmarks.bench_ephys", "pipeline", manifest, work / "home", preset)
-    sorting_s, metrics_s = ours["seconds"]["SpikeSorting"], ours["seconds"]["UnitMetrics"]
+        run = run_child("benchmarks.bench_ephys", "bare", manifest, work / f"bare{repeat}", preset, cores)
+        bare.append(run)
+        print(
+            f"[{label}] bare #{repeat + 1}: run_sorter {run['seconds']:.1f} s, peak RSS "
+            f"{run['peak_bytes'] / 1e9:.2f} GB, {_accuracy(run['accuracy'])} (load before {run['load']})",
+            flush=True,
+        )
+    sorting_s = [r["seconds"]["SpikeSorting"] for r in ours]
+    total_s = [r["seconds"]["SpikeSorting"] + r["seconds"]["UnitMetrics"] for r in ours]
+    bare_s = [r["seconds"] for r in bare]
+    bare_peak = statistics.median(r["peak_bytes"] for r in bare)
+    sorting_memory = statistics.median(r["peaks"]["SpikeSorting"] for r in ours) / bare_peak
+    memory = statistics.median(r["peak_bytes"] for r in ours) / bare_peak
     print(
-        f"[{preset}] ours: SpikeSorting {sorting_s:.1f} s ({ours['n_units']} units, {sorting_s / minutes:.1f} s per "
-        f"recorded minute), UnitMetrics {metrics_s:.1f} s ({metrics_s / minutes:.1f} s per recorded minute); peak RSS "
-        f"{ours['peak_bytes'] / 1e9:.2f} GB (load before {ours['load']}, after {load_average()})",
+        f"[{label}] SpikeSorting / bare: {_ratio(sorting_s, bare_s)} (target <= 1.1); with UnitMetrics: "
+        f"{_ratio(total_s, bare_s)}; peak memory ours / bare: SpikeSorting {sorting_memory:.2f}x (target <= 1.2), "
+        f"with UnitMetrics {memory:.2f}x",
         flush=True,
     )
-    print(f"[{preset}] accuracy of our units against the truth: {ours['accuracy']}", flush=True)
-    bare = run_child("benchmarks.bench_ephys", "bare", manifest, work / "bare", preset)
-    print(
-        f"[{preset}] bare run_sorter: {bare['seconds']:.1f} s, {bare['n_units']} units, "
-        f"{bare['seconds'] / minutes:.1f} s per recorded minute, peak RSS {bare['peak_bytes'] / 1e9:.2f} GB "
-        f"(load before {bare['load']}, after {load_average()})",
-        flush=True,
-    )
-    print(f"[{preset}] accuracy of the bare sorting against the truth: {bare['accuracy']}", flush=True)
-    print(
-        f"[{preset}] SpikeSorting / bare sorter: {sorting_s / bare['seconds']:.2f}x (target <= 1.1); with "
-        f"UnitMetrics: {(sorting_s + metrics_s) / bare['seconds']:.2f}x; peak memory / recording bytes: ours "
-        f"{ours['peak_bytes'] / data_bytes:.2f}x, bare {bare['peak_bytes'] / data_bytes:.2f}x",
-        flush=True,
+    for key in ("num_well_detected", "num_false_positive", "mean_accuracy"):
+        print(f"[{label}] {key}: ours {_spread(ours, key)}, bare {_spread(bare, key)}", flush=True)
+
+
+def _ratio(ours: list[float], bare: list[float]) -> str:
+    spread = f"ours {min(ours):.1f}-{max(ours):.1f} s, bare {min(bare):.1f}-{max(bare):.1f} s"
+    return f"{statistics.median(ours) / statistics.median(bare):.2f}x ({spread})"
+
+
+def _spread(runs: list[dict], key: str) -> str:
+    values = [r["accuracy"][key] for r in runs]
+    return f"{statistics.median(values):.3g} (spread {max(values) - min(values):.3g})"
+
+
+def _accuracy(summary: dict) -> str:
+    return (
+        f"{summary['num_well_detected']} of {summary['num_truth_units']} well detected, "
+        f"{summary['num_false_positive']} false positives, mean accuracy {summary['mean_accuracy']:.3f}"
     )
 
 

@@ -1,12 +1,14 @@
 """Export time per NWB file against writing the same arrays through raw h5py.
 
-    python -m benchmarks.bench_export [--rois 100] [--frames 20000] [--units 600] [--seconds 2400] [--repeats 3]
+    python -m benchmarks.bench_export [--quick] [--rois 100] [--frames 20000] [--units 600] [--seconds 2400]
+                                      [--repeats 3]
 
 For each file kind (ophys experiment, ecephys session) the full export -- bundle digest, build, pynwb
 write, read-back verification, sha256 and rename -- is timed against a raw h5py write of every dataset the
 NWB file holds (its cached schema aside), with the same dtypes, chunks, compression and shuffle. The
 ratio export / raw is the figure of merit (target <= 1.5); write / raw leaves out the read-back
-verification (reading and decompressing every array again, checksums, file sha256). Best of --repeats.
+verification (shapes and dtypes of every array, values in full up to 8 MiB and on a sample of blocks above,
+file sha256). Best of --repeats. --quick: half the sizes, best of 2.
 """
 
 from __future__ import annotations
@@ -213,7 +215,10 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=600)
     parser.add_argument("--seconds", type=float, default=2400.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="50 ROIs x 10000 frames, 300 units x 1200 s, best of 2")
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(rois=50, frames=10000, units=300, seconds=1200.0, repeats=2)
     with tempfile.TemporaryDirectory(prefix="bench_export_") as folder:
         rows = [
             measure("ophys", export_ophys_experiment, ophys_bundle(args.rois, args.frames), Path(folder), args.repeats),

@@ -103,7 +103,7 @@ def add_behavior(nwbfile: NWBFile, behavior: BehaviorBundle) -> list[Expectation
         for item, data, timestamps in series:
             module.add(item)
             read = lambda f, name=item.name: f.processing[MODULE][name]  # noqa: E731
-            expectations.append(Expectation(f"{MODULE}/{item.name}/data", lambda f, read=read: read(f).data[:], data))
+            expectations.append(Expectation(f"{MODULE}/{item.name}/data", lambda f, read=read: read(f).data, data))
             expectations.append(time_expectation(f"{MODULE}/{item.name}", read, timestamps))
     if behavior.stimulus_presentations is not None:
         presentations = behavior.stimulus_presentations

@@ -160,7 +160,7 @@ def time_expectation(label: str, series: Callable[[NWBFile], TimeSeries], timest
         return Expectation(
             f"{label}/starting_time_rate", lambda f: np.array([series(f).starting_time, series(f).rate]), expected
         )
-    return Expectation(f"{label}/timestamps", lambda f: series(f).timestamps[:], timestamps)
+    return Expectation(f"{label}/timestamps", lambda f: series(f).timestamps, timestamps)
 
 
 def table_expectations(
@@ -173,7 +173,7 @@ def table_expectations(
         if isinstance(values, list):
             expectations.append(Expectation(f"{label}/{name}", lambda f, n=name: ragged(table(f)[n]), values))
         else:
-            expectations.append(Expectation(f"{label}/{name}", lambda f, n=name: _column(table(f), n).data[:], values))
+            expectations.append(Expectation(f"{label}/{name}", lambda f, n=name: _column(table(f), n).data, values))
     return expectations
 
 

@@ -182,7 +182,7 @@ def _traces(ophys: ProcessingModule, segmentation: PlaneSegmentation, traces: Ro
         reference = reference or series
         read = lambda f, c=container_name, s=series_name: f.processing[MODULE][c][s]  # noqa: E731
         label = f"{MODULE}/{container_name}/{series_name}"
-        expectations.append(Expectation(f"{label}/data", lambda f, read=read: read(f).data[:], data))
+        expectations.append(Expectation(f"{label}/data", lambda f, read=read: read(f).data, data))
         expectations.append(Expectation(f"{label}/rois", lambda f, read=read: read(f).rois.data[:], region))
     read_dff = lambda f: f.processing[MODULE]["dff"]["traces"]  # noqa: E731
     expectations.append(time_expectation(f"{MODULE}/dff/traces", read_dff, traces.timestamps))
@@ -205,7 +205,7 @@ def _images(ophys: ProcessingModule, images: ProjectionImages) -> list[Expectati
         )
     )
     return [
-        Expectation(f"{MODULE}/images/{name}", lambda f, name=name: f.processing[MODULE]["images"][name].data[:], data)
+        Expectation(f"{MODULE}/images/{name}", lambda f, name=name: f.processing[MODULE]["images"][name].data, data)
         for name, data in stored.items()
     ]
 
@@ -225,7 +225,5 @@ def _motion(ophys: ProcessingModule, bundle: OphysExperimentBundle) -> list[Expe
                 **time_base(bundle.traces.timestamps, dff_series),
             )
         )
-        expectations.append(
-            Expectation(f"{MODULE}/{name}/data", lambda f, n=name: f.processing[MODULE][n].data[:], data)
-        )
+        expectations.append(Expectation(f"{MODULE}/{name}/data", lambda f, n=name: f.processing[MODULE][n].data, data))
     return expectations

@@ -2,7 +2,8 @@
 
 The file is written to a hidden temporary name in the target folder (`.<stem>.<host>-<pid>.<random>.partial.nwb`),
 read back
-with pynwb and compared with the bundle (every count, and a checksum of every array: `readback.verify`),
+with pynwb and compared with the bundle (every count, every array's shape, and its values: in full by checksum,
+or for an array over 8 MiB on a sample of whole blocks: `readback.verify`),
 flushed to disk, and only then renamed to its final name (`os.replace`, atomic on one file system).
 On any failure -- an exception while building, writing, reading or hashing, or a difference found on
 read-back -- the temporary file is removed and nothing new appears under the final name (a file that was
@@ -49,6 +50,7 @@ class WriteResult:
     counts: dict[str, int]
     checksums: dict[str, str]
     seconds: dict[str, float]
+    sampled: tuple[str, ...] = ()  # arrays compared on a sample of blocks (readback.FULL_READ_BYTES)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -91,7 +93,7 @@ def write_verified(
         with ThreadPoolExecutor(max_workers=1) as pool:
             expected = pool.submit(bundle_checksums, expectations)
             timed("write", lambda: _write(nwbfile, temporary))
-            counts, checksums = timed("verify", lambda: _read_back(temporary, expectations, expected.result()))
+            counts, checksums, sampled = timed("verify", lambda: _read_back(temporary, expectations, expected.result()))
         sha256 = timed("sha256", lambda: file_sha256(temporary))
         timed("fsync", lambda: _fsync(temporary))
         os.replace(temporary, path)
@@ -99,7 +101,7 @@ def write_verified(
         temporary.unlink(missing_ok=True)
         raise
     _fsync(path.parent)
-    return WriteResult(path, path.stat().st_size, sha256, source_sha256, counts, checksums, seconds)
+    return WriteResult(path, path.stat().st_size, sha256, source_sha256, counts, checksums, seconds, tuple(sampled))
 
 
 def partial_path(path: Path) -> Path:
@@ -114,7 +116,7 @@ def _write(nwbfile: NWBFile, path: Path) -> None:
 
 def _read_back(
     path: Path, expectations: list[Expectation], expected: list[str | None]
-) -> tuple[dict[str, int], dict[str, str]]:
+) -> tuple[dict[str, int], dict[str, str], list[str]]:
     with NWBHDF5IO(path, "r") as io, warnings.catch_warnings():
         # hdmf warns on reading any RoiResponseSeries: its region is built before the series has a parent
         warnings.filterwarnings("ignore", message="The linked table for DynamicTableRegion", category=UserWarning)

@@ -20,7 +20,7 @@ from brainobs.populate.ephys.channels import channel_noise
 from brainobs.populate.ephys.filters import filter_units
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS, compute_unit_metrics
 from brainobs.populate.ephys.pipeline import curate_units
-from brainobs.populate.ephys.preprocessing import held_in_memory, preprocess
+from brainobs.populate.ephys.preprocessing import held_in_memory, preprocess, sorter_input
 from brainobs.populate.ephys.presets import (
     ALLEN_METRIC_PARAMS,
     DUPLICATE_REMOVAL,
@@ -30,7 +30,7 @@ from brainobs.populate.ephys.presets import (
     SORTER_PRESETS,
     WAVEFORM_METRIC_PARAMS,
 )
-from brainobs.populate.ephys.sorting import run_sorter
+from brainobs.populate.ephys.sorting import run_sorter, sorting_jobs
 from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import ProbeInsertion
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
@@ -199,14 +199,18 @@ class SpikeSorting(dj.Computed):
         return (ProbeInsertion & key).fetch1(), (SortingParamSet & key).fetch1("params")
 
     def make_compute(self, key, insertion, params):
-        recording = preprocess(_open(insertion), params["preprocessing"])
+        raw = _open(insertion)
         analyzer_folder = _folder(key, "analyzer")
         if analyzer_folder.exists():
             shutil.rmtree(analyzer_folder)
-        with held_in_memory(recording) as traces:  # filtered once, for the sorter and every analyzer pass
-            sorting = run_sorter(traces, params["sorter"], _folder(key, "sorter"), n_jobs=1, source=recording)
+        # the sorter filters the raw traces itself; brainobs's chain then runs once, for every analyzer pass,
+        # held in memory (bounded) only after the sorter has released its own copy
+        jobs = sorting_jobs()
+        sorting = run_sorter(sorter_input(raw), params["sorter"], _folder(key, "sorter"), n_jobs=jobs)
+        recording = preprocess(raw, params["preprocessing"])
+        with held_in_memory(recording, n_jobs=jobs) as traces:
             curated = curate_units(
-                recording, sorting, analyzer_folder=analyzer_folder, with_metrics=False, traces=traces,
+                recording, sorting, analyzer_folder=analyzer_folder, n_jobs=jobs, with_metrics=False, traces=traces,
                 noise_params=params["noise"],
             )  # fmt: skip
         return curated.units, stores.folder_digests(analyzer_folder.parent)
@@ -286,7 +290,7 @@ class UnitMetrics(dj.Computed):
             }
         )
         metrics = compute_unit_metrics(
-            analyzer, table, params=params["metrics"], waveform_params=params["waveform_metrics"]
+            analyzer, table, n_jobs=sorting_jobs(), params=params["metrics"], waveform_params=params["waveform_metrics"]
         )
         return (metrics,)
 

@@ -85,7 +85,7 @@ def test_api_shows_plane_group_and_order(multiplane):
 
 
 def test_export_bundles_name_the_pair(multiplane):
-    from brainobs.export.collect import plane_group
+    from brainobs.schemas.collect import plane_group
 
     assert plane_group({"experiment_id": 900002}) == {
         "plane_group": 0,

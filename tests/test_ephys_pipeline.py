@@ -13,7 +13,14 @@ from brainobs.ingest.ephys_files import open_recording
 from brainobs.ingest.synthetic.ephys import load_truth, write_recording
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS
 from brainobs.populate.ephys.pipeline import UNIT_COLUMNS, curate_units
-from brainobs.populate.ephys.preprocessing import HeldRecording, available_memory, held_in_memory, preprocess
+from brainobs.populate.ephys.preprocessing import (
+    CACHE_ENV,
+    HeldRecording,
+    available_memory,
+    held_in_memory,
+    preprocess,
+    sorter_input,
+)
 from brainobs.populate.ephys.sorting import run_sorter, sorter_problems
 from brainobs.populate.scoring.ephys import score_sorting
 
@@ -31,11 +38,11 @@ def tiny(tmp_path_factory):
         "binary", root / "rec" / manifest["recording_path"], root / "rec" / manifest["probe_file"], FS, 16
     )
     truth, units = load_truth(root / "truth")
-    return root, preprocess(recording), truth, units
+    return root, preprocess(recording), truth, units, recording
 
 
 def test_curate_truth_units(tiny):
-    _, recording, truth, truth_units = tiny
+    _, recording, truth, truth_units, _ = tiny
     result = curate_units(recording, truth)  # t_start_s from the files
     units, metrics = result.units, result.metrics
     assert units["unit_id"].tolist() == truth_units["unit_id"].tolist()
@@ -74,15 +81,13 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
     if problems:  # kilosort4 without a GPU; the CPU presets always run where `make install` ran
         assert preset == "kilosort4", problems
         pytest.skip("; ".join(problems))
-    _, recording, truth, truth_units = tiny
+    _, recording, truth, truth_units, raw = tiny
     started = time.perf_counter()
-    with held_in_memory(recording) as held:  # as SpikeSorting does: the sorter reads the held traces
-        sorting = run_sorter(held, preset, tmp_path / "sorter", n_jobs=1, source=recording)
+    sorting = run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1)  # as SpikeSorting does
     elapsed = time.perf_counter() - started
-    # the folder names the lazy chain as the sorter's input, not the in-process handle
-    assert not (tmp_path / "sorter" / "spikeinterface_recording.pickle").exists()
+    # the folder names the raw file as the sorter's input: brainobs's filters are not applied before it
     dumped = si.load(tmp_path / "sorter" / "spikeinterface_recording.json")
-    np.testing.assert_allclose(dumped.get_traces(end_frame=3000), recording.get_traces(end_frame=3000))
+    np.testing.assert_array_equal(dumped.get_traces(end_frame=3000), raw.get_traces(end_frame=3000))
     score = score_sorting(sorting, truth, truth_units)
     print(f"{preset} sorted 10 s x 16 channels in {elapsed:.1f} s: {score.summary()}")
     assert (truth_units["snr"] >= 5).sum() >= 3
@@ -92,7 +97,7 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
 
 
 def test_units_without_spikes_give_empty_tables(tiny):
-    _, recording, truth, _ = tiny
+    _, recording, truth, _, _ = tiny
     empty = NumpySorting.from_unit_dict([{7: np.array([], dtype=np.int64)}], FS)
     result = curate_units(recording, empty)
     assert result.units.empty and result.metrics.empty and result.analyzer is None
@@ -101,7 +106,7 @@ def test_units_without_spikes_give_empty_tables(tiny):
 
 
 def test_held_traces_equal_lazy_and_respect_the_limit(tiny):
-    _, recording, _, _ = tiny
+    _, recording, _, _, _ = tiny
     with held_in_memory(recording) as held:
         assert isinstance(held, HeldRecording)
         frames = {"start_frame": 1000, "end_frame": 31000}
@@ -123,8 +128,55 @@ def test_held_traces_equal_lazy_and_respect_the_limit(tiny):
     assert available_memory() > 0
 
 
+def test_cache_bound_is_a_setting(tiny, monkeypatch):
+    _, recording, _, _, _ = tiny
+    monkeypatch.setenv(CACHE_ENV, "0")  # the chunked fallback: every pass reads the lazy chain
+    with held_in_memory(recording) as lazy:
+        assert lazy is recording
+    size = recording.get_num_samples() * recording.get_num_channels() * 4
+    monkeypatch.setenv(CACHE_ENV, str(size))
+    with held_in_memory(recording) as held:
+        assert isinstance(held, HeldRecording)
+    for bad in ("8GiB", "-1"):
+        monkeypatch.setenv(CACHE_ENV, bad)
+        with pytest.raises(ValueError, match=CACHE_ENV), held_in_memory(recording):
+            pass
+
+
+def test_sorter_reads_the_raw_recording_with_its_own_filter_on(tiny, tmp_path, monkeypatch):
+    """brainobs's filter and reference are not applied before the sorter, whose own preprocessing stays on."""
+    import spikeinterface.sorters as ss
+
+    from brainobs.populate.ephys import sorting as sorting_mod
+
+    _, recording, truth, _, raw = tiny
+    handed = sorter_input(raw)
+    assert handed is raw  # no inter-sample shift: nothing to do before the sorter
+    chain = str(recording.to_dict(recursive=True))
+    assert "HighpassFilterRecording" in chain and "CommonReferenceRecording" in chain
+    assert "Filter" not in str(handed.to_dict(recursive=True))
+    seen = {}
+
+    def fake_run_sorter(name, rec, **kwargs):
+        seen.update(name=name, recording=rec, params=kwargs)
+        return truth
+
+    monkeypatch.setattr(ss, "run_sorter", fake_run_sorter)
+    run_sorter(handed, "cpu_default", tmp_path / "sorter", n_jobs=1)
+    assert seen["recording"] is raw and seen["name"] == "lupin"
+    assert seen["params"].get("apply_preprocessing", True) is True
+    for off in ({"apply_preprocessing": False}, {"skip_kilosort_preprocessing": True}):
+        preset = {"sorter_name": "lupin", "params": off}
+        assert sorting_mod.own_preprocessing_off(preset) == off
+        with pytest.raises(ValueError, match="must filter it itself"):
+            run_sorter(handed, preset, tmp_path / "off")
+    shifted = raw.clone()
+    shifted.set_property("inter_sample_shift", np.linspace(0, 0.5, raw.get_num_channels()))
+    assert "PhaseShiftRecording" in str(sorter_input(shifted).to_dict())
+
+
 def test_curation_on_held_traces_equals_lazy(tiny, tmp_path):
-    _, recording, truth, _ = tiny
+    _, recording, truth, _, _ = tiny
     lazy = curate_units(recording, truth, with_metrics=False)
     with held_in_memory(recording) as held:
         fast = curate_units(recording, truth, with_metrics=False, traces=held, analyzer_folder=tmp_path / "analyzer")
@@ -143,9 +195,9 @@ def test_sorted_units_of_clean_truth_are_not_noise(tiny, tmp_path):
     """Allen's noise rules on a real sorting: every well-detected high-SNR truth unit's match stays good."""
     from spikeinterface.comparison import compare_sorter_to_ground_truth
 
-    _, recording, truth, truth_units = tiny
+    _, recording, truth, truth_units, raw = tiny
+    sorting = run_sorter(sorter_input(raw), "cpu_default", tmp_path / "sorter", n_jobs=1)
     with held_in_memory(recording) as held:
-        sorting = run_sorter(held, "cpu_default", tmp_path / "sorter", n_jobs=1, source=recording)
         curated = curate_units(recording, sorting, traces=held, with_metrics=False)
     comparison = compare_sorter_to_ground_truth(truth, curated.sorting, exhaustive_gt=True)
     accuracy = comparison.get_performance()["accuracy"].astype(float)

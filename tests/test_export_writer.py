@@ -6,15 +6,17 @@ import dataclasses
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
-from brainobs.export import writer
+from brainobs.export import readback, writer
 from brainobs.export.bundles import BundleError, source_digest
+from brainobs.export.nwb_ecephys import build_ecephys_nwbfile
 from brainobs.export.nwb_ophys import build_ophys_nwbfile
-from brainobs.export.readback import Expectation, VerificationError, checksum
+from brainobs.export.readback import Expectation, VerificationError, bundle_checksums, checksum
 from brainobs.export.writer import export_ophys_experiment, file_sha256, write_verified
-from tests.test_export_bundles import make_ophys_bundle
+from tests.test_export_bundles import make_ecephys_bundle, make_ophys_bundle
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -149,3 +151,54 @@ def test_next_export_removes_partials_of_killed_exports(tmp_path: Path) -> None:
     elsewhere.write_bytes(b"being written elsewhere")
     export_ophys_experiment(make_ophys_bundle(), tmp_path / "experiment.nwb")
     assert _leftovers(tmp_path) == sorted([live.name, elsewhere.name, "experiment.nwb"])
+
+
+def _written(tmp_path: Path, bundle, build) -> tuple[Path, list[Expectation]]:
+    nwbfile, expectations = build(bundle, source_digest(bundle))
+    path = tmp_path / "written.nwb"
+    writer._write(nwbfile, path)
+    return path, expectations
+
+
+def _corrupt(path: Path, name: str, index) -> None:
+    with h5py.File(path, "r+") as file:
+        dataset = file[name]
+        values = dataset[()]
+        values[index] += 1
+        dataset[...] = values
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_corrupted_dataset_is_found_in_full_and_on_a_sample(tmp_path: Path, monkeypatch, sample: bool) -> None:
+    if sample:  # every numeric array counts as large: compared on blocks, not read in full
+        monkeypatch.setattr(readback, "FULL_READ_BYTES", 0)
+    bundle = make_ophys_bundle()
+    path, expectations = _written(tmp_path, bundle, build_ophys_nwbfile)
+    counts, checksums, sampled = writer._read_back(path, expectations, bundle_checksums(expectations))
+    assert checksums["ophys/dff/traces/data"] == checksum(bundle.traces.dff)
+    assert ("ophys/dff/traces/data" in sampled) is sample and counts
+    how = "in a sampled block" if sample else "checksum"
+    for index in [(0, 0), (-1, -1)]:  # the first and the last block are always in the sample
+        _corrupt(path, "processing/ophys/dff/traces/data", index)
+        with pytest.raises(VerificationError, match=rf"ophys/dff/traces/data: values differ \({how}"):
+            writer._read_back(path, expectations, bundle_checksums(expectations))
+        _corrupt(path, "processing/ophys/dff/traces/data", index)  # twice +1 is not the original: rewrite
+        with h5py.File(path, "r+") as file:
+            file["processing/ophys/dff/traces/data"][...] = bundle.traces.dff
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_corrupted_ragged_column_is_found(tmp_path: Path, monkeypatch, sample: bool) -> None:
+    if sample:
+        monkeypatch.setattr(readback, "FULL_READ_BYTES", 0)
+    bundle = make_ecephys_bundle()
+    path, expectations = _written(tmp_path, bundle, build_ecephys_nwbfile)
+    _, _, sampled = writer._read_back(path, expectations, bundle_checksums(expectations))
+    assert ("units/spike_times" in sampled) is sample
+    _corrupt(path, "units/spike_times", 0)
+    with pytest.raises(VerificationError, match=r"units/spike_times: values differ"):
+        writer._read_back(path, expectations, bundle_checksums(expectations))
+    with h5py.File(path, "r+") as file:  # a row end moved: the row lengths no longer match
+        file["units/spike_times_index"][0] -= 1
+    with pytest.raises(VerificationError, match=r"units/spike_times: row lengths differ"):
+        writer._read_back(path, expectations, bundle_checksums(expectations))

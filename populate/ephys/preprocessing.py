@@ -1,4 +1,6 @@
-"""Preprocessing before spike sorting: scale to uV, phase shift, high-pass or band-pass, common median reference."""
+"""Preprocessing: what the sorter reads (the raw traces; it filters them itself) and brainobs's own chain
+for waveforms, amplitudes and PCs (scale to uV, phase shift, high-pass or band-pass, common median reference),
+held in memory up to a bound."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from spikeinterface.core.numpyextractors import NumpyRecordingSegment
 from brainobs.populate.ephys.presets import PREPROCESSING_PRESETS
 
 FILTERS = ("highpass", "bandpass")
-CACHE_MAX_BYTES = 8 * 2**30  # float32 bytes of a preprocessed recording held in memory
+CACHE_MAX_BYTES = 8 * 2**30  # default bound on the float32 bytes of a preprocessed recording held in memory
+CACHE_ENV = "BRAINOBS_EPHYS_CACHE_BYTES"  # overrides CACHE_MAX_BYTES; 0 always reads lazily, chunk by chunk
 REFERENCES = ("median", "average", None)
 
 
@@ -39,6 +42,31 @@ def preprocess(recording: BaseRecording, params: Mapping | str = "allen") -> Bas
     return rec
 
 
+def sorter_input(recording: BaseRecording) -> BaseRecording:
+    """The recording a sorter reads: the raw traces, phase-shifted when the channels were not sampled together.
+
+    Every sorter preset filters, references and whitens on its own (lupin: 2nd-order Bessel band-pass
+    150-7000 Hz, common median reference from 32 channels, local whitening), so brainobs's chain (`preprocess`)
+    is not applied before it: each sample is filtered once for sorting, as a bare ``run_sorter`` on the raw
+    file does, and once by `preprocess` for the waveform passes. The phase shift is no sorter's own step.
+    """
+    return spre.phase_shift(recording) if has_inter_sample_shift(recording) else recording
+
+
+def cache_max_bytes() -> int:
+    """The bound on a held preprocessed recording: BRAINOBS_EPHYS_CACHE_BYTES when set, else CACHE_MAX_BYTES."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if not value:
+        return CACHE_MAX_BYTES
+    try:
+        bound = int(value)
+    except ValueError:
+        raise ValueError(f"{CACHE_ENV}={value!r}: give a whole number of bytes (0 reads lazily)") from None
+    if bound < 0:
+        raise ValueError(f"{CACHE_ENV}={value!r}: the number of bytes cannot be negative")
+    return bound
+
+
 def has_inter_sample_shift(recording: BaseRecording) -> bool:
     """True when the channels were not sampled simultaneously (multiplexed ADCs) and the shift is known."""
     if "inter_sample_shift" not in recording.get_property_keys():
@@ -60,9 +88,9 @@ def available_memory() -> int:
 class HeldRecording(BaseRecording):
     """A preprocessed recording computed into this process's memory, serialised as a key.
 
-    ``run_sorter`` dumps its input recording to the output folder and reloads it; an in-memory recording
-    cannot be dumped, this one pickles as its key, and the reload finds the same arrays (no copy). Valid
-    only in the process that made it, inside ``held_in_memory``.
+    An in-memory recording cannot be dumped; this one pickles as its key (SpikeInterface pickles recordings it
+    hands to a worker or a folder), and the reload finds the same arrays (no copy). Valid only in the process
+    that made it, inside ``held_in_memory``.
     """
 
     def __init__(self, key: str):
@@ -87,20 +115,24 @@ _HELD: dict[str, BaseRecording] = {}
 
 
 @contextmanager
-def held_in_memory(recording: BaseRecording, *, max_bytes: int = CACHE_MAX_BYTES) -> Iterator[BaseRecording]:
+def held_in_memory(
+    recording: BaseRecording, *, max_bytes: int | None = None, n_jobs: int = 1
+) -> Iterator[BaseRecording]:
     """``recording`` (lazy, preprocessed) computed once into memory, as a HeldRecording, when it fits.
 
-    The sorter and then every SortingAnalyzer pass read these traces instead of filtering again. The values
-    equal a lazy read's up to the filter's chunk-edge effects (under 0.01 uV). A recording larger than
-    ``max_bytes`` or than a quarter of the available memory is yielded as it is, lazy. Leaving the block drops
-    the key: the traces are freed once nothing else refers to them.
+    Every SortingAnalyzer pass (peak channels, waveforms, amplitudes, PCs) reads these traces instead of
+    filtering again. The values equal a lazy read's up to the filter's chunk-edge effects (under 0.01 uV).
+    A recording larger than ``max_bytes`` (default `cache_max_bytes()`) or than a quarter of the available
+    memory is yielded as it is, lazy: each pass then filters the chunks it reads, with the same results, in
+    bounded memory. Leaving the block drops the key: the traces are freed once nothing else refers to them.
     """
+    max_bytes = cache_max_bytes() if max_bytes is None else max_bytes
     size = recording.get_total_samples() * recording.get_num_channels() * recording.get_dtype().itemsize
     if size > min(max_bytes, available_memory() // 4):
         yield recording
         return
     key = uuid.uuid4().hex
-    _HELD[key] = recording.save(format="memory", n_jobs=1, progress_bar=False)
+    _HELD[key] = recording.save(format="memory", n_jobs=n_jobs, progress_bar=False)
     try:
         yield HeldRecording(key)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,6 +12,21 @@ from spikeinterface.core import BaseRecording, BaseSorting, NumpySorting
 from threadpoolctl import threadpool_limits
 
 from brainobs.populate.ephys.presets import SORTER_PRESETS
+
+# sorter parameter -> the value that skips the sorter's internal filter (SpikeInterface's lupin, tridesclous2,
+# spykingcircus2, simple; kilosort4)
+SORTER_PREPROCESSING_OFF = {"apply_preprocessing": False, "skip_kilosort_preprocessing": True}
+
+
+JOBS_ENV = "BRAINOBS_EPHYS_JOBS"  # cores one SpikeSorting / UnitMetrics job uses (default 1)
+
+
+def sorting_jobs() -> int:
+    """The cores a spike-sorting job uses: BRAINOBS_EPHYS_JOBS when set, else 1 (a worker per core)."""
+    value = os.environ.get(JOBS_ENV, "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{JOBS_ENV}={value!r}: give a whole number of cores, at least 1")
+    return int(value)
 
 
 class SorterUnavailableError(RuntimeError):
@@ -52,17 +68,21 @@ def run_sorter(
     output_folder: Path,
     *,
     n_jobs: int | None = None,
-    source: BaseRecording | None = None,
 ) -> BaseSorting:
     """Sort `recording` into `output_folder` (replaced if present) and return the sorting, held in memory.
 
     Raises SorterUnavailableError before starting when the sorter cannot run here, SortingFailedError
     when it crashes (the sorter's log stays in output_folder). With n_jobs, BLAS/OpenMP threads are capped
-    at n_jobs too, so a worker uses the cores it was given and no more. source: the lazy recording that
-    `recording` holds in memory (`preprocessing.held_in_memory`); its JSON replaces the in-process handle
-    that SpikeInterface dumped into output_folder, so the folder says how to rebuild the sorter's input.
+    at n_jobs too, so a worker uses the cores it was given and no more. `recording` is the raw one
+    (`preprocessing.sorter_input`): a preset that turns the sorter's own filtering off is refused (ValueError).
     """
     preset = resolve_sorter_preset(preset)
+    skipped = own_preprocessing_off(preset)
+    if skipped:
+        raise ValueError(
+            f"sorter preset for {preset['sorter_name']} sets {skipped}: the sorter reads the raw recording and "
+            "must filter it itself"
+        )
     problems = sorter_problems(preset)
     if problems:
         raise SorterUnavailableError("; ".join(problems))
@@ -79,17 +99,13 @@ def run_sorter(
         raise SortingFailedError(
             f"{name} failed on {recording.get_num_channels()} channels ({err}); see {output_folder}"
         ) from err
-    finally:
-        if source is not None:
-            _record_source(Path(output_folder), source)
     return NumpySorting.from_sorting(sorting)
 
 
-def _record_source(output_folder: Path, source: BaseRecording) -> None:
-    handle = output_folder / "spikeinterface_recording.pickle"
-    if handle.exists():
-        source.dump_to_json(output_folder / "spikeinterface_recording.json")
-        handle.unlink()
+def own_preprocessing_off(preset: Mapping | str) -> dict:
+    """The preset's parameters that would turn off the sorter's own filtering; empty when it filters."""
+    params = resolve_sorter_preset(preset).get("params", {})
+    return {name: params[name] for name, off in SORTER_PREPROCESSING_OFF.items() if params.get(name, not off) == off}
 
 
 def _package_installed(name: str) -> bool:
