@@ -59,7 +59,8 @@ def _increasing(name: str, times: np.ndarray, strict: bool = True) -> None:
 @dataclass(frozen=True, eq=False)
 class SubjectInfo:
     """The mouse. `sex` is one of M, F, U, O; `age` an ISO 8601 duration ("P90D"), derived from
-    `date_of_birth` (timezone-aware) and the session start when not given; one of the two is required."""
+    `date_of_birth` (timezone-aware) and the session start when not given; one of the two is required.
+    `driver_line` and `reporter_line` are the transgenic lines (Allen's BehaviorSubject fields)."""
 
     subject_id: str
     sex: str
@@ -69,6 +70,8 @@ class SubjectInfo:
     age: str | None = None
     strain: str | None = None
     description: str | None = None
+    driver_line: tuple[str, ...] = ()
+    reporter_line: str | None = None
 
     def __post_init__(self) -> None:
         if not self.subject_id or any(c in self.subject_id for c in "/\\ "):
@@ -94,7 +97,12 @@ class SubjectInfo:
 
 @dataclass(frozen=True, eq=False)
 class SessionInfo:
-    """File-level metadata. `session_start_time` is timezone-aware; `experimenter` entries "Last, First"."""
+    """File-level metadata. `session_start_time` is timezone-aware; `experimenter` entries "Last, First".
+
+    `session_id` is the text of an integer when the file is to be read by AllenSDK (it is the behavior
+    session id of Allen's metadata); `session_type`, `equipment_name` (rig), `project_code` and
+    `stimulus_frame_rate` (Hz) fill Allen's BehaviorMetadata.
+    """
 
     session_id: str
     session_start_time: datetime
@@ -105,6 +113,10 @@ class SessionInfo:
     experimenter: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     stimulus_notes: str | None = None
+    session_type: str = ""
+    equipment_name: str = ""
+    project_code: str = ""
+    stimulus_frame_rate: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.session_id or "/" in self.session_id:
@@ -139,16 +151,64 @@ class Provenance:
 
 
 @dataclass(frozen=True, eq=False)
+class TaskParameters:
+    """The change-detection task's parameters (Allen's BehaviorTaskParameters): times in s, volumes in mL;
+    `blank_duration_sec` and `response_window_sec` are (low, high) bounds."""
+
+    task: str
+    session_type: str
+    stimulus: str
+    stimulus_name: str
+    stimulus_distribution: str
+    stimulus_duration_sec: float
+    blank_duration_sec: tuple[float, float]
+    response_window_sec: tuple[float, float]
+    omitted_flash_fraction: float
+    reward_volume: float
+    auto_reward_volume: float
+    n_stimulus_frames: int
+
+
+@dataclass(frozen=True, eq=False)
+class StimulusTemplates:
+    """The images of one image set as shown (`warped`) and before warping (`unwarped`, NaN where not
+    visible), shapes (n_images, height, width), with their names in display order."""
+
+    image_set: str
+    image_names: tuple[str, ...]
+    warped: np.ndarray
+    unwarped: np.ndarray
+
+    def __post_init__(self) -> None:
+        _array(self.warped, f"stimulus_templates[{self.image_set}].warped", 3, "fiu")
+        _array(self.unwarped, f"stimulus_templates[{self.image_set}].unwarped", 3, "f")
+        if not (len(self.image_names) == len(self.warped) == len(self.unwarped)):
+            raise BundleError(f"stimulus_templates[{self.image_set}]: names, warped and unwarped differ in length")
+
+
+@dataclass(frozen=True, eq=False)
 class RunningSpeed:
-    """Running speed in cm/s at `timestamps` (s); shapes (n,)."""
+    """Running speed in cm/s at `timestamps` (s), filtered and before filtering (`speed_raw`), and the
+    encoder's record at the same times: `dx` (wheel rotation since the previous sample, degrees), `v_sig`
+    and `v_in` (encoder signal and supply voltages, V); shapes (n,). The raw parts are optional together."""
 
     timestamps: np.ndarray
     speed: np.ndarray
+    speed_raw: np.ndarray | None = None
+    dx: np.ndarray | None = None
+    v_sig: np.ndarray | None = None
+    v_in: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _array(self.timestamps, "running_speed.timestamps", 1, "f")
         _array(self.speed, "running_speed.speed", 1, "f")
-        _same_length("running_speed", len(self.timestamps), speed=self.speed)
+        raw = {name: getattr(self, name) for name in ("speed_raw", "dx", "v_sig", "v_in")}
+        if any(value is None for value in raw.values()) and any(value is not None for value in raw.values()):
+            raise BundleError("running_speed: give speed_raw, dx, v_sig and v_in together, or none of them")
+        raw = {name: value for name, value in raw.items() if value is not None}
+        for name, value in raw.items():
+            _array(value, f"running_speed.{name}", 1, "f")
+        _same_length("running_speed", len(self.timestamps), speed=self.speed, **raw)
         _increasing("running_speed.timestamps", self.timestamps)
 
 
@@ -199,6 +259,9 @@ class BehaviorBundle:
     stimulus_blocks: pd.DataFrame | None = None
     trials: pd.DataFrame | None = None
     column_descriptions: Mapping[str, str] = field(default_factory=dict)
+    stimulus_timestamps: np.ndarray | None = None
+    task_parameters: TaskParameters | None = None
+    stimulus_templates: tuple[StimulusTemplates, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("stimulus_presentations", "stimulus_blocks", "trials"):

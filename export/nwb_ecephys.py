@@ -71,6 +71,7 @@ def build_ecephys_nwbfile(bundle: EcephysSessionBundle, source_sha256: str) -> t
         bundle.session,
         bundle.subject,
         bundle.provenance,
+        identifier=bundle.session.session_id,
         devices=devices,
         electrode_groups=list(groups.values()),
         electrodes=electrodes,
