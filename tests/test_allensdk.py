@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,38 @@ HERE = Path(__file__).resolve().parent / "allensdk"
 
 @pytest.fixture(scope="module")
 def allensdk_python() -> Path:
+    return allensdk_venv()
+
+
+@cache
+def allensdk_venv() -> Path:
     """The AllenSDK environment's python (built once, then reused from its cache folder)."""
     built = subprocess.run(
         ["bash", str(HERE / "setup-venv.sh")], capture_output=True, text=True, timeout=900, env=os.environ.copy()
     )
     assert built.returncode == 0, f"building the AllenSDK environment failed:\n{built.stderr[-3000:]}"
     return Path(built.stdout.strip().splitlines()[-1])
+
+
+def read_in_allensdk(folder: Path, files: list[tuple[str, Path, dict[str, np.ndarray]]]) -> dict[str, dict[str, str]]:
+    """Read each (kind, NWB file, expected values) through AllenSDK; {file name: {stream: "ok" or problem}}."""
+    manifest = []
+    for kind, nwb, sidecar in files:
+        np.savez(folder / f"{nwb.stem}.npz", **sidecar)
+        manifest.append({"kind": kind, "nwb": str(nwb), "sidecar": str(folder / f"{nwb.stem}.npz")})
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    read = subprocess.run(
+        [str(allensdk_venv()), str(HERE / "read_allensdk.py"), str(folder / "manifest.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert read.returncode == 0, read.stderr[-3000:]
+    return {Path(f).name: streams for f, streams in json.loads(read.stdout.strip().splitlines()[-1]).items()}
+
+
+def problems_of(results: dict[str, dict[str, str]]) -> dict[str, str]:
+    return {f"{name}: {stream}": r for name, streams in results.items() for stream, r in streams.items() if r != "ok"}
 
 
 def behavior_sidecar(session, subject, behavior) -> dict[str, np.ndarray]:
@@ -96,7 +123,7 @@ def test_allensdk_reads_every_stream(tmp_path: Path, allensdk_python: Path) -> N
         behavior=make_behavior(np.random.default_rng(4)),
         provenance=make_provenance(),
     )
-    manifest = []
+    files = []
     for kind, bundle, export, sidecar in (
         ("ophys", ophys, export_ophys_experiment, ophys_sidecar(ophys)),
         (
@@ -106,21 +133,9 @@ def test_allensdk_reads_every_stream(tmp_path: Path, allensdk_python: Path) -> N
             behavior_sidecar(behavior.session, behavior.subject, behavior.behavior),
         ),
     ):
-        nwb = tmp_path / f"{kind}.nwb"
-        export(bundle, nwb)
-        np.savez(tmp_path / f"{kind}.npz", **sidecar)
-        manifest.append({"kind": kind, "nwb": str(nwb), "sidecar": str(tmp_path / f"{kind}.npz")})
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    read = subprocess.run(
-        [str(allensdk_python), str(HERE / "read_allensdk.py"), str(tmp_path / "manifest.json")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert read.returncode == 0, read.stderr[-3000:]
-    results = json.loads(read.stdout.strip().splitlines()[-1])
-    problems = {
-        f"{Path(f).name}: {stream}": r for f, streams in results.items() for stream, r in streams.items() if r != "ok"
-    }
-    assert not problems, json.dumps(problems, indent=1)
-    assert len(results[str(tmp_path / "ophys.nwb")]) > 35 and len(results[str(tmp_path / "behavior.nwb")]) > 20
+        export(bundle, tmp_path / f"{kind}.nwb")
+        files.append((kind, tmp_path / f"{kind}.nwb", sidecar))
+    results = read_in_allensdk(tmp_path, files)
+    assert not problems_of(results), json.dumps(problems_of(results), indent=1)
+    assert len(results["ophys.nwb"]) > 35 and len(results["behavior.nwb"]) > 20
+    assert "stimulus_templates.warped" in results["ophys.nwb"]
