@@ -66,6 +66,7 @@ def behavior_sidecar(session, subject, behavior) -> dict[str, np.ndarray]:
     values = {
         "running": np.stack([running.timestamps, running.speed]),
         "running_raw": np.stack([running.timestamps, running.speed_raw]),
+        "running_acquisition": np.stack([running.timestamps, running.dx, running.v_sig, running.v_in]),
         "licks": np.stack([licks.timestamps, licks.frame.astype(float)]),
         "rewards": np.stack([rewards.timestamps, rewards.volume_ml, rewards.auto_rewarded.astype(float)]),
         "stimulus_timestamps": behavior.stimulus_timestamps,

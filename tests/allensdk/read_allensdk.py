@@ -34,6 +34,10 @@ def _behavior_streams(session, expected) -> dict:
     streams = {
         "running_speed": lambda: (session.running_speed[["timestamps", "speed"]].to_numpy().T, "running"),
         "raw_running_speed": lambda: (session.raw_running_speed[["timestamps", "speed"]].to_numpy().T, "running_raw"),
+        "running_acquisition": lambda: (
+            session._running_acquisition.value.reset_index()[["timestamps", "dx", "v_sig", "v_in"]].to_numpy().T,
+            "running_acquisition",
+        ),
         "licks": lambda: (session.licks[["timestamps", "frame"]].to_numpy(float).T, "licks"),
         "rewards": lambda: (session.rewards[["timestamps", "volume", "auto_rewarded"]].to_numpy(float).T, "rewards"),
         "stimulus_timestamps": lambda: (session.stimulus_timestamps, "stimulus_timestamps"),
