@@ -135,6 +135,12 @@ def column_values(name: str, values: Any) -> np.ndarray | list[np.ndarray]:
     raise BundleError(f"column {name!r} holds {kind} values; expected bool, int, float, str or arrays")
 
 
+def ragged_index_name(column: str) -> str:
+    """The name of a ragged column's index: `<column>_index`, except that an index named `*_times_index` makes
+    pynapple take the whole table for units (spike times), so `lick_times` is indexed by `lick_times_ragged`."""
+    return f"{column}_ragged" if column.endswith("_times") else f"{column}_index"
+
+
 def table_columns(
     table: pd.DataFrame, descriptions: Mapping[str, str], skip: Sequence[str] = ()
 ) -> tuple[list[VectorData | VectorIndex], dict[str, np.ndarray | list[np.ndarray]]]:
@@ -156,7 +162,7 @@ def table_columns(
             flat = np.concatenate(values) if values else np.zeros(0)
             data = VectorData(name=name, description=descriptions[name], data=dataset(flat))
             ends = np.cumsum([len(v) for v in values]).astype(np.int64)
-            columns += [data, VectorIndex(name=f"{name}_index", data=ends, target=data)]
+            columns += [data, VectorIndex(name=ragged_index_name(name), data=ends, target=data)]
         else:
             data = values.tolist() if values.dtype == object else dataset(values)
             columns.append(VectorData(name=name, description=descriptions[name], data=data))

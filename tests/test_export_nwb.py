@@ -185,9 +185,14 @@ def test_pynapple_reads_units_and_dff(ophys, ecephys) -> None:
     ecephys_result, ecephys_bundle = ecephys
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dff = nap.load_file(str(ophys_result.path))["dff/traces"]
+        ophys_file = nap.load_file(str(ophys_result.path))
+        dff = ophys_file["dff/traces"]
+        trials = ophys_file["trials"]  # the ragged lick_times column does not make it a units table
         units = nap.load_file(str(ecephys_result.path))["units"]
     assert dff.shape == (200, 4)
+    assert isinstance(trials, nap.IntervalSet) and len(trials) == 6
+    np.testing.assert_allclose(trials.start, ophys_bundle.behavior.trials["start_time"])
+    np.testing.assert_array_equal(trials.metadata["change_frame"], ophys_bundle.behavior.trials["change_frame"])
     np.testing.assert_allclose(dff.times(), ophys_bundle.traces.timestamps)
     np.testing.assert_allclose(dff.values[:, 1], ophys_bundle.traces.dff[:, 1])
     assert list(units.keys()) == [950910000, 950910001]
