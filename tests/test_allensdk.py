@@ -67,8 +67,12 @@ def behavior_sidecar(session, subject, behavior) -> dict[str, np.ndarray]:
         "running": np.stack([running.timestamps, running.speed]),
         "running_raw": np.stack([running.timestamps, running.speed_raw]),
         "running_acquisition": np.stack([running.timestamps, running.dx, running.v_sig, running.v_in]),
-        "licks": np.stack([licks.timestamps, licks.frame.astype(float)]),
-        "rewards": np.stack([rewards.timestamps, rewards.volume_ml, rewards.auto_rewarded.astype(float)]),
+        "licks": np.stack([licks.timestamps, licks.frame.astype(float)]) if licks else np.zeros((2, 0)),
+        "rewards": (
+            np.stack([rewards.timestamps, rewards.volume_ml, rewards.auto_rewarded.astype(float)])
+            if rewards
+            else np.zeros((3, 0))
+        ),
         "stimulus_timestamps": behavior.stimulus_timestamps,
         "presentation_start": behavior.stimulus_presentations["start_time"].to_numpy(),
         "presentation_image": behavior.stimulus_presentations["image_name"].to_numpy(dtype=str),
