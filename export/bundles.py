@@ -474,7 +474,8 @@ class ChannelTable:
 
     channel_id: (n,) int, unique; probe_name: (n,) str naming a ProbeInfo; probe_channel_number: (n,) int;
     probe_vertical_position, probe_horizontal_position: (n,) um on the probe shank; location: (n,) str,
-    an Allen CCF acronym or "unknown".
+    an Allen CCF acronym or "unknown"; valid_data: (n,) bool, False for a channel whose data are not usable
+    (None: every channel is valid).
     """
 
     channel_id: np.ndarray
@@ -483,6 +484,7 @@ class ChannelTable:
     probe_vertical_position: np.ndarray
     probe_horizontal_position: np.ndarray
     location: np.ndarray
+    valid_data: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = _array(self.channel_id, "channels.channel_id", 1, "iu")
@@ -502,6 +504,9 @@ class ChannelTable:
             probe_horizontal_position=self.probe_horizontal_position,
             location=self.location,
         )
+        if self.valid_data is not None:
+            _array(self.valid_data, "channels.valid_data", 1, "b")
+            _same_length("channels", len(ids), valid_data=self.valid_data)
 
 
 # Quality and waveform metrics every units table carries (NaN where a metric could not be computed).
@@ -541,7 +546,8 @@ class UnitTable:
     each as long as its spike_times; waveform_mean: (n, n_samples, n_waveform_channels) V, on the channels
     `waveform_channel_ids` (n, n_waveform_channels); waveform_rate_hz: sampling rate of the waveforms;
     metrics: DataFrame, one row per unit in the same order, with every UNIT_METRICS column (extra columns
-    need an entry in `metric_descriptions`).
+    need an entry in `metric_descriptions`); cluster_id: (n,) int, the sorter's id of the unit on its probe,
+    and local_index: (n,) int, the unit's index among its probe's units (Allen's names; optional together).
     """
 
     unit_id: np.ndarray
@@ -554,6 +560,8 @@ class UnitTable:
     waveform_rate_hz: float
     metrics: pd.DataFrame
     metric_descriptions: Mapping[str, str] = field(default_factory=dict)
+    cluster_id: np.ndarray | None = None
+    local_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = _array(self.unit_id, "units.unit_id", 1, "iu")
@@ -577,6 +585,12 @@ class UnitTable:
             waveform_channel_ids=self.waveform_channel_ids,
             metrics=self.metrics,
         )
+        if (self.cluster_id is None) != (self.local_index is None):
+            raise BundleError("units: give cluster_id and local_index together, or neither")
+        if self.cluster_id is not None:
+            _array(self.cluster_id, "units.cluster_id", 1, "iu")
+            _array(self.local_index, "units.local_index", 1, "iu")
+            _same_length("units", n, cluster_id=self.cluster_id, local_index=self.local_index)
         if self.waveform_mean.shape[2] != self.waveform_channel_ids.shape[1]:
             raise BundleError("units.waveform_mean and units.waveform_channel_ids differ in channel count")
         for unit, times, amplitudes in zip(ids, self.spike_times, self.spike_amplitudes, strict=True):

@@ -319,6 +319,8 @@ def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
             waveform_channel_ids=peak_ids.astype(np.int64)[:, None],
             waveform_rate_hz=float(recordings[0]["sampling_rate"]),
             metrics=units[list(bundles.UNIT_METRICS)].astype(float).reset_index(drop=True),
+            cluster_id=units["unit_id"].to_numpy(dtype=np.int64),
+            local_index=units.groupby("probe_name").cumcount().to_numpy(dtype=np.int64),
         ),
         behavior=behavior_bundle(key),
         provenance=bundles.Provenance(

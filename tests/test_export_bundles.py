@@ -292,6 +292,8 @@ def make_ecephys_bundle(seed: int = 1, **changes) -> EcephysSessionBundle:
         waveform_channel_ids=waveform_channels,
         waveform_rate_hz=30000.0,
         metrics=metrics,
+        cluster_id=np.array([12, 3]),
+        local_index=np.array([0, 0]),
     )
     session = dataclasses.replace(
         make_session("1055240613"), session_description="ecephys session: receptive field mapping and flashes"

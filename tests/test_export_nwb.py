@@ -113,6 +113,8 @@ def test_ecephys_layout_and_values(ecephys) -> None:
         for column in ("firing_rate", "presence_ratio", "isi_violations", "PT_ratio", "quality", "peak_channel_id"):
             assert column in units.colnames
         assert list(units["quality"][:]) == ["good", "noise"]
+        assert list(units["cluster_id"][:]) == [12, 3] and list(units["local_index"][:]) == [0, 0]
+        assert list(electrodes["probe_id"]) == [1] * 6 + [2] * 6 and electrodes["valid_data"].all()
         assert np.isnan(units["velocity_below"][0])
     assert result.counts["units/spikes"] == 79
 
