@@ -154,7 +154,7 @@ def _write_raw(folder: Path, sim: _Simulation) -> None:
         "response_window_s": [0.15, 0.75],
         "blocks": sim.blocks,
         "task": {
-            "name": "DoC",
+            "name": "change detection",
             "stimulus_distribution": "geometric",
             "stimulus_duration_s": FLASH_FRAMES / DISPLAY_RATE_HZ,
             "blank_duration_s": [(FLASH_PERIOD_FRAMES - FLASH_FRAMES) / DISPLAY_RATE_HZ] * 2,
