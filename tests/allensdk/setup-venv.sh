@@ -7,13 +7,14 @@
 # Prints the venv's python. Idempotent: a venv whose stamp matches the pins is reused.
 set -euo pipefail
 dir=${1:-${BRAINOBS_ALLENSDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/brainobs/allensdk-venv}}
-python=${ALLENSDK_PYTHON:-python3.11}
+python=${ALLENSDK_PYTHON:-$(command -v python3.11 || command -v python3)}
 pins="allensdk==2.16.2 hdmf==3.14.6"
 stamp="$dir/.brainobs-pins"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pins" ] && [ -x "$dir/bin/python" ]; then
   echo "$dir/bin/python"
   exit 0
 fi
+"$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"AllenSDK 2.16.2 needs Python 3.11, not {sys.version}"'
 rm -rf "$dir.tmp"
 "$python" -m venv "$dir.tmp" >&2
 # shellcheck disable=SC2086
