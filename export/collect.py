@@ -73,7 +73,7 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
         presentations[column] = pd.to_numeric(presentations[column], errors="coerce").astype(float)
     trials = pd.DataFrame((behavior.Trials.Trial & key).to_dicts())
     sync = (behavior.SessionSync & key).fetch1()
-    display_rate = sync["display_frame_rate"]
+    vsync = np.asarray(sync["vsync_times"], float)
     return bundles.BehaviorBundle(
         running_speed=bundles.RunningSpeed(
             np.asarray(running["timestamps"], float),
@@ -85,7 +85,8 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
         ),
         licks=bundles.Licks(
             np.asarray(licks["lick_times"], float),
-            np.round(np.asarray(licks["lick_times"], float) * display_rate).astype(np.int64),
+            # a lick's time is the time of the display frame it was logged on (docs/formats/behavior.md)
+            np.searchsorted(vsync, np.asarray(licks["lick_times"], float)).astype(np.int64),
         )
         if licks["n_licks"]
         else None,
@@ -103,7 +104,7 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
             "reward_rate": "rewards per minute over the trials around this one (Visual Behavior convention)",
             "engaged": "True when reward_rate is above 2 per minute",
         },
-        stimulus_timestamps=np.asarray(sync["vsync_times"], float) + sync["monitor_delay"],
+        stimulus_timestamps=vsync + sync["monitor_delay"],
         task_parameters=_task_parameters(key, sync["n_display_frames"]),
     )
 

@@ -420,7 +420,10 @@ def test_allensdk_reads_the_exported_files(processed, tmp_path):
         sidecar["dff"] = np.asarray(dff)[valid]
         running = (behavior.RunningSpeed & key).fetch1()
         sidecar["running"] = np.stack([running["timestamps"], running["speed"]])
-        sidecar["licks"] = np.stack([(behavior.Licks & key).fetch1("lick_times"), sidecar["licks"][1]])
+        lick_times = np.asarray((behavior.Licks & key).fetch1("lick_times"), float)
+        vsync = np.asarray((behavior.SessionSync & key).fetch1("vsync_times"))
+        lick_frames = np.array([np.flatnonzero(vsync == t)[0] for t in lick_times], dtype=float)
+        sidecar["licks"] = np.stack([lick_times, lick_frames]) if len(lick_times) else np.zeros((2, 0))
         sidecar["ophys_experiment_id"] = np.array(key["experiment_id"])
         path = tmp_path / f"ophys_{key['experiment_id']}.nwb"
         export_ophys_experiment(bundle, path)
