@@ -59,7 +59,8 @@ def _increasing(name: str, times: np.ndarray, strict: bool = True) -> None:
 @dataclass(frozen=True, eq=False)
 class SubjectInfo:
     """The mouse. `sex` is one of M, F, U, O; `age` an ISO 8601 duration ("P90D"), derived from
-    `date_of_birth` (timezone-aware) and the session start when not given; one of the two is required."""
+    `date_of_birth` (timezone-aware) and the session start when not given; one of the two is required.
+    `driver_line` and `reporter_line` are the transgenic lines (Allen's BehaviorSubject fields)."""
 
     subject_id: str
     sex: str
@@ -69,6 +70,8 @@ class SubjectInfo:
     age: str | None = None
     strain: str | None = None
     description: str | None = None
+    driver_line: tuple[str, ...] = ()
+    reporter_line: str | None = None
 
     def __post_init__(self) -> None:
         if not self.subject_id or any(c in self.subject_id for c in "/\\ "):
@@ -94,7 +97,12 @@ class SubjectInfo:
 
 @dataclass(frozen=True, eq=False)
 class SessionInfo:
-    """File-level metadata. `session_start_time` is timezone-aware; `experimenter` entries "Last, First"."""
+    """File-level metadata. `session_start_time` is timezone-aware; `experimenter` entries "Last, First".
+
+    `session_id` is the text of an integer when the file is to be read by AllenSDK (it is the behavior
+    session id of Allen's metadata); `session_type`, `equipment_name` (rig), `project_code` and
+    `stimulus_frame_rate` (Hz) fill Allen's BehaviorMetadata.
+    """
 
     session_id: str
     session_start_time: datetime
@@ -105,6 +113,10 @@ class SessionInfo:
     experimenter: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     stimulus_notes: str | None = None
+    session_type: str = ""
+    equipment_name: str = ""
+    project_code: str = ""
+    stimulus_frame_rate: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.session_id or "/" in self.session_id:
@@ -139,16 +151,64 @@ class Provenance:
 
 
 @dataclass(frozen=True, eq=False)
+class TaskParameters:
+    """The change-detection task's parameters (Allen's BehaviorTaskParameters): times in s, volumes in mL;
+    `blank_duration_sec` and `response_window_sec` are (low, high) bounds."""
+
+    task: str
+    session_type: str
+    stimulus: str
+    stimulus_name: str
+    stimulus_distribution: str
+    stimulus_duration_sec: float
+    blank_duration_sec: tuple[float, float]
+    response_window_sec: tuple[float, float]
+    omitted_flash_fraction: float
+    reward_volume: float
+    auto_reward_volume: float
+    n_stimulus_frames: int
+
+
+@dataclass(frozen=True, eq=False)
+class StimulusTemplates:
+    """The images of one image set as shown (`warped`) and before warping (`unwarped`, NaN where not
+    visible), shapes (n_images, height, width), with their names in display order."""
+
+    image_set: str
+    image_names: tuple[str, ...]
+    warped: np.ndarray
+    unwarped: np.ndarray
+
+    def __post_init__(self) -> None:
+        _array(self.warped, f"stimulus_templates[{self.image_set}].warped", 3, "fiu")
+        _array(self.unwarped, f"stimulus_templates[{self.image_set}].unwarped", 3, "f")
+        if not (len(self.image_names) == len(self.warped) == len(self.unwarped)):
+            raise BundleError(f"stimulus_templates[{self.image_set}]: names, warped and unwarped differ in length")
+
+
+@dataclass(frozen=True, eq=False)
 class RunningSpeed:
-    """Running speed in cm/s at `timestamps` (s); shapes (n,)."""
+    """Running speed in cm/s at `timestamps` (s), filtered and before filtering (`speed_raw`), and the
+    encoder's record at the same times: `dx` (wheel rotation since the previous sample, degrees), `v_sig`
+    and `v_in` (encoder signal and supply voltages, V); shapes (n,). The raw parts are optional together."""
 
     timestamps: np.ndarray
     speed: np.ndarray
+    speed_raw: np.ndarray | None = None
+    dx: np.ndarray | None = None
+    v_sig: np.ndarray | None = None
+    v_in: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _array(self.timestamps, "running_speed.timestamps", 1, "f")
         _array(self.speed, "running_speed.speed", 1, "f")
-        _same_length("running_speed", len(self.timestamps), speed=self.speed)
+        raw = {name: getattr(self, name) for name in ("speed_raw", "dx", "v_sig", "v_in")}
+        if any(value is None for value in raw.values()) and any(value is not None for value in raw.values()):
+            raise BundleError("running_speed: give speed_raw, dx, v_sig and v_in together, or none of them")
+        raw = {name: value for name, value in raw.items() if value is not None}
+        for name, value in raw.items():
+            _array(value, f"running_speed.{name}", 1, "f")
+        _same_length("running_speed", len(self.timestamps), speed=self.speed, **raw)
         _increasing("running_speed.timestamps", self.timestamps)
 
 
@@ -199,6 +259,9 @@ class BehaviorBundle:
     stimulus_blocks: pd.DataFrame | None = None
     trials: pd.DataFrame | None = None
     column_descriptions: Mapping[str, str] = field(default_factory=dict)
+    stimulus_timestamps: np.ndarray | None = None
+    task_parameters: TaskParameters | None = None
+    stimulus_templates: tuple[StimulusTemplates, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("stimulus_presentations", "stimulus_blocks", "trials"):
@@ -414,7 +477,8 @@ class ChannelTable:
 
     channel_id: (n,) int, unique; probe_name: (n,) str naming a ProbeInfo; probe_channel_number: (n,) int;
     probe_vertical_position, probe_horizontal_position: (n,) um on the probe shank; location: (n,) str,
-    an Allen CCF acronym or "unknown".
+    an Allen CCF acronym or "unknown"; valid_data: (n,) bool, False for a channel whose data are not usable
+    (None: every channel is valid).
     """
 
     channel_id: np.ndarray
@@ -423,6 +487,7 @@ class ChannelTable:
     probe_vertical_position: np.ndarray
     probe_horizontal_position: np.ndarray
     location: np.ndarray
+    valid_data: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = _array(self.channel_id, "channels.channel_id", 1, "iu")
@@ -442,6 +507,9 @@ class ChannelTable:
             probe_horizontal_position=self.probe_horizontal_position,
             location=self.location,
         )
+        if self.valid_data is not None:
+            _array(self.valid_data, "channels.valid_data", 1, "b")
+            _same_length("channels", len(ids), valid_data=self.valid_data)
 
 
 # Quality and waveform metrics every units table carries (NaN where a metric could not be computed).
@@ -481,7 +549,8 @@ class UnitTable:
     each as long as its spike_times; waveform_mean: (n, n_samples, n_waveform_channels) V, on the channels
     `waveform_channel_ids` (n, n_waveform_channels); waveform_rate_hz: sampling rate of the waveforms;
     metrics: DataFrame, one row per unit in the same order, with every UNIT_METRICS column (extra columns
-    need an entry in `metric_descriptions`).
+    need an entry in `metric_descriptions`); cluster_id: (n,) int, the sorter's id of the unit on its probe,
+    and local_index: (n,) int, the unit's index among its probe's units (Allen's names; optional together).
     """
 
     unit_id: np.ndarray
@@ -494,6 +563,8 @@ class UnitTable:
     waveform_rate_hz: float
     metrics: pd.DataFrame
     metric_descriptions: Mapping[str, str] = field(default_factory=dict)
+    cluster_id: np.ndarray | None = None
+    local_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = _array(self.unit_id, "units.unit_id", 1, "iu")
@@ -517,6 +588,12 @@ class UnitTable:
             waveform_channel_ids=self.waveform_channel_ids,
             metrics=self.metrics,
         )
+        if (self.cluster_id is None) != (self.local_index is None):
+            raise BundleError("units: give cluster_id and local_index together, or neither")
+        if self.cluster_id is not None:
+            _array(self.cluster_id, "units.cluster_id", 1, "iu")
+            _array(self.local_index, "units.local_index", 1, "iu")
+            _same_length("units", n, cluster_id=self.cluster_id, local_index=self.local_index)
         if self.waveform_mean.shape[2] != self.waveform_channel_ids.shape[1]:
             raise BundleError("units.waveform_mean and units.waveform_channel_ids differ in channel count")
         for unit, times, amplitudes in zip(ids, self.spike_times, self.spike_amplitudes, strict=True):

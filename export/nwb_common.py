@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,8 +10,8 @@ import pandas as pd
 from hdmf.backends.hdf5 import H5DataIO
 from hdmf.common import DynamicTable, VectorData, VectorIndex
 from pynwb import NWBFile, TimeSeries
-from pynwb.file import Subject
 
+from brainobs.export.allen_types import BEHAVIOR_OPHYS, allen_class
 from brainobs.export.bundles import BundleError, Provenance, SessionInfo, SubjectInfo
 from brainobs.export.readback import Expectation, ragged
 
@@ -59,8 +58,9 @@ def is_regular(timestamps: np.ndarray) -> bool:
 def time_base(timestamps: np.ndarray, reference: TimeSeries | None = None) -> dict[str, Any]:
     """TimeSeries keyword arguments for these sample times.
 
-    Regular times become starting_time + rate; others become timestamps, linked to `reference` (a series
-    written from the same timestamps) when given, so that they are stored once.
+    Regular times become starting_time + rate (NWB best practice; AllenSDK, which reads `.timestamps`,
+    then finds none: real sync times are never exactly regular); others become timestamps, linked to
+    `reference` (a series written from the same timestamps) when given, so that they are stored once.
     """
     if is_regular(timestamps):
         return {"starting_time": float(timestamps[0]), "rate": float(1.0 / (timestamps[1] - timestamps[0]))}
@@ -69,11 +69,19 @@ def time_base(timestamps: np.ndarray, reference: TimeSeries | None = None) -> di
     return {"timestamps": dataset(np.asarray(timestamps, dtype=np.float64))}
 
 
-def new_nwbfile(session: SessionInfo, subject: SubjectInfo, provenance: Provenance, **contents: Any) -> NWBFile:
-    """An NWBFile with session and subject metadata and the software that made it (`was_generated_by`)."""
+def new_nwbfile(
+    session: SessionInfo, subject: SubjectInfo, provenance: Provenance, identifier: str, **contents: Any
+) -> NWBFile:
+    """An NWBFile with session and subject metadata and the software that made it (`was_generated_by`).
+
+    `identifier` is the id of what the file holds (AllenSDK reads an ophys file's as the experiment id);
+    the subject is Allen's BehaviorSubject, a Subject with driver_line and reporter_line ("None" if unknown).
+    """
+    behavior_subject = allen_class(BEHAVIOR_OPHYS, "BehaviorSubject")
+    lines = {"driver_line": list(subject.driver_line)} if subject.driver_line else {}
     return NWBFile(
         session_description=session.session_description,
-        identifier=str(uuid.uuid4()),
+        identifier=identifier,
         session_start_time=session.session_start_time,
         session_id=session.session_id,
         experiment_description=session.experiment_description,
@@ -83,7 +91,9 @@ def new_nwbfile(session: SessionInfo, subject: SubjectInfo, provenance: Provenan
         keywords=list(session.keywords) or None,
         stimulus_notes=session.stimulus_notes,
         was_generated_by=[[name, version] for name, version in provenance.versions().items()],
-        subject=Subject(
+        subject=behavior_subject(
+            **lines,
+            reporter_line=subject.reporter_line or "None",
             subject_id=subject.subject_id,
             sex=subject.sex,
             species=subject.species,
@@ -125,6 +135,12 @@ def column_values(name: str, values: Any) -> np.ndarray | list[np.ndarray]:
     raise BundleError(f"column {name!r} holds {kind} values; expected bool, int, float, str or arrays")
 
 
+def ragged_index_name(column: str) -> str:
+    """The name of a ragged column's index: `<column>_index`, except that an index named `*_times_index` makes
+    pynapple take the whole table for units (spike times), so `lick_times` is indexed by `lick_times_ragged`."""
+    return f"{column}_ragged" if column.endswith("_times") else f"{column}_index"
+
+
 def table_columns(
     table: pd.DataFrame, descriptions: Mapping[str, str], skip: Sequence[str] = ()
 ) -> tuple[list[VectorData | VectorIndex], dict[str, np.ndarray | list[np.ndarray]]]:
@@ -146,7 +162,7 @@ def table_columns(
             flat = np.concatenate(values) if values else np.zeros(0)
             data = VectorData(name=name, description=descriptions[name], data=dataset(flat))
             ends = np.cumsum([len(v) for v in values]).astype(np.int64)
-            columns += [data, VectorIndex(name=f"{name}_index", data=ends, target=data)]
+            columns += [data, VectorIndex(name=ragged_index_name(name), data=ends, target=data)]
         else:
             data = values.tolist() if values.dtype == object else dataset(values)
             columns.append(VectorData(name=name, description=descriptions[name], data=data))

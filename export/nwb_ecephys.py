@@ -5,11 +5,13 @@ Layout:
   ElectrodeGroup per probe (location = targeted structure, or "unknown").
 - /general/extracellular_ephys/electrodes: id = channel_id; location (CCF acronym or "unknown"), group,
   group_name, rel_x / rel_y (the NWB position on the probe, um) and the Allen names of the same
-  probe_horizontal_position / probe_vertical_position, probe_channel_number.
+  probe_horizontal_position / probe_vertical_position, probe_channel_number, probe_id (the probe's id, or
+  its index in the session without one) and valid_data.
 - /units: id = unit id, all units (no release filter). spike_times (s, resolution = 1 / the highest probe
   sampling rate), spike_amplitudes (V, ragged like spike_times), electrodes (the waveform channels),
   electrode_group (the peak channel's probe), waveform_mean (units x samples x waveform channels, V),
-  peak_channel_id, quality, and every quality and waveform metric (`UNIT_METRICS`) as a column.
+  peak_channel_id, quality, cluster_id and local_index (when the bundle has them), and every quality and
+  waveform metric (`UNIT_METRICS`) as a column.
 LFP is not written here (separate per-probe files).
 """
 
@@ -41,6 +43,8 @@ CHANNEL_COLUMNS = {
     "probe_horizontal_position": "horizontal position of the channel on the probe (um)",
     "probe_vertical_position": "vertical position of the channel on the probe, from the tip (um)",
     "probe_channel_number": "channel number on its probe",
+    "probe_id": "id of the channel's probe",
+    "valid_data": "whether the channel's data are usable",
 }
 UNIT_COLUMNS = {
     "spike_times": "spike times of the unit (s, session clock)",
@@ -50,6 +54,8 @@ UNIT_COLUMNS = {
     "waveform_mean": "mean waveform on the waveform channels (V)",
     "peak_channel_id": "channel (electrodes id) with the largest waveform amplitude",
     "quality": "curation label of the unit (good, noise, ...)",
+    "cluster_id": "the spike sorter's id of the unit on its probe",
+    "local_index": "index of the unit among its probe's units",
     **UNIT_METRICS,
 }
 
@@ -66,11 +72,15 @@ def build_ecephys_nwbfile(bundle: EcephysSessionBundle, source_sha256: str) -> t
             location=probe.targeted_structure or "unknown",
             device=device,
         )
-    electrodes, expectations = _electrodes(bundle.channels, groups)
+    probe_ids = {
+        probe.name: probe.probe_id if probe.probe_id is not None else index for index, probe in enumerate(bundle.probes)
+    }
+    electrodes, expectations = _electrodes(bundle.channels, groups, probe_ids)
     nwbfile = new_nwbfile(
         bundle.session,
         bundle.subject,
         bundle.provenance,
+        identifier=bundle.session.session_id,
         devices=devices,
         electrode_groups=list(groups.values()),
         electrodes=electrodes,
@@ -85,7 +95,7 @@ def build_ecephys_nwbfile(bundle: EcephysSessionBundle, source_sha256: str) -> t
 
 
 def _electrodes(
-    channels: ChannelTable, groups: Mapping[str, ElectrodeGroup]
+    channels: ChannelTable, groups: Mapping[str, ElectrodeGroup], probe_ids: Mapping[str, int]
 ) -> tuple[ElectrodesTable, list[Expectation]]:
     probe_names = np.asarray(channels.probe_name).astype(str)
     horizontal = np.asarray(channels.probe_horizontal_position, dtype=np.float64)
@@ -98,6 +108,12 @@ def _electrodes(
         "probe_horizontal_position": horizontal,
         "probe_vertical_position": vertical,
         "probe_channel_number": np.asarray(channels.probe_channel_number, dtype=np.int64),
+        "probe_id": np.array([probe_ids[name] for name in probe_names], dtype=np.int64),
+        "valid_data": (
+            np.ones(len(probe_names), dtype=bool)
+            if channels.valid_data is None
+            else np.asarray(channels.valid_data, dtype=bool)
+        ),
     }
     columns = [VectorData(name=n, description=CHANNEL_COLUMNS[n], data=_stored(v)) for n, v in stored.items()]
     groups_of_rows = [groups[name] for name in probe_names]
@@ -123,6 +139,14 @@ def _units(
     scalars = {
         "peak_channel_id": np.asarray(units.peak_channel_id, dtype=np.int64),
         "quality": np.asarray(units.quality).astype(str).astype(object),
+        **(
+            {
+                "cluster_id": np.asarray(units.cluster_id, np.int64),
+                "local_index": np.asarray(units.local_index, np.int64),
+            }
+            if units.cluster_id is not None
+            else {}
+        ),
         **{name: column_values(name, units.metrics[name]) for name in units.metrics.columns},
     }
     spike_times = [np.asarray(times, dtype=np.float64) for times in units.spike_times]

@@ -9,11 +9,13 @@ Layout (Allen Brain Observatory names where standard NWB types fit):
   max_correction_{up,down,left,right} (pixels, the experiment's values on every row), r and RMSE (neuropil
   correction), event_lambda and event_noise_std (L0 event detection).
 - RoiResponseSeries "traces" (frames x ROIs) in dff (DfOverF), corrected_fluorescence, demixed_trace and
-  neuropil_trace (Fluorescence); "events" in event_detection (Fluorescence). They share one time base:
-  the dF/F series holds the timestamps, the others link to them.
+  neuropil_trace (Fluorescence); /processing/ophys/event_detection: Allen's OphysEventDetection (events,
+  frames x ROIs, with the lambdas and noise_stds of every ROI). They share one time base: the dF/F series
+  holds the timestamps (or starting_time and rate where regular), the others link to them.
 - /processing/ophys/images: max_projection, average_image, segmentation_mask_image (GrayscaleImage;
-  a boolean mask image is stored as uint8 0/1).
+  the mask image is Allen's 0/1 uint8); `resolution` = pixels per cm from the pixel size.
 - /processing/ophys/ophys_motion_correction_x and _y: TimeSeries, pixels.
+- /general/metadata: Allen's OphysBehaviorMetadata; the file's identifier is the experiment id.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from pynwb.ophys import (
     RoiResponseSeries,
 )
 
-from brainobs.export.bundles import OphysExperimentBundle, ProjectionImages, RoiTable, RoiTraces
-from brainobs.export.nwb_behavior import add_behavior
+from brainobs.export.allen_types import BEHAVIOR_OPHYS, EVENT_DETECTION, allen_class
+from brainobs.export.bundles import ImagingPlaneInfo, OphysExperimentBundle, ProjectionImages, RoiTable, RoiTraces
+from brainobs.export.nwb_behavior import add_behavior, behavior_metadata
 from brainobs.export.nwb_common import dataset, new_nwbfile, table_expectations, time_base, time_expectation
 from brainobs.export.provenance import add_provenance
 from brainobs.export.readback import Expectation
@@ -65,14 +68,15 @@ TRACE_SERIES = (
     ("corrected_fluorescence", Fluorescence, "traces", "corrected", "a.u.", "neuropil-corrected fluorescence"),
     ("demixed_trace", Fluorescence, "traces", "demixed", "a.u.", "fluorescence after demixing overlapping ROIs"),
     ("neuropil_trace", Fluorescence, "traces", "neuropil", "a.u.", "neuropil fluorescence around each ROI"),
-    ("event_detection", Fluorescence, "events", "events", "n.a.", "L0 event magnitudes in dF/F units, 0 where none"),
 )
+UM_PER_CM = 1e4
 
 
 def build_ophys_nwbfile(bundle: OphysExperimentBundle, source_sha256: str) -> tuple[NWBFile, list[Expectation]]:
     """The NWBFile of one experiment, and what to verify when it is read back."""
     plane_info = bundle.plane
-    nwbfile = new_nwbfile(bundle.session, bundle.subject, bundle.provenance)
+    nwbfile = new_nwbfile(bundle.session, bundle.subject, bundle.provenance, identifier=str(plane_info.experiment_id))
+    expectations = _metadata(nwbfile, bundle)
     device = nwbfile.create_device(
         name=plane_info.device_name,
         description=plane_info.device_description,
@@ -105,15 +109,40 @@ def build_ophys_nwbfile(bundle: OphysExperimentBundle, source_sha256: str) -> tu
         origin_coords_unit="micrometers",
     )
     ophys = nwbfile.create_processing_module(MODULE, "2-photon processing: segmentation, traces, events, motion")
-    segmentation, expectations = _plane_segmentation(bundle, imaging_plane)
+    segmentation, roi_expectations = _plane_segmentation(bundle, imaging_plane)
+    expectations += roi_expectations
     ophys.add(ImageSegmentation(name="image_segmentation", plane_segmentations=[segmentation]))
     expectations += _traces(ophys, segmentation, bundle.traces)
-    expectations += _images(ophys, bundle.images)
+    expectations += _images(ophys, bundle.images, plane_info.pixel_size_um)
     expectations += _motion(ophys, bundle)
     if bundle.behavior is not None:
         expectations += add_behavior(nwbfile, bundle.behavior)
     expectations += add_provenance(nwbfile, bundle.provenance, source_sha256)
     return nwbfile, expectations
+
+
+def _metadata(nwbfile: NWBFile, bundle: OphysExperimentBundle) -> list[Expectation]:
+    """Allen's OphysBehaviorMetadata (single-plane: imaging_plane_group -1, count 0)."""
+    plane: ImagingPlaneInfo = bundle.plane
+    height, width = bundle.images.max_projection.shape
+    values = {
+        **behavior_metadata(bundle.session),
+        "ophys_experiment_id": int(plane.experiment_id),
+        "ophys_session_id": int(bundle.session.session_id),
+        "ophys_container_id": int(plane.container_id) if plane.container_id is not None else -1,
+        "field_of_view_width": int(width),
+        "field_of_view_height": int(height),
+        "imaging_depth": round(plane.imaging_depth_um),
+        "targeted_imaging_depth": round(plane.imaging_depth_um),
+        "imaging_plane_group": -1,
+        "imaging_plane_group_count": 0,
+    }
+    nwbfile.add_lab_meta_data(allen_class(BEHAVIOR_OPHYS, "OphysBehaviorMetadata")(**values))
+    return [
+        Expectation(f"general/metadata/{name}", lambda f, name=name: getattr(f.lab_meta_data["metadata"], name), value)
+        for name, value in values.items()
+        if isinstance(value, int)
+    ]
 
 
 def _read_segmentation(nwbfile: NWBFile) -> PlaneSegmentation:
@@ -186,20 +215,59 @@ def _traces(ophys: ProcessingModule, segmentation: PlaneSegmentation, traces: Ro
         expectations.append(Expectation(f"{label}/rois", lambda f, read=read: read(f).rois.data[:], region))
     read_dff = lambda f: f.processing[MODULE]["dff"]["traces"]  # noqa: E731
     expectations.append(time_expectation(f"{MODULE}/dff/traces", read_dff, traces.timestamps))
+    expectations += _events(ophys, segmentation, traces, reference)
     return expectations
 
 
-def _images(ophys: ProcessingModule, images: ProjectionImages) -> list[Expectation]:
+def _events(
+    ophys: ProcessingModule, segmentation: PlaneSegmentation, traces: RoiTraces, reference: RoiResponseSeries
+) -> list[Expectation]:
+    region = np.arange(traces.n_roi)
+    event_detection = allen_class(EVENT_DETECTION, "OphysEventDetection")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The linked table for DynamicTableRegion", category=UserWarning)
+        events = event_detection(
+            description="L0 event magnitudes in dF/F units (0 where none), with each ROI's L0 penalty (lambdas) "
+            "and noise standard deviation (noise_stds)",
+            data=dataset(traces.events),
+            lambdas=np.asarray(traces.lambdas, dtype=np.float64),
+            noise_stds=np.asarray(traces.noise_stds, dtype=np.float64),
+            rois=segmentation.create_roi_table_region(description="all ROIs", region=region.tolist()),
+            unit="n.a.",
+            **time_base(traces.timestamps, reference),
+        )
+    ophys.add(events)
+    read = lambda f: f.processing[MODULE]["event_detection"]  # noqa: E731
+    return [
+        Expectation(f"{MODULE}/event_detection/data", lambda f: read(f).data, traces.events),
+        Expectation(f"{MODULE}/event_detection/rois", lambda f: read(f).rois.data[:], region),
+        Expectation(
+            f"{MODULE}/event_detection/lambdas", lambda f: read(f).lambdas[:], np.asarray(traces.lambdas, float)
+        ),
+        Expectation(
+            f"{MODULE}/event_detection/noise_stds",
+            lambda f: read(f).noise_stds[:],
+            np.asarray(traces.noise_stds, float),
+        ),
+    ]
+
+
+def _images(ophys: ProcessingModule, images: ProjectionImages, pixel_size_um: float) -> list[Expectation]:
     stored = {}
     for name in ProjectionImages.names():
         data = np.asarray(getattr(images, name))
-        stored[name] = data.astype(np.uint8) if data.dtype == bool else data
+        stored[name] = (data > 0).astype(np.uint8) if name == "segmentation_mask_image" else data
     ophys.add(
         Images(
             name="images",
             description="summary images of the registered movie",
             images=[
-                GrayscaleImage(name=name, data=dataset(data), description=name.replace("_", " "))
+                GrayscaleImage(
+                    name=name,
+                    data=dataset(data),
+                    description=name.replace("_", " "),
+                    resolution=UM_PER_CM / pixel_size_um,
+                )
                 for name, data in stored.items()
             ],
         )

@@ -62,6 +62,19 @@ class StimulusBlock:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    """The change-detection task's configuration (session.json `task`): times in s, volumes in mL."""
+
+    name: str
+    stimulus_distribution: str
+    stimulus_duration_s: float
+    blank_duration_s: tuple[float, float]
+    omitted_flash_fraction: float
+    reward_volume_ml: float
+    auto_reward_volume_ml: float
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     """The rig and stimulus description of session.json."""
 
@@ -74,6 +87,7 @@ class SessionInfo:
     image_set: str
     response_window_s: tuple[float, float]
     blocks: tuple[StimulusBlock, ...]
+    task: TaskSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +175,30 @@ def read_session(path: Path) -> SessionInfo:
         image_set=str(raw.get("image_set", "")),
         response_window_s=(float(window[0]), float(window[1])),
         blocks=_parse_blocks(path, raw.get("blocks")),
+        task=_parse_task(path, raw["task"]) if "task" in raw else None,
     )
+
+
+def _parse_task(path: Path, raw: object) -> TaskSettings:
+    if not isinstance(raw, dict):
+        raise BehaviorFileError(path, "'task' must be a JSON object")
+    numbers = {}
+    for key in ("stimulus_duration_s", "omitted_flash_fraction", "reward_volume_ml", "auto_reward_volume_ml"):
+        value = raw.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
+            raise BehaviorFileError(path, f"task.{key} must be a non-negative number, got {value!r}")
+        numbers[key] = float(value)
+    blank = raw.get("blank_duration_s")
+    if not isinstance(blank, list) or len(blank) != 2 or not all(isinstance(v, int | float) for v in blank):
+        raise BehaviorFileError(path, f"task.blank_duration_s {blank!r} must be [low, high] in s")
+    if not 0 <= blank[0] <= blank[1]:
+        raise BehaviorFileError(path, f"task.blank_duration_s {blank!r} must have 0 <= low <= high")
+    texts = {}
+    for key in ("name", "stimulus_distribution"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise BehaviorFileError(path, f"task.{key} must be a non-empty text, got {raw.get(key)!r}")
+        texts[key] = raw[key]
+    return TaskSettings(**texts, **numbers, blank_duration_s=(float(blank[0]), float(blank[1])))
 
 
 def _parse_blocks(path: Path, raw_blocks: object) -> tuple[StimulusBlock, ...]:

@@ -1,6 +1,7 @@
 """Behavior and stimulus of every session that has a behavior folder (docs/formats/behavior.md).
 
-SessionSync reads and validates the raw folder; each Computed below takes one product of
+SessionSync reads and validates the raw folder, TaskParameters the task configuration of its session.json
+(sessions whose session.json has a `task` object); each Computed below takes one product of
 ``brainobs.populate.behavior.process_behavior``: running speed, licks, rewards, stimulus presentations
 (one Part row per flash), trials (one Part row per trial) and session performance.
 """
@@ -11,7 +12,7 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from brainobs.ingest.behavior_files import read_behavior
+from brainobs.ingest.behavior_files import read_behavior, read_session
 from brainobs.populate.behavior.session import BehaviorResult, process_behavior
 from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import Session
@@ -64,6 +65,53 @@ class SessionSync(dj.Imported):
 
 
 @schema
+class TaskParameters(dj.Imported):
+    definition = """
+    # the change-detection task's configuration, from session.json (Allen's task parameters); the fields
+    # of its `task` object are null when session.json has none
+    -> SessionSync
+    ---
+    response_window_start : float64       # s after the change
+    response_window_stop : float64
+    task_name = null : varchar(64)
+    stimulus_distribution = null : varchar(32)  # distribution of change times
+    stimulus_duration = null : float64    # s, each flash
+    blank_duration_low = null : float64   # s, gray between flashes
+    blank_duration_high = null : float64
+    omitted_flash_fraction = null : float64
+    reward_volume = null : float64        # ml, earned reward
+    auto_reward_volume = null : float64   # ml, free reward
+    """
+
+    def make(self, key):
+        folder = stores.raw_path((Session & key).fetch1("behavior_dir"))
+        info = read_session(folder / "session.json")
+        task = info.task
+        configured = (
+            {
+                "task_name": task.name,
+                "stimulus_distribution": task.stimulus_distribution,
+                "stimulus_duration": task.stimulus_duration_s,
+                "blank_duration_low": task.blank_duration_s[0],
+                "blank_duration_high": task.blank_duration_s[1],
+                "omitted_flash_fraction": task.omitted_flash_fraction,
+                "reward_volume": task.reward_volume_ml,
+                "auto_reward_volume": task.auto_reward_volume_ml,
+            }
+            if task is not None
+            else {}
+        )
+        self.insert1(
+            {
+                **key,
+                "response_window_start": info.response_window_s[0],
+                "response_window_stop": info.response_window_s[1],
+                **configured,
+            }
+        )
+
+
+@schema
 class RunningSpeed(dj.Computed):
     definition = """
     # running speed from the wheel encoder: unwrapped, outliers removed, 10 Hz low-pass
@@ -72,6 +120,9 @@ class RunningSpeed(dj.Computed):
     timestamps : <npy@main>               # s
     speed : <npy@main>                    # cm/s, filtered
     speed_raw : <npy@main>                # cm/s, before filtering
+    dx : <npy@main>                       # degrees of wheel rotation since the previous sample
+    v_sig : <npy@main>                    # V, encoder signal
+    v_in : <npy@main>                     # V, encoder supply
     mean_speed : float64                  # cm/s
     """
 
@@ -83,6 +134,9 @@ class RunningSpeed(dj.Computed):
                 "timestamps": running["timestamps"].to_numpy(),
                 "speed": running["speed"].to_numpy(),
                 "speed_raw": running["speed_raw"].to_numpy(),
+                "dx": running["dx"].to_numpy(),
+                "v_sig": running["v_sig"].to_numpy(),
+                "v_in": running["v_in"].to_numpy(),
                 "mean_speed": float(np.nanmean(running["speed"])) if len(running) else 0.0,
             }
         )
@@ -210,7 +264,11 @@ class Trials(dj.Computed):
         ---
         start_time : float64
         stop_time : float64
+        start_frame : int32               # display frame
+        end_frame : int32
+        change_frame : int32              # display frame of the change; -1 for aborted trials
         change_time = null : float64      # s, display delay applied; null for aborted trials
+        is_change : bool                  # the image changed (go or auto-rewarded trial)
         go : bool
         catch : bool
         outcome : varchar(16)             # hit, miss, false_alarm, correct_reject, aborted, auto_rewarded
@@ -221,6 +279,8 @@ class Trials(dj.Computed):
         aborted : bool
         auto_rewarded : bool
         response_latency = null : float64 # s from change to first lick
+        response_time = null : float64    # s, first lick after the change
+        reward_time = null : float64      # s
         reward_volume : float64           # ml
         initial_image_name : varchar(64)
         change_image_name : varchar(64)
@@ -238,7 +298,11 @@ class Trials(dj.Computed):
                 "trial_id": int(row.trial_index),
                 "start_time": float(row.start_time),
                 "stop_time": float(row.stop_time),
+                "start_frame": int(row.start_frame),
+                "end_frame": int(row.end_frame),
+                "change_frame": int(row.change_frame),
                 "change_time": finite_or_none(row.change_time),
+                "is_change": bool(row.is_change),
                 "go": bool(row.go),
                 "catch": bool(row.catch),
                 "outcome": str(row.outcome),
@@ -249,6 +313,8 @@ class Trials(dj.Computed):
                 "aborted": bool(row.aborted),
                 "auto_rewarded": bool(row.auto_rewarded),
                 "response_latency": finite_or_none(row.response_latency),
+                "response_time": finite_or_none(row.response_time),
+                "reward_time": finite_or_none(row.reward_time),
                 "reward_volume": float(np.nan_to_num(row.reward_volume)),
                 "initial_image_name": str(row.initial_image_name),
                 "change_image_name": str(row.change_image_name),

@@ -35,11 +35,14 @@ def subject_info(key: dict) -> bundles.SubjectInfo:
         genotype=row["full_genotype"] or "unknown",
         species=row["species"],
         date_of_birth=dt.datetime.combine(born, dt.time(), tzinfo=dt.UTC) if born else None,
+        driver_line=tuple(line.strip() for line in row["driver_line"].replace(",", ";").split(";") if line.strip()),
+        reporter_line=row["reporter_line"] or None,
     )
 
 
 def session_info(key: dict) -> bundles.SessionInfo:
     row = (Session & key).fetch1()
+    sync = behavior.SessionSync & key
     passive = "passive viewing" if row["passive"] else "active change detection"
     return bundles.SessionInfo(
         session_id=str(row["session_id"]),
@@ -49,6 +52,10 @@ def session_info(key: dict) -> bundles.SessionInfo:
         experiment_description=f"brainobs {row['project_code'] or 'survey'} session",
         institution="brainobs",
         keywords=(row["modality"], "visual cortex", "change detection"),
+        session_type=row["session_type"],
+        equipment_name=row["rig"],
+        project_code=row["project_code"],
+        stimulus_frame_rate=float(sync.fetch1("display_frame_rate")) if sync else 60.0,
     )
 
 
@@ -66,12 +73,21 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
     for column in ("orientation", "position_x", "position_y", "movie_frame_index"):
         presentations[column] = pd.to_numeric(presentations[column], errors="coerce").astype(float)
     trials = pd.DataFrame((behavior.Trials.Trial & key).to_dicts())
-    display_rate = (behavior.SessionSync & key).fetch1("display_frame_rate")
+    sync = (behavior.SessionSync & key).fetch1()
+    vsync = np.asarray(sync["vsync_times"], float)
     return bundles.BehaviorBundle(
-        running_speed=bundles.RunningSpeed(np.asarray(running["timestamps"]), np.asarray(running["speed"])),
+        running_speed=bundles.RunningSpeed(
+            np.asarray(running["timestamps"], float),
+            np.asarray(running["speed"], float),
+            speed_raw=np.asarray(running["speed_raw"], float),
+            dx=np.asarray(running["dx"], float),
+            v_sig=np.asarray(running["v_sig"], float),
+            v_in=np.asarray(running["v_in"], float),
+        ),
         licks=bundles.Licks(
             np.asarray(licks["lick_times"], float),
-            np.round(np.asarray(licks["lick_times"], float) * display_rate).astype(np.int64),
+            # a lick's time is the time of the display frame it was logged on (docs/formats/behavior.md)
+            np.searchsorted(vsync, np.asarray(licks["lick_times"], float)).astype(np.int64),
         )
         if licks["n_licks"]
         else None,
@@ -89,6 +105,31 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
             "reward_rate": "rewards per minute over the trials around this one (Visual Behavior convention)",
             "engaged": "True when reward_rate is above 2 per minute",
         },
+        stimulus_timestamps=vsync + sync["monitor_delay"],
+        task_parameters=_task_parameters(key, sync["n_display_frames"]),
+    )
+
+
+def _task_parameters(key: dict, n_display_frames: int) -> bundles.TaskParameters | None:
+    """Allen's task parameters from the session's TaskParameters row; None when session.json had no task."""
+    rows = (behavior.TaskParameters & key).to_dicts()
+    if not rows or rows[0]["task_name"] is None:
+        return None
+    row = rows[0]
+    session = (Session & key).fetch1()
+    return bundles.TaskParameters(
+        task=row["task_name"],
+        session_type=session["session_type"],
+        stimulus="images",
+        stimulus_name=f"images_{session['image_set']}" if session["image_set"] else "",
+        stimulus_distribution=row["stimulus_distribution"],
+        stimulus_duration_sec=row["stimulus_duration"],
+        blank_duration_sec=(row["blank_duration_low"], row["blank_duration_high"]),
+        response_window_sec=(row["response_window_start"], row["response_window_stop"]),
+        omitted_flash_fraction=row["omitted_flash_fraction"],
+        reward_volume=row["reward_volume"],
+        auto_reward_volume=row["auto_reward_volume"],
+        n_stimulus_frames=int(n_display_frames),
     )
 
 
@@ -107,13 +148,16 @@ def _blocks(presentations: pd.DataFrame) -> pd.DataFrame:
 
 
 def _trials(trials: pd.DataFrame) -> pd.DataFrame:
-    trials = trials.sort_values("trial_id").rename(columns={"trial_id": "trial_index"})
+    """The trials table in Allen's names: is_change is `stimulus_change`, with trial_length = stop - start."""
+    trials = trials.sort_values("trial_id").rename(columns={"trial_id": "trial_index", "is_change": "stimulus_change"})
     trials = trials.drop(columns=["subject_id", "session_id"])
-    for column in ("change_time", "response_latency", "reward_rate"):
+    for column in ("change_time", "response_latency", "reward_rate", "response_time", "reward_time"):
         trials[column] = trials[column].astype(float)
+    trials["trial_length"] = trials["stop_time"] - trials["start_time"]
     trials["lick_times"] = [np.asarray(times, float).ravel() for times in trials["lick_times"]]
     if not any(len(times) for times in trials["lick_times"]):  # passive: an empty ragged column breaks readers
         trials = trials.drop(columns=["lick_times"])
+    # response_time and reward_time stay even when NaN throughout (a passive session): AllenSDK needs them
     empty = [c for c in ("change_time", "response_latency", "reward_rate") if trials[c].isna().all()]
     return trials.drop(columns=empty).reset_index(drop=True)
 
@@ -294,6 +338,8 @@ def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
             waveform_channel_ids=peak_ids.astype(np.int64)[:, None],
             waveform_rate_hz=float(recordings[0]["sampling_rate"]),
             metrics=units[list(bundles.UNIT_METRICS)].astype(float).reset_index(drop=True),
+            cluster_id=units["unit_id"].to_numpy(dtype=np.int64),
+            local_index=units.groupby("probe_name").cumcount().to_numpy(dtype=np.int64),
         ),
         behavior=behavior_bundle(key),
         provenance=bundles.Provenance(

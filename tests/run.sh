@@ -21,6 +21,8 @@ if postgres_env=$(bash deploy/postgres.sh); then eval "$postgres_env"; fi
 require BRAINOBS_TEST_POSTGRES_URL "a PostgreSQL server"
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .
+# AllenSDK's own environment for the tests that read our files through it (cached; ~1 min the first time)
+echo "AllenSDK test environment: $(bash tests/allensdk/setup-venv.sh)"
 "$venv/bin/python" -m pytest tests "$@"
 if [ -n "${BRAINOBS_TEST_MYSQL_URL:-}" ]; then
   echo "=== database tests on MariaDB ==="

@@ -199,6 +199,9 @@ def test_running_speed_unwraps_and_drops_a_glitch():
     assert out["outlier"][600]
     assert np.isnan(out["speed_raw"][0])
     np.testing.assert_allclose(out["speed"][30:-30], 20.0, atol=0.05)
+    # dx: the wheel's rotation per sample in degrees (20 cm/s at 60 Hz on the running radius), wraps unwrapped
+    np.testing.assert_allclose(out["dx"][1:590], np.degrees(20.0 / fs / params.running_radius_cm), rtol=1e-9)
+    assert np.isnan(out["dx"][0])
     backwards = compute_running_speed(t, 5.0 - 5.0 * np.mod(angle / (2 * np.pi), 1.0), vin, params)
     np.testing.assert_allclose(backwards["speed"][30:-30], -20.0, atol=0.05)
 

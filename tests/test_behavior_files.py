@@ -50,6 +50,9 @@ def test_reads_a_valid_folder(pristine):
     assert files.ophys_frame_times.size == 500
     assert files.session.image_set == "B" and files.session.blocks[0].image_names[0] == "im008"
     assert files.session.response_window_s == (0.15, 0.75)
+    task = files.session.task
+    assert (task.name, task.stimulus_distribution, task.stimulus_duration_s) == ("change detection", "geometric", 0.25)
+    assert task.blank_duration_s == (0.5, 0.5) and task.reward_volume_ml == 0.007
     assert files.trials["is_catch"].dtype == bool and len(files.trials) > 0
     assert np.all(np.diff(files.lick_frames) >= 0)
     assert isinstance(files.stimulus, pd.DataFrame) and files.stimulus["block"].eq(0).all()
@@ -144,5 +147,12 @@ def test_session_json_problems(folder):
     blocks = [{**session["blocks"][0], "kind": "opera"}]
     path.write_text(json.dumps({**session, "blocks": blocks}))
     _raises(folder, "session.json", "kind 'opera'")
+    path.write_text(json.dumps({**session, "task": {**session["task"], "reward_volume_ml": -1}}))
+    _raises(folder, "session.json", "task.reward_volume_ml must be a non-negative number")
+    path.write_text(json.dumps({**session, "task": {**session["task"], "blank_duration_s": [0.5]}}))
+    _raises(folder, "session.json", "task.blank_duration_s [0.5] must be [low, high]")
+    without_task = {key: value for key, value in session.items() if key != "task"}
+    path.write_text(json.dumps(without_task))
+    assert read_behavior(folder).session.task is None
     path.write_text("{not json")
     _raises(folder, "session.json", "not valid JSON")

@@ -28,7 +28,9 @@ from brainobs.export.bundles import (
     RoiTraces,
     RunningSpeed,
     SessionInfo,
+    StimulusTemplates,
     SubjectInfo,
+    TaskParameters,
     UnitTable,
     source_digest,
 )
@@ -46,6 +48,8 @@ def make_subject(subject_id: str = "409296") -> SubjectInfo:
         genotype="Slc17a7-IRES2-Cre/wt;Camk2a-tTA/wt;Ai93(TITL-GCaMP6f)/wt",
         date_of_birth=START - timedelta(days=112),
         strain="C57BL/6J",
+        driver_line=("Slc17a7-IRES2-Cre", "Camk2a-tTA"),
+        reporter_line="Ai93(TITL-GCaMP6f)",
     )
 
 
@@ -59,6 +63,10 @@ def make_session(session_id: str = "951410079") -> SessionInfo:
         lab="brainobs",
         experimenter=("Doe, Jane",),
         keywords=("2-photon calcium imaging", "visual cortex", "change detection"),
+        session_type="OPHYS_1_images_A",
+        equipment_name="CAM2P.4",
+        project_code="VisualBehavior",
+        stimulus_frame_rate=60.0,
     )
 
 
@@ -76,10 +84,17 @@ def _jittered_times(n: int, rate: float, rng: np.random.Generator, start: float 
     return start + np.arange(n) / rate + rng.normal(0.0, 2e-4, n)
 
 
-def make_behavior(rng: np.random.Generator, duration_s: float = N_FRAMES / FRAME_RATE) -> BehaviorBundle:
-    """Running at 60 Hz, licks, rewards, two stimulus blocks (flashed images, gray screen) and six trials."""
+def make_behavior(
+    rng: np.random.Generator, duration_s: float = N_FRAMES / FRAME_RATE, templates: bool = False
+) -> BehaviorBundle:
+    """Running at 60 Hz, licks, rewards, two stimulus blocks (flashed images, gray screen) and six trials;
+    with `templates`, the images of the image set (nwbinspector reports their orientation, see nwb_behavior)."""
     running_times = _jittered_times(int(duration_s * 60), 60.0, rng, start=0.4)
     speed = np.abs(8.0 * np.sin(running_times / 2.0) + rng.normal(0, 1.0, running_times.size))
+    v_in = np.full(running_times.size, 5.0)
+    v_sig = (np.cumsum(speed) * 0.01) % 5.0
+    dx = np.concatenate([[np.nan], np.diff(np.cumsum(speed) * 0.01) / 5.0 * 360.0])
+    speed_raw = speed + rng.normal(0, 0.5, speed.size)
     n_flash = 7
     flash_start = 0.6 + 0.75 * np.arange(n_flash)
     images = ["im065", "im065", "im077", "im077", "omitted", "im062", "im062"]
@@ -129,16 +144,43 @@ def make_behavior(rng: np.random.Generator, duration_s: float = N_FRAMES / FRAME
             "lick_times": [np.array([1.4, 1.5]), np.array([]), np.array([2.6]), np.array([4.3]), np.array([]), [6.0]],
             "reward_volume": [0.005, 0.0, 0.0, 0.0, 0.0, 0.005],
             "initial_image_name": ["im065", "im077", "im077", "im062", "im062", "im065"],
+            "change_image_name": ["im077", "im062", "im077", "im062", "im062", "im065"],
+            "change_frame": [60, 120, -1, 240, 300, 360],
+            "response_time": [1.4, np.nan, np.nan, 4.3, np.nan, 6.0],
+            "reward_time": [1.41, np.nan, np.nan, np.nan, np.nan, 6.01],
+            "stimulus_change": [True, True, False, False, False, True],
+            "go": [True, True, False, False, False, False],
+            "catch": [False, False, False, True, True, False],
+            "trial_length": np.full(6, 0.95),
         }
     )
     licks = np.array([1.4, 1.5, 2.6, 4.3, 6.0])
+    template_names = ("im062", "im065", "im077")
+    warped = rng.uniform(0, 255, (3, 12, 16)).round()
+    unwarped = np.where(np.arange(16) < 12, warped, np.nan)
     return BehaviorBundle(
-        running_speed=RunningSpeed(running_times, speed),
+        running_speed=RunningSpeed(running_times, speed, speed_raw=speed_raw, dx=dx, v_sig=v_sig, v_in=v_in),
         licks=Licks(licks, np.round(licks * 60).astype(np.int64)),
         rewards=Rewards(np.array([1.41, 6.01]), np.array([0.005, 0.005]), np.array([False, True])),
         stimulus_presentations=presentations,
         stimulus_blocks=blocks,
         trials=trials,
+        stimulus_timestamps=_jittered_times(int(duration_s * 60), 60.0, rng, start=0.1),
+        task_parameters=TaskParameters(
+            task="change detection",
+            session_type="OPHYS_1_images_A",
+            stimulus="images",
+            stimulus_name="Natural_Images_Lum_Matched_set_training_2017.07.14",
+            stimulus_distribution="geometric",
+            stimulus_duration_sec=0.25,
+            blank_duration_sec=(0.5, 0.5),
+            response_window_sec=(0.15, 0.75),
+            omitted_flash_fraction=0.05,
+            reward_volume=0.005,
+            auto_reward_volume=0.005,
+            n_stimulus_frames=int(duration_s * 60),
+        ),
+        stimulus_templates=(StimulusTemplates("images_A", template_names, warped, unwarped),) if templates else (),
     )
 
 
@@ -250,6 +292,8 @@ def make_ecephys_bundle(seed: int = 1, **changes) -> EcephysSessionBundle:
         waveform_channel_ids=waveform_channels,
         waveform_rate_hz=30000.0,
         metrics=metrics,
+        cluster_id=np.array([12, 3]),
+        local_index=np.array([0, 0]),
     )
     session = dataclasses.replace(
         make_session("1055240613"), session_description="ecephys session: receptive field mapping and flashes"

@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-from brainobs.ingest.synthetic.behavior_task import FLASH_FRAMES, FLASH_PERIOD_FRAMES, simulate_task
+from brainobs.ingest.synthetic.behavior_task import (
+    AUTO_VOLUME_ML,
+    FLASH_FRAMES,
+    FLASH_PERIOD_FRAMES,
+    HIT_VOLUME_ML,
+    simulate_task,
+)
 
 DISPLAY_RATE_HZ = 60.0
 WHEEL_RADIUS_CM = 6.5 * 2.54 / 2
@@ -152,6 +158,15 @@ def _write_raw(folder: Path, sim: _Simulation) -> None:
         "image_set": sim.image_set,
         "response_window_s": [0.15, 0.75],
         "blocks": sim.blocks,
+        "task": {
+            "name": "change detection",
+            "stimulus_distribution": "geometric",
+            "stimulus_duration_s": FLASH_FRAMES / DISPLAY_RATE_HZ,
+            "blank_duration_s": [(FLASH_PERIOD_FRAMES - FLASH_FRAMES) / DISPLAY_RATE_HZ] * 2,
+            "omitted_flash_fraction": sim.omit_fraction,
+            "reward_volume_ml": HIT_VOLUME_ML,
+            "auto_reward_volume_ml": AUTO_VOLUME_ML,
+        },
     }
     _write_text(folder / "session.json", json.dumps(session, indent=2, sort_keys=True) + "\n")
     _write_sync(folder / "sync.csv", sim.vsync, sim.ophys)

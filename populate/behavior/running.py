@@ -69,7 +69,8 @@ def compute_running_speed(
     """Running speed in cm/s at each encoder sample time (the display vsyncs; no monitor delay).
 
     Columns: timestamps, speed_raw (NaN at frame 0, glitches and outliers), speed (gaps interpolated,
-    zero-phase Butterworth low-pass), outlier (glitch or outlier), v_sig, v_in.
+    zero-phase Butterworth low-pass), outlier (glitch or outlier), dx (wheel rotation since the previous
+    sample, degrees; NaN at frame 0 and at glitches), v_sig, v_in.
     """
     params = params or RunningParams()
     timestamps = np.asarray(timestamps, dtype=float)
@@ -96,6 +97,7 @@ def compute_running_speed(
             "speed_raw": speed_raw,
             "speed": speed,
             "outlier": outlier | (np.isnan(angle_steps) & (np.arange(vsig.size) > 0)),
+            "dx": np.degrees(angle_steps),
             "v_sig": vsig,
             "v_in": vin,
         }
