@@ -15,8 +15,8 @@ Steps of `register_movie`:
    changed (clipped or empty) are set to zero; with ``registration_subpixel_rigid`` (``enhanced`` preset)
    the offsets returned are sub-pixel: a second whole-frame pass refines each peak (`rigid.peak_offset`)
    and its fraction, averaged with the mean block shift, is added to the integer shift (`subpixel_offsets`);
-   the movie itself is moved by the
-   integer shift and, with the non-rigid pass, by the block shifts, which carry the fraction;
+   the movie itself is moved by the integer shift and, with the non-rigid pass, by the block shifts, which
+   carry the fraction;
 6. the movie is shifted with the cleaned offsets and written once (see `register_movie` for the format),
    with average and max projections taken on the way.
 
