@@ -82,7 +82,7 @@ def run_suite2p(manifest: Path, out: Path) -> tuple[dict, float]:
 
     experiment = yaml.safe_load(manifest.read_text())["experiments"][0]
     movie = next(manifest.parent.rglob(f"*{experiment['experiment_id']}*.tif"))
-    db = {"data_path": [str(movie.parent)], "tiff_list": [movie.name], "save_path0": str(out), "fast_disk": str(out)}
+    db = {"data_path": [str(movie.parent)], "save_path0": str(out), "fast_disk": str(out)}  # the one movie there
     started = time.perf_counter()
     suite2p.run_s2p(db=db, settings={"torch_device": "cpu", "fs": float(experiment["frame_rate"])})
     seconds = time.perf_counter() - started
