@@ -190,6 +190,31 @@ def split_mesoscope(
         console.print(f"wrote {path}")
 
 
+select_app = typer.Typer(help="Pair items with a named parameter set, beside any other set's results.")
+app.add_typer(select_app, name="select")
+
+
+@select_app.command("ophys")
+def select_ophys(
+    paramset: str = typer.Argument(..., help="A 2-photon preset: allen, allen_short_movies or enhanced."),
+    experiment: list[int] = typer.Option(
+        None, "--experiment", help="Experiment id (repeatable; default: every experiment not yet paired with it)."
+    ),
+) -> None:
+    """Pair 2-photon experiments with PARAMSET; the next populate processes them with it. New experiments
+    still get BRAINOBS_OPHYS_PARAMSET (allen by default); results of different sets live side by side."""
+    from brainobs.schemas import activate
+    from brainobs.schemas.ophys import select_paramset
+
+    activate(_settings())
+    try:
+        added = select_paramset(paramset, experiment)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    console.print(f"{added} experiment(s) newly paired with the {paramset} 2-photon parameter set")
+
+
 MODULES_HELP = (
     "Populate the tables of this schema module (importable, or found from the current folder) instead of "
     "brainobs's (repeatable)."

@@ -233,6 +233,15 @@ CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
         "brainobs (Allen Visual Behavior sessions are active change-detection tasks)",
         (),
     ),
+    "detection_bins": CheckDefinition(
+        "experiment",
+        "temporal bins the movie gives ROI detection (frames / (bin duration * frame rate)); fewer than "
+        "the reliable count WARNs that dim or slow cells may be missed (threshold: the segmentation module's "
+        "RELIABLE_BINNED_FRAMES)",
+        "bins",
+        "brainobs (issue #19: ROI F1 drops on 2000-frame movies with Allen's 3.7 s bins)",
+        (),
+    ),
     "session_count": CheckDefinition(
         "container",
         "sessions in the container; outside [min, max] fails, except 1 (a single-session experiment passes)",
@@ -441,6 +450,13 @@ def roi_checks(
         reason = f"{count} of {n} demixed ROIs labelled {label}; a ROI label, not an experiment gate"
         checks.append(Check(name, float(count), float("nan"), Outcome.PASS, reason))
     return checks
+
+
+def detection_bins_check(n_bins: int, reliable: int, warning: str) -> Check:
+    """WARNING (with ``warning`` as the reason) when the movie gives detection fewer than ``reliable`` bins."""
+    if warning:
+        return Check("detection_bins", float(n_bins), float(reliable), Outcome.WARNING, warning)
+    return Check("detection_bins", float(n_bins), float(reliable), Outcome.PASS, f"{n_bins} bins >= {reliable}")
 
 
 def alignment_check(n_movie_frames: int, n_sync_frames: int | None, t: dict) -> Check:

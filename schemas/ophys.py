@@ -66,6 +66,28 @@ def schedule_defaults() -> int:
     return select_new(Experiment, OphysSelection, OphysParamSet, OphysParamSet.insert_default())
 
 
+def select_paramset(name: str, experiment_ids: list[int] | None = None) -> int:
+    """Pair experiments with parameter set ``name`` (every experiment not yet paired with it when
+    ``experiment_ids`` is empty or None); returns how many pairs were added. Results of other parameter sets
+    stay. ValueError naming the unknown preset or experiment ids."""
+    if name not in OPHYS_PRESETS:
+        raise ValueError(f"{name!r} is not a 2-photon preset; known: {sorted(OPHYS_PRESETS)}")
+    OphysParamSet.insert_default()
+    paramset = {"ophys_paramset": name}
+    if experiment_ids:
+        wanted = [{"experiment_id": int(i)} for i in experiment_ids]
+        unknown = sorted(k["experiment_id"] for k in wanted if not Experiment & k)
+        if unknown:
+            raise ValueError(f"no experiment with id {', '.join(map(str, unknown))}")
+        candidates = Experiment & wanted
+    else:
+        candidates = Experiment
+    unpaired = (candidates - (OphysSelection & paramset).proj()).proj().to_dicts()
+    keys = [{**k, **paramset} for k in unpaired]
+    OphysSelection.insert(keys, skip_duplicates=True)
+    return len(keys)
+
+
 def _params(key: dict) -> dict:
     return (OphysParamSet & key).fetch1("params")
 

@@ -16,11 +16,19 @@ import numpy as np
 from brainobs.populate import qc
 from brainobs.populate.ephys.filters import unmet_conditions
 from brainobs.populate.ophys.demix import NAN_LABEL
-from brainobs.schemas.acquisition import ProbeInsertion, Session
+from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
+from brainobs.schemas.acquisition import Experiment, ProbeInsertion, Session
 from brainobs.schemas.behavior import Licks, SessionSync
 from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics, units_table  # noqa: F401
 from brainobs.schemas.matching import CellMatching
-from brainobs.schemas.ophys import Demixing, MotionCorrection, NeuropilCorrection, Segmentation, open_registered
+from brainobs.schemas.ophys import (
+    Demixing,
+    MotionCorrection,
+    NeuropilCorrection,
+    OphysParamSet,
+    Segmentation,
+    open_registered,
+)
 from brainobs.schemas.params import insert_params, paramset_definition
 
 schema = dj.Schema()
@@ -73,6 +81,14 @@ reason : varchar(255)
 """
 
 
+def _detection_bins_check(key: dict, n_frames: int) -> qc.Check:
+    """The experiment's detection-bin count under its parameter set (Segmentation's binning)."""
+    frame_rate = (Experiment & key).fetch1("frame_rate")
+    bin_s = (OphysParamSet & key).fetch1("params")["segmentation_bin_duration_s"]
+    n_bins, _ = binning(n_frames, frame_rate, bin_s)
+    return qc.detection_bins_check(n_bins, RELIABLE_BINNED_FRAMES, bins_warning(n_frames, frame_rate, bin_s))
+
+
 @schema
 class QC(dj.Computed):
     definition = f"""
@@ -109,6 +125,7 @@ class QC(dj.Computed):
             np.array([row["negative_transient"] for row in demixed], dtype=bool),
             t,
         )
+        checks.append(_detection_bins_check(key, motion["n_frames"]))
         sync = (SessionSync & key).to_dicts()
         checks.append(qc.alignment_check(motion["n_frames"], sync[0]["n_ophys_frames"] if sync else None, t))
         _insert_checks(self, key, checks)

@@ -96,3 +96,12 @@ def test_reference_memory_is_bounded_by_the_work_buffers(monkeypatch, n_frames):
     finally:
         tracemalloc.stop()
     assert peak < 12 * work + 0.1 * frames.nbytes, f"peak {peak / 1e6:.1f} MB for a {frames.nbytes / 1e6:.1f} MB stack"
+
+
+def test_peak_offset_finds_the_vertex_of_a_sampled_gaussian():
+    true = np.array([-0.45, -0.2, 0.0, 0.13, 0.4])
+    samples = [np.exp(-((k - true) ** 2) / (2 * 1.6**2)) for k in (-1, 0, 1)]
+    np.testing.assert_allclose(rigid.peak_offset(*samples), true, atol=1e-9)
+    # a sample that is not positive falls back to the parabola; a flat or dipping triple gives 0
+    assert rigid.peak_offset(np.array([-0.1]), np.array([1.0]), np.array([0.5]))[0] > 0
+    assert rigid.peak_offset(np.array([1.0]), np.array([1.0]), np.array([1.0]))[0] == 0.0

@@ -15,10 +15,12 @@ from brainobs.populate.ophys.registration import RegistrationResult, register_mo
 from brainobs.populate.ophys.rois import postprocess_rois
 from brainobs.populate.ophys.segmentation import (
     MIN_BINNED_FRAMES,
+    RELIABLE_BINNED_FRAMES,
     DetectedRoi,
     SegmentationError,
     bin_movie,
     binning,
+    bins_warning,
     segment_movie,
 )
 from brainobs.populate.scoring.rois import footprints_in_reference_frame, registration_rmse, score_roi_detection
@@ -140,3 +142,11 @@ def test_tiny_survey_roi_detection(tiny_survey_run: SurveyRun) -> None:
     report = f"recall {score.recall:.2f}, precision {score.precision:.2f} (raw suite2p ROIs F1 {raw.f1:.2f})"
     assert score.recall >= 0.8, report
     assert score.precision >= 0.6, report
+
+
+def test_bins_warning_names_the_counts_below_the_reliable_number():
+    fs = 31.0
+    short = bins_warning(2000, fs, 3.7)  # Allen's bins: 17
+    assert "17 detection bins" in short and str(RELIABLE_BINNED_FRAMES) in short and "2000 frames" in short
+    assert bins_warning(2000, fs, 1.0) == ""  # the enhanced preset's bins: 64
+    assert bins_warning(int(RELIABLE_BINNED_FRAMES * 3.7 * fs) + 1, fs, 3.7) == ""

@@ -22,6 +22,7 @@ def clean_checks() -> list[qc.Check]:
     checks.append(qc.saturation_check(rng.uniform(0, 1000, (64, 64)), 4095.0, T))
     checks += qc.roi_checks(40, np.full(40, 0.7), np.zeros(40, bool), np.zeros(40, bool), T)
     checks.append(qc.alignment_check(2000, 2000, T))
+    checks.append(qc.detection_bins_check(60, 50, ""))
     checks += qc.container_checks(3, 0.8, T)
     checks.append(qc.dropped_frames_check(np.arange(3000) / 60.0, T))
     checks.append(qc.unit_count_check("probeA", 50, 20))

@@ -92,6 +92,8 @@ def test_constant_movie_goes_through_every_stage_with_empty_parts(db, settings, 
     assert (qc.QC & KEY).fetch1("outcome") == "FAIL"
     reasons = [c["reason"] for c in (qc.QC.Check & KEY).to_dicts() if c["outcome"] == "FAIL"]
     assert any("no ROI" in reason for reason in reasons), reasons
+    bins = (qc.QC.Check & KEY & {"check_name": "detection_bins"}).fetch1()  # 20 s in 3.7 s bins
+    assert bins["outcome"] == "WARNING" and bins["value"] == 5 and "5 detection bins" in bins["reason"]
     assert len(qc.ContainerQC & {"container_id": 970000}) == 1
 
 

@@ -12,7 +12,11 @@ Steps of `register_movie`:
    runs in bounded memory in `brainobs.populate.ophys.rigid` when there is no non-rigid or temporal smoothing);
 5. offsets cleaned: x and y detrended with a median filter of ``int(3 s * fs)`` frames, residuals clipped
    to ``int(0.05 * frame size)`` px; the non-rigid block shifts of every frame whose rigid shift
-   changed (clipped or empty) are set to zero;
+   changed (clipped or empty) are set to zero; with ``registration_subpixel_rigid`` (``enhanced`` preset)
+   the offsets returned are sub-pixel: a second whole-frame pass refines each peak (`rigid.peak_offset`)
+   and its fraction, averaged with the mean block shift, is added to the integer shift (`subpixel_offsets`);
+   the movie itself is moved by the integer shift and, with the non-rigid pass, by the block shifts, which
+   carry the fraction;
 6. the movie is shifted with the cleaned offsets and written once (see `register_movie` for the format),
    with average and max projections taken on the way.
 
@@ -67,7 +71,7 @@ class RegistrationResult:
 
     registered_path: Path
     shape: tuple[int, int, int]  # (frames, height, width) of the registered int16 binary
-    x_offset: np.ndarray  # int32, rigid shift applied (after cleaning)
+    x_offset: np.ndarray  # int32 rigid shift applied (after cleaning); float64, sub-pixel, with subpixel_rigid
     y_offset: np.ndarray
     x_offset_raw: np.ndarray  # int32, suite2p's rigid shift before cleaning
     y_offset_raw: np.ndarray
@@ -163,6 +167,22 @@ def clean_offsets(
         )
         clipped[start:stop] = y_clipped | x_clipped
     return y_clean, x_clean, clipped
+
+
+def subpixel_offsets(
+    offset: np.ndarray, raw: np.ndarray, refined: np.ndarray, block_offset: np.ndarray | None, keep: np.ndarray
+) -> np.ndarray:
+    """Cleaned integer ``offset`` plus a sub-pixel fraction on the frames in ``keep``.
+
+    The fraction is that of the whole-frame phase correlation (``refined`` minus suite2p's integer ``raw``
+    shift, when they agree within half a pixel); with a non-rigid pass it is averaged with the frame's mean
+    block shift (``block_offset``, frames x blocks), a second estimate of the same residual whose noise is
+    partly independent (on the 64 px test movies the average's error is 10 % below either's)."""
+    fraction = np.asarray(refined, np.float64) - np.asarray(raw, np.float64)
+    fraction = np.where(np.abs(fraction) <= 0.5, fraction, 0.0)
+    if block_offset is not None:
+        fraction = 0.5 * (fraction + np.asarray(block_offset, np.float64).mean(axis=1))
+    return np.asarray(offset, np.float64) + np.where(keep, fraction, 0.0)
 
 
 def intensity_scale(minimum: float, maximum: float) -> float:
@@ -275,14 +295,24 @@ def _suite2p_settings(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _register_frames_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+def nonrigid_block_size(block_size: tuple[int, int], frame_shape: tuple[int, int]) -> tuple[int, int]:
+    """The non-rigid block (height, width): at most half the frame on each axis, so every axis holds at least
+    two blocks (suite2p's block-shift interpolation fails on an axis of one block, e.g. 128 px blocks on a
+    128 px frame)."""
+    return tuple(max(1, min(int(block), side // 2)) for block, side in zip(block_size, frame_shape, strict=True))
+
+
+def _register_frames_kwargs(params: dict[str, Any], frame_shape: tuple[int, int]) -> dict[str, Any]:
     """Keyword arguments of suite2p ``register_frames`` from our parameter names."""
+    block_size = tuple(params["registration_block_size"])
+    if params["registration_nonrigid"]:
+        block_size = nonrigid_block_size(block_size, frame_shape)
     return {
         "batch_size": int(params["registration_batch_size"]),
         "norm_frames": params["registration_norm_frames"],
         "smooth_sigma": params["registration_smooth_sigma"],
         "spatial_taper": params["registration_spatial_taper"],
-        "block_size": tuple(params["registration_block_size"]),
+        "block_size": block_size,
         "nonrigid": bool(params["registration_nonrigid"]),
         "maxregshift": params["registration_maxregshift"],
         "smooth_sigma_time": params["registration_smooth_sigma_time"],
@@ -343,7 +373,11 @@ def register_movie(
         clock = time.perf_counter()
         if params["registration_nonrigid"] or params["registration_smooth_sigma_time"] > 0:
             _, _, _, offsets, blocks, *_ = register_frames(
-                frames, reference, device=torch_device, apply_shifts=False, **_register_frames_kwargs(params)
+                frames,
+                reference,
+                device=torch_device,
+                apply_shifts=False,
+                **_register_frames_kwargs(params, (height, width)),
             )
             y_raw, x_raw, correlation, y_block, x_block, block_correlation = offsets[:6]
         else:  # the same rigid pass in bounded memory
@@ -364,6 +398,13 @@ def register_movie(
             frames, out_path, y_offset, x_offset, y_block, x_block, blocks, batch, torch_device
         )
         elapsed["write"] = time.perf_counter() - clock
+        if params.get("registration_subpixel_rigid", False):
+            clock = time.perf_counter()
+            y_fine, x_fine, _ = rigid_shifts(frames, reference, _suite2p_settings(params), subpixel=True)
+            keep = is_valid & ~clipped
+            y_offset = subpixel_offsets(y_offset, y_raw, y_fine, y_block, keep)
+            x_offset = subpixel_offsets(x_offset, x_raw, x_fine, x_block, keep)
+            elapsed["subpixel"] = time.perf_counter() - clock
 
     return RegistrationResult(
         registered_path=out_path,

@@ -61,10 +61,25 @@ def _whiten_against(spectrum: np.ndarray, reference: np.ndarray) -> None:
                 spectrum[k, i, j] = complex((re * ref_re - im * ref_im) * scale, (re * ref_im + im * ref_re) * scale)
 
 
+def peak_offset(below: np.ndarray, peak: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Sub-pixel position of a sampled peak relative to its centre sample, in [-0.5, 0.5]: the vertex of the
+    Gaussian through the three samples (exact for a Gaussian peak, which the smoothed phase correlation is
+    near its maximum); the parabola through them where a sample is not positive."""
+    below, peak, above = (np.asarray(v, np.float64) for v in (below, peak, above))
+    positive = (below > 0) & (peak > 0) & (above > 0)
+    logs = [np.log(np.where(positive, v, 1.0)) for v in (below, peak, above)]
+    values = [np.where(positive, lg, v) for lg, v in zip(logs, (below, peak, above), strict=True)]
+    curvature = values[0] - 2 * values[1] + values[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(curvature < 0, 0.5 * (values[0] - values[2]) / curvature, 0.0)
+    return np.clip(np.nan_to_num(offset), -0.5, 0.5)
+
+
 def phase_correlate(
-    frames: Any, filters: tuple, max_shift: int, clip: tuple[float, float] | None = None
+    frames: Any, filters: tuple, max_shift: int, clip: tuple[float, float] | None = None, subpixel: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer (dy, dx) shifts and peak correlation of each frame against a reference.
+    """Integer (dy, dx) shifts and peak correlation of each frame against a reference; with ``subpixel``,
+    float shifts refined by `peak_offset` on the correlation map around the integer peak, per axis.
 
     ``frames``: int16, sliced along frames (an array, or a movie read a batch at a time). ``filters`` are
     suite2p's (maskMul, maskOffset, cfRefImg) of the reference (``compute_filters_and_norm``); frames are
@@ -78,7 +93,8 @@ def phase_correlate(
     half_spectrum = np.ascontiguousarray(reference_spectrum[:, : width // 2 + 1], dtype=np.complex64)
     workers = torch.get_num_threads()
     batch = max(1, WORK_BYTES // (4 * height * width))
-    dy, dx = np.empty(n_frames, np.int64), np.empty(n_frames, np.int64)
+    shift_type = np.float64 if subpixel else np.int64
+    dy, dx = np.empty(n_frames, shift_type), np.empty(n_frames, shift_type)
     peak = np.empty(n_frames, np.float32)
     side = 2 * max_shift + 1
     data = np.empty((batch, height, width), np.float32)
@@ -95,10 +111,23 @@ def phase_correlate(
         spectrum = np.concatenate((spectrum[:, height - max_shift :], spectrum[:, : max_shift + 1]), axis=1)
         correlation = scipy.fft.irfft(spectrum, n=width, axis=2, workers=workers)
         window = np.concatenate((correlation[:, :, width - max_shift :], correlation[:, :, : max_shift + 1]), axis=2)
-        window = window.reshape(stop - start, -1)
-        best = np.argmax(window, axis=1)
-        peak[start:stop] = window[np.arange(stop - start), best]
-        dy[start:stop], dx[start:stop] = best // side - max_shift, best % side - max_shift
+        flat = window.reshape(stop - start, -1)
+        best = np.argmax(flat, axis=1)
+        rows = np.arange(stop - start)
+        peak[start:stop] = flat[rows, best]
+        y, x = best // side, best % side
+        dy[start:stop], dx[start:stop] = y - max_shift, x - max_shift
+        if subpixel:
+            inner_y, inner_x = (y > 0) & (y < side - 1), (x > 0) & (x < side - 1)
+            yb, ya, xb, xa = (
+                np.maximum(y - 1, 0),
+                np.minimum(y + 1, side - 1),
+                np.maximum(x - 1, 0),
+                np.minimum(x + 1, side - 1),
+            )
+            centre = window[rows, y, x]
+            dy[start:stop] += np.where(inner_y, peak_offset(window[rows, yb, x], centre, window[rows, ya, x]), 0.0)
+            dx[start:stop] += np.where(inner_x, peak_offset(window[rows, y, xb], centre, window[rows, y, xa]), 0.0)
     return dy, dx, peak
 
 
@@ -165,9 +194,10 @@ def compute_reference(stack: np.ndarray, settings: dict[str, Any]) -> np.ndarray
     return reference
 
 
-def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any]) -> tuple:
+def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any], subpixel: bool = False) -> tuple:
     """suite2p ``register_frames``'s rigid shifts (dy, dx, peak correlation) of every frame of ``frames``
-    (int16, sliced along frames) against ``reference``.
+    (int16, sliced along frames) against ``reference``; float shifts refined to sub-pixel with ``subpixel``
+    (the integer part, rounded, is suite2p's shift).
 
     ``settings``: ``norm_frames``, ``smooth_sigma``, ``spatial_taper``, ``maxregshift``."""
     from suite2p.registration.register import compute_filters_and_norm
@@ -178,4 +208,4 @@ def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any]) -
     )  # fmt: skip
     filters, (rmin, rmax) = masks_and_norm[:3], masks_and_norm[-2:]
     max_shift = search_window(settings["maxregshift"], reference.shape)
-    return phase_correlate(frames, filters, max_shift, clip=(rmin, rmax) if rmin > -np.inf else None)
+    return phase_correlate(frames, filters, max_shift, clip=(rmin, rmax) if rmin > -np.inf else None, subpixel=subpixel)

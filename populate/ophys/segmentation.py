@@ -22,6 +22,9 @@ from brainobs.populate.ophys.registration import open_registered_movie
 logger = logging.getLogger(__name__)
 
 MIN_BINNED_FRAMES = 2  # the fewest bins with a temporal-difference noise estimate; sparse detection wants ~20+
+# fewer bins than this make detection unreliable: dim or slow cells are missed (Allen's 3.7 s bins leave 17 in a
+# 2000-frame movie at 31 Hz, and ROI F1 drops, issue #19); the QC check ``detection_bins`` warns below it
+RELIABLE_BINNED_FRAMES = 50
 READ_BATCH_FRAMES = 500
 
 
@@ -44,6 +47,18 @@ def binning(n_frames: int, fs: float, bin_duration_s: float) -> tuple[int, int]:
     ``bin_size = n_frames // nbinned``; nbinned is 0 when the movie is shorter than one bin."""
     nbinned = int(n_frames / (bin_duration_s * fs))
     return nbinned, (n_frames // nbinned if nbinned else 0)
+
+
+def bins_warning(n_frames: int, fs: float, bin_duration_s: float) -> str:
+    """Why detection on a movie of ``n_frames`` at ``fs`` Hz is unreliable ('' when it holds enough bins)."""
+    nbinned, _ = binning(n_frames, fs, bin_duration_s)
+    if nbinned >= RELIABLE_BINNED_FRAMES:
+        return ""
+    return (
+        f"{n_frames} frames at {fs:g} Hz give {nbinned} detection bins of {bin_duration_s:g} s, fewer than the "
+        f"{RELIABLE_BINNED_FRAMES} reliable detection needs: dim or slow cells may be missed (a longer movie, or "
+        "the enhanced preset's shorter bins)"
+    )
 
 
 def bin_movie(movie: np.ndarray, bin_size: int, nbinned: int) -> np.ndarray:
@@ -88,6 +103,9 @@ def segment_movie(
             f"movie {registered_path}: {n_frames} frames at {fs} Hz give {nbinned} bins of "
             f"{params['segmentation_bin_duration_s']} s; at least {MIN_BINNED_FRAMES} are needed"
         )
+    warning = bins_warning(n_frames, fs, params["segmentation_bin_duration_s"])
+    if warning:
+        logger.warning("%s: %s", registered_path, warning)
     from suite2p.detection.sparsedetect import sparsery
     from suite2p.detection.stats import roi_stats
     from suite2p.detection.utils import standard_deviation_over_time, temporal_high_pass_filter
