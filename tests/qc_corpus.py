@@ -46,6 +46,7 @@ OPHYS_CASES: dict[str, dict] = {
     "lateral_motion_within_limits": {"motion_px": 4.0, "max_motion_px": 8.0},  # a control: must trip nothing
     "z_drift": {"z_drift_um": 15.0},
     "low_roi_count": {"n_cells": 3, "overlap_pairs": 0},
+    "short_movie": {"n_frames": 2000},  # 17 detection bins of Allen's 3.7 s at 31 Hz
 }
 
 

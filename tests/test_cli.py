@@ -84,24 +84,28 @@ def test_diagram_as_svg(db, settings, tmp_path):
 @pytest.mark.db
 def test_select_ophys_pairs_experiments_with_a_preset_beside_the_default(db, settings, tmp_path):
     from brainobs import api
+    from brainobs.schemas import activate
     from brainobs.schemas.ophys import OphysSelection
     from tests.manifests import make_manifest
 
-    env = {**_env(settings), "BRAINOBS_DATA_ROOT": str(tmp_path)}
-    assert runner.invoke(app, ["ingest", str(make_manifest(tmp_path))], env=env).exit_code == 0
-    default = settings.ophys_paramset
-    assert OphysSelection.to_arrays("ophys_paramset").tolist() == [default]  # new experiments: the default
-    unknown = runner.invoke(app, ["select", "ophys", "better"], env=env)
-    assert unknown.exit_code == 1 and "not a 2-photon preset" in unknown.output
-    missing = runner.invoke(app, ["select", "ophys", "enhanced", "--experiment", "999"], env=env)
-    assert missing.exit_code == 1 and "no experiment with id 999" in missing.output
-    one = runner.invoke(app, ["select", "ophys", "enhanced", "--experiment", "11"], env=env)
-    assert one.exit_code == 0 and "1 experiment(s) newly paired" in one.output, one.output
-    again = runner.invoke(app, ["select", "ophys", "enhanced"], env=env)  # every unpaired one: none left
-    assert again.exit_code == 0 and "0 experiment(s)" in again.output
-    assert sorted(OphysSelection.to_arrays("ophys_paramset").tolist()) == sorted([default, "enhanced"])
-    assert OphysSelection & {"experiment_id": 11, "ophys_paramset": "enhanced"}
-    api.connect()  # the API takes the parameter set as a restriction: a known set, nothing populated yet
-    assert api.roi_masks(11, ophys_paramset="enhanced") == {}
-    with pytest.raises(api.NotFoundError, match="better"):
-        api.roi_masks(11, ophys_paramset="better")
+    try:
+        env = {**_env(settings), "BRAINOBS_DATA_ROOT": str(tmp_path)}
+        assert runner.invoke(app, ["ingest", str(make_manifest(tmp_path))], env=env).exit_code == 0
+        default = settings.ophys_paramset
+        assert OphysSelection.to_arrays("ophys_paramset").tolist() == [default]  # new experiments: the default
+        unknown = runner.invoke(app, ["select", "ophys", "better"], env=env)
+        assert unknown.exit_code == 1 and "not a 2-photon preset" in unknown.output
+        missing = runner.invoke(app, ["select", "ophys", "enhanced", "--experiment", "999"], env=env)
+        assert missing.exit_code == 1 and "no experiment with id 999" in missing.output
+        one = runner.invoke(app, ["select", "ophys", "enhanced", "--experiment", "11"], env=env)
+        assert one.exit_code == 0 and "1 experiment(s) newly paired" in one.output, one.output
+        again = runner.invoke(app, ["select", "ophys", "enhanced"], env=env)  # every unpaired one: none left
+        assert again.exit_code == 0 and "0 experiment(s)" in again.output
+        assert sorted(OphysSelection.to_arrays("ophys_paramset").tolist()) == sorted([default, "enhanced"])
+        assert OphysSelection & {"experiment_id": 11, "ophys_paramset": "enhanced"}
+        api.connect()  # the API takes the parameter set as a restriction: a known set, nothing populated yet
+        assert api.roi_masks(11, ophys_paramset="enhanced") == {}
+        with pytest.raises(api.NotFoundError, match="better"):
+            api.roi_masks(11, ophys_paramset="better")
+    finally:  # the CLI activated the schemas with this test's data root: give the session its own back
+        activate(settings)

@@ -18,11 +18,12 @@ def multiplane(database, settings):
     """The multiplane survey under the data root, ingested and run to Decrosstalk (once for this module)."""
     from brainobs.ingest.manifest import load_manifest
     from brainobs.ingest.synthetic import generate_survey
-    from brainobs.schemas import ophys
+    from brainobs.schemas import activate, ophys
     from brainobs.schemas.acquisition import PlaneGroup
     from brainobs.schemas.loading import insert_manifest
     from brainobs.schemas.subject import Subject
 
+    activate(settings)  # this session's data root, whatever an earlier CLI test activated
     root = settings.data_root / FOLDER
     if not (root / "manifest.yaml").is_file():
         generate_survey(root, preset="multiplane", seed=0)

@@ -12,6 +12,8 @@ import pytest
 from brainobs.ingest.synthetic.presets import PRESETS, OphysParams
 from brainobs.populate import qc
 from brainobs.populate.matching import ROI, ExperimentROIs, RegistrationError, match_container
+from brainobs.populate.ophys.params import OPHYS_PRESETS
+from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
 from brainobs.populate.qc import Outcome
 from tests import qc_corpus
 from tests.qc_corpus import OPHYS_CASES, Recording
@@ -35,6 +37,7 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
     "lateral_motion_within_limits": {},  # registered lateral motion is no z-drift
     "z_drift": {"z_drift": Outcome.FAIL},
     "low_roi_count": {"valid_roi_count": Outcome.WARNING},
+    "short_movie": {"detection_bins": Outcome.WARNING},
     "sync_mismatch": {"frame_count_mismatch": Outcome.CRITICAL},
     "dropped_frames": {"dropped_frames_fraction": Outcome.FAIL},
     "no_licks": {"lick_count": Outcome.FAIL},
@@ -53,6 +56,10 @@ def experiment_checks(recording: Recording) -> list[qc.Check]:
     none = np.zeros(recording.n_cells, bool)
     checks += qc.roi_checks(recording.n_cells, recording.neuropil_r, none, none, T)
     checks.append(qc.alignment_check(recording.n_movie_frames, recording.n_sync_frames, T))
+    frame_rate, bin_s = OphysParams().frame_rate, OPHYS_PRESETS["allen"][0]["segmentation_bin_duration_s"]
+    n_bins, _ = binning(recording.n_movie_frames, frame_rate, bin_s)
+    warning = bins_warning(recording.n_movie_frames, frame_rate, bin_s)
+    checks.append(qc.detection_bins_check(n_bins, RELIABLE_BINNED_FRAMES, warning))
     return checks
 
 

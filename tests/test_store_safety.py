@@ -66,7 +66,7 @@ CHILD = textwrap.dedent(
     from brainobs.pipeline import populate_all
     from brainobs.schemas import activate, stores
     from brainobs.schemas.loading import insert_manifest
-    from brainobs.schemas.ophys import MotionCorrection, _registered
+    from brainobs.schemas.ophys import MotionCorrection, open_registered
     from brainobs.settings import Settings
 
     settings = Settings.load()
@@ -77,7 +77,7 @@ CHILD = textwrap.dedent(
         assert not result["MotionCorrection"]["error_list"], result
         key = json.loads(sys.argv[2])
         row = (MotionCorrection & key).fetch1()
-        movie, _ = _registered(key)
+        movie, _ = open_registered(key)
         out = {"path": str(movie.path), "n_frames": int(row["n_frames"]), "sha256": row["registered_sha256"]}
         print(json.dumps(out))
     finally:
@@ -102,7 +102,7 @@ def test_two_prefixes_with_the_same_key_keep_their_own_files(db, settings, forge
     from brainobs.pipeline import populate_all
     from brainobs.schemas import stores
     from brainobs.schemas.loading import insert_manifest
-    from brainobs.schemas.ophys import MotionCorrection, _registered
+    from brainobs.schemas.ophys import MotionCorrection, open_registered
 
     folder = settings.data_root / "store_safety"
     folder.mkdir(exist_ok=True)
@@ -132,7 +132,7 @@ def test_two_prefixes_with_the_same_key_keep_their_own_files(db, settings, forge
     assert other["n_frames"] == 120
 
     row = (MotionCorrection & KEY).fetch1()
-    movie, _ = _registered(KEY)  # size checked against the row: fails if the other pipeline overwrote it
+    movie, _ = open_registered(KEY)  # size checked against the row: fails if the other pipeline overwrote it
     assert movie.shape == (100, 64, 64)
     assert Path(other["path"]) != movie.path
     assert stores.file_digest(movie.path) == (100 * 64 * 64 * 2, row["registered_sha256"])
