@@ -187,8 +187,10 @@ def test_unrelated_fields_of_view_fail_matching_on_long_movies(tmp_path, clean_s
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_demo_survey_recordings_pass_every_movie_and_session_check(tmp_path, seed):
     """`brainobs demo`'s three movies (the demo preset's container) and its probe, for two seeds, at the level of
-    the QC core: every experiment and session check passes (the pipeline's ROI checks are tested on the tiny
-    survey, seeds 0 and 7, in test_pipeline_tables.py and test_release_qc.py)."""
+    the QC core: every experiment and session check passes, except that the demo's 4000-frame movies give
+    fewer detection bins than reliable detection needs, a WARNING that a release under the default policy takes
+    (the pipeline's ROI checks are tested on the tiny survey, seeds 0 and 7, in test_pipeline_tables.py and
+    test_release_qc.py)."""
     demo = PRESETS["demo"]
     changes = {f.name: getattr(demo.ophys, f.name) for f in dataclasses.fields(OphysParams)}
     session = qc_corpus.session(tmp_path, seed=seed, probe_channels=demo.ephys_num_channels)
@@ -196,4 +198,5 @@ def test_the_demo_survey_recordings_pass_every_movie_and_session_check(tmp_path,
         (tmp_path / str(index)).mkdir()
         recording = qc_corpus.experiment(tmp_path / str(index), session, session_index=index, seed=seed, **changes)
         checks = experiment_checks(recording) + session_checks(recording)
-        assert all(c.outcome is Outcome.PASS for c in checks), [c.reason for c in checks if c.outcome != Outcome.PASS]
+        expected = {c.name: Outcome.WARNING if c.name == "detection_bins" else Outcome.PASS for c in checks}
+        assert {c.name: c.outcome for c in checks} == expected, [c.reason for c in checks if c.outcome != Outcome.PASS]
