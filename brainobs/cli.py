@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +15,14 @@ from typer.core import TyperGroup
 from brainobs.settings import Settings, SettingsError, redact_url
 
 
+class _QuietReconnects(logging.Filter):
+    """Drops DataJoint's "Reconnecting to database server." notes: a reconnect that works needs no word, and a
+    connection that stays lost ends the command with its one-line error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Reconnecting to database server")
+
+
 class Commands(TyperGroup):
     """The command group: a database that cannot be reached, or whose connection is lost in the middle of a
     command (a server restart), ends any command with one line and exit 1."""
@@ -23,6 +32,7 @@ class Commands(TyperGroup):
 
         from brainobs.database import DatabaseError, lost_connection
 
+        logging.getLogger("datajoint").addFilter(_QuietReconnects())
         try:
             return super().invoke(ctx)
         except (Abort, ClickException, Exit):
@@ -279,7 +289,6 @@ def worker(
 def _run_worker(settings: Settings, modules: list[str], names: list[str], options) -> int:
     """One worker in this process: what `brainobs worker` and `brainobs populate` (one worker) run. It
     connects through the queue, so that a worker started while the database is away waits for it."""
-    import logging
     import os
     from functools import partial
 

@@ -59,6 +59,15 @@ def session_info(key: dict) -> bundles.SessionInfo:
     )
 
 
+def part_rows(part, key: dict) -> pd.DataFrame:
+    """A Part table's rows under ``key``, its ``bool`` columns as bool (MySQL returns them as integers)."""
+    rows = pd.DataFrame((part & key).to_dicts())
+    for name, attribute in part.heading.attributes.items():
+        if (attribute.original_type or attribute.type) in ("bool", "boolean") and name in rows:
+            rows[name] = rows[name].astype(bool)
+    return rows
+
+
 def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
     """Running speed, licks, rewards, stimulus presentations and blocks, trials; None without a sync record."""
     if not behavior.SessionSync & key:
@@ -66,13 +75,13 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
     running = (behavior.RunningSpeed & key).fetch1()
     licks = (behavior.Licks & key).fetch1()
     rewards = (behavior.Rewards & key).fetch1()
-    presentations = pd.DataFrame((behavior.StimulusPresentations.Presentation & key).to_dicts())
+    presentations = part_rows(behavior.StimulusPresentations.Presentation, key)
     presentations = presentations.sort_values("presentation_id").drop(
         columns=[*key, "session_id", "subject_id", "presentation_id"], errors="ignore"
     )
     for column in ("orientation", "position_x", "position_y", "movie_frame_index"):
         presentations[column] = pd.to_numeric(presentations[column], errors="coerce").astype(float)
-    trials = pd.DataFrame((behavior.Trials.Trial & key).to_dicts())
+    trials = part_rows(behavior.Trials.Trial, key)
     sync = (behavior.SessionSync & key).fetch1()
     vsync = np.asarray(sync["vsync_times"], float)
     return bundles.BehaviorBundle(

@@ -441,7 +441,8 @@ def test_allensdk_reads_the_exported_files(processed, tmp_path):
     # empty ragged column), and AllenSDK's performance metrics need it; everything else of it loads
     lickless = [path.name for _, path, sidecar in files if not sidecar["licks"].size]
     for name in lickless:
-        assert problems.pop(f"{name}: performance.trial_count") == "KeyError: 'lick_times'"
+        found = problems.pop(f"{name}: performance.trial_count", None)
+        assert found == "KeyError: 'lick_times'", (name, found, problems)
     assert len(lickless) < len(keys)  # an active session is read whole
     assert not problems, problems
     assert all(len(streams) > 20 for streams in results.values())
