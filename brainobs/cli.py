@@ -23,6 +23,9 @@ class _QuietReconnects(logging.Filter):
         return not record.getMessage().startswith("Reconnecting to database server")
 
 
+QUIET_RECONNECTS = _QuietReconnects()  # one instance: invoking commands again (CliRunner) adds no second filter
+
+
 class Commands(TyperGroup):
     """The command group: a database that cannot be reached, or whose connection is lost in the middle of a
     command (a server restart), ends any command with one line and exit 1."""
@@ -32,7 +35,7 @@ class Commands(TyperGroup):
 
         from brainobs.database import DatabaseError, lost_connection
 
-        logging.getLogger("datajoint").addFilter(_QuietReconnects())
+        logging.getLogger("datajoint").addFilter(QUIET_RECONNECTS)
         try:
             return super().invoke(ctx)
         except (Abort, ClickException, Exit):
