@@ -461,7 +461,9 @@ class OphysExperimentBundle:
 
 @dataclass(frozen=True, eq=False)
 class ProbeInfo:
-    """One Neuropixels probe insertion; `name` like "probeA", `sampling_rate_hz` of its AP band."""
+    """One Neuropixels probe insertion; `name` like "probeA", `sampling_rate_hz` of its AP band,
+    `lfp_sampling_rate_hz` of its LFP band (None: no LFP recorded) and `has_lfp_data` whether an LFP file
+    of the probe is released."""
 
     name: str
     description: str
@@ -469,6 +471,8 @@ class ProbeInfo:
     manufacturer: str = "IMEC"
     targeted_structure: str | None = None
     probe_id: int | None = None
+    lfp_sampling_rate_hz: float | None = None
+    has_lfp_data: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -478,7 +482,8 @@ class ChannelTable:
     channel_id: (n,) int, unique; probe_name: (n,) str naming a ProbeInfo; probe_channel_number: (n,) int;
     probe_vertical_position, probe_horizontal_position: (n,) um on the probe shank; location: (n,) str,
     an Allen CCF acronym or "unknown"; valid_data: (n,) bool, False for a channel whose data are not usable
-    (None: every channel is valid).
+    (None: every channel is valid); ccf_coordinates: (n, 3) um in the Allen CCF, anterior-posterior,
+    dorsal-ventral, left-right (NaN rows: not registered; None: no channel registered).
     """
 
     channel_id: np.ndarray
@@ -488,6 +493,7 @@ class ChannelTable:
     probe_horizontal_position: np.ndarray
     location: np.ndarray
     valid_data: np.ndarray | None = None
+    ccf_coordinates: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = _array(self.channel_id, "channels.channel_id", 1, "iu")
@@ -510,6 +516,10 @@ class ChannelTable:
         if self.valid_data is not None:
             _array(self.valid_data, "channels.valid_data", 1, "b")
             _same_length("channels", len(ids), valid_data=self.valid_data)
+        if self.ccf_coordinates is not None:
+            ccf = _array(self.ccf_coordinates, "channels.ccf_coordinates", 2, "iuf")
+            if ccf.shape != (len(ids), 3):
+                raise BundleError(f"channels.ccf_coordinates has shape {ccf.shape}, expected ({len(ids)}, 3)")
 
 
 # Quality and waveform metrics every units table carries (NaN where a metric could not be computed).

@@ -1,12 +1,15 @@
 """The ecephys session file: probes, channels and every sorted unit, with behavior and stimulus.
 
 Layout:
-- /general/devices/<probe>: one Device per probe; /general/extracellular_ephys/<probe>: one
-  ElectrodeGroup per probe (location = targeted structure, or "unknown").
+- /general/devices/<probe>: one EcephysProbe (Allen's ndx-aibs-ecephys Device: sampling_rate of the AP band,
+  probe_id) per probe; /general/extracellular_ephys/<probe>: one EcephysElectrodeGroup per probe (location =
+  targeted structure, or "unknown"; has_lfp_data, probe_id, lfp_sampling_rate, NaN without LFP).
 - /general/extracellular_ephys/electrodes: id = channel_id; location (CCF acronym or "unknown"), group,
   group_name, rel_x / rel_y (the NWB position on the probe, um) and the Allen names of the same
   probe_horizontal_position / probe_vertical_position, probe_channel_number, probe_id (the probe's id, or
-  its index in the session without one) and valid_data.
+  its index in the session without one), valid_data and x / y / z (Allen CCF um: anterior-posterior,
+  dorsal-ventral, left-right; NaN where a channel is not registered; left out when none is), as Allen's
+  files name them.
 - /units: id = unit id, all units (no release filter). spike_times (s, resolution = 1 / the highest probe
   sampling rate), spike_amplitudes (V, ragged like spike_times), electrodes (the waveform channels),
   electrode_group (the peak channel's probe), waveform_mean (units x samples x waveform channels, V),
@@ -23,11 +26,11 @@ import numpy as np
 from hdmf.backends.hdf5 import H5DataIO
 from hdmf.common import DynamicTableRegion, VectorData, VectorIndex
 from pynwb import NWBFile
-from pynwb.device import Device
 from pynwb.ecephys import ElectrodeGroup
 from pynwb.file import ElectrodesTable
 from pynwb.misc import Units
 
+from brainobs.export.allen_types import ECEPHYS, allen_class
 from brainobs.export.bundles import UNIT_METRICS, ChannelTable, EcephysSessionBundle, UnitTable
 from brainobs.export.nwb_behavior import add_behavior
 from brainobs.export.nwb_common import column_values, dataset, new_nwbfile, table_expectations
@@ -45,6 +48,9 @@ CHANNEL_COLUMNS = {
     "probe_channel_number": "channel number on its probe",
     "probe_id": "id of the channel's probe",
     "valid_data": "whether the channel's data are usable",
+    "x": "anterior-posterior Allen CCF coordinate of the channel (um; +x posterior), NaN if not registered",
+    "y": "dorsal-ventral Allen CCF coordinate of the channel (um; +y ventral), NaN if not registered",
+    "z": "left-right Allen CCF coordinate of the channel (um; +z right), NaN if not registered",
 }
 UNIT_COLUMNS = {
     "spike_times": "spike times of the unit (s, session clock)",
@@ -62,19 +68,30 @@ UNIT_COLUMNS = {
 
 def build_ecephys_nwbfile(bundle: EcephysSessionBundle, source_sha256: str) -> tuple[NWBFile, list[Expectation]]:
     """The NWBFile of one Neuropixels session, and what to verify when it is read back."""
+    probe_ids = {
+        probe.name: probe.probe_id if probe.probe_id is not None else index for index, probe in enumerate(bundle.probes)
+    }
+    probe_class = allen_class(ECEPHYS, "EcephysProbe")
+    group_class = allen_class(ECEPHYS, "EcephysElectrodeGroup")
     devices, groups = [], {}
     for probe in bundle.probes:
-        device = Device(name=probe.name, description=probe.description, manufacturer=probe.manufacturer)
+        device = probe_class(
+            name=probe.name,
+            description=probe.description,
+            manufacturer=probe.manufacturer,
+            sampling_rate=float(probe.sampling_rate_hz),
+            probe_id=probe_ids[probe.name],
+        )
         devices.append(device)
-        groups[probe.name] = ElectrodeGroup(
+        groups[probe.name] = group_class(
             name=probe.name,
             description=probe.description,
             location=probe.targeted_structure or "unknown",
             device=device,
+            has_lfp_data=probe.has_lfp_data,
+            probe_id=probe_ids[probe.name],
+            lfp_sampling_rate=np.nan if probe.lfp_sampling_rate_hz is None else float(probe.lfp_sampling_rate_hz),
         )
-    probe_ids = {
-        probe.name: probe.probe_id if probe.probe_id is not None else index for index, probe in enumerate(bundle.probes)
-    }
     electrodes, expectations = _electrodes(bundle.channels, groups, probe_ids)
     nwbfile = new_nwbfile(
         bundle.session,
@@ -99,6 +116,7 @@ def _electrodes(
 ) -> tuple[ElectrodesTable, list[Expectation]]:
     probe_names = np.asarray(channels.probe_name).astype(str)
     horizontal = np.asarray(channels.probe_horizontal_position, dtype=np.float64)
+    ccf = None if channels.ccf_coordinates is None else np.asarray(channels.ccf_coordinates, dtype=np.float64)
     vertical = np.asarray(channels.probe_vertical_position, dtype=np.float64)
     stored = {
         "location": np.asarray(channels.location).astype(str).astype(object),
@@ -114,6 +132,7 @@ def _electrodes(
             if channels.valid_data is None
             else np.asarray(channels.valid_data, dtype=bool)
         ),
+        **({} if ccf is None else {"x": ccf[:, 0], "y": ccf[:, 1], "z": ccf[:, 2]}),
     }
     columns = [VectorData(name=n, description=CHANNEL_COLUMNS[n], data=_stored(v)) for n, v in stored.items()]
     groups_of_rows = [groups[name] for name in probe_names]

@@ -294,7 +294,7 @@ def behavior_session_bundle(key: dict) -> bundles.BehaviorSessionBundle:
 def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
     """Every probe of one ecephys session with its channels and all units (unfiltered) and metrics.
 
-    Waveforms are the mean waveform on each unit's peak channel; channel ids are
+    Waveforms are each unit's mean waveform on every channel of its probe; channel ids are
     ``probe index * 10000 + channel_index``, unique across the session's probes."""
     from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SortingParamSet, SpikeSorting, units_table
 
@@ -312,10 +312,15 @@ def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
     rows = [stored[(probe, unit)] for probe, unit in zip(units["probe_name"], units["unit_id"], strict=True)]
     peak = [int(row["peak_channel"]) for row in rows]
     peak_ids = np.array([probe_index[p] * 10000 + c for p, c in zip(units["probe_name"], peak, strict=True)])
-    waveforms = []
-    for row in rows:
-        waveform = np.asarray(row["mean_waveform"], dtype=float)  # samples x every channel
-        waveforms.append(waveform[:, int(row["peak_channel"])] * 1e-6)
+    # stored on every channel of the probe (samples x channel_index); all of them go to the file, or, when the
+    # probes differ in channel count, the same number around each unit's peak channel
+    width = min(int(row["n_channels"]) for row in recordings)
+    waveforms, waveform_ids = [], []
+    for probe, row in zip(units["probe_name"], rows, strict=True):
+        waveform = np.asarray(row["mean_waveform"], dtype=np.float32)
+        first = min(max(0, int(row["peak_channel"]) - width // 2), waveform.shape[1] - width)
+        waveforms.append(waveform[:, first : first + width] * np.float32(1e-6))
+        waveform_ids.append(probe_index[probe] * 10000 + np.arange(first, first + width))
     params = (SortingParamSet & key).to_dicts()
     return bundles.EcephysSessionBundle(
         subject=subject_info(key),
@@ -343,8 +348,8 @@ def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
             quality=units["quality"].to_numpy(dtype=str),
             spike_times=tuple(np.asarray(row["spike_times"], float) for row in rows),
             spike_amplitudes=tuple(np.asarray(row["spike_amplitudes"], float) * 1e-6 for row in rows),
-            waveform_mean=np.stack(waveforms)[:, :, None],
-            waveform_channel_ids=peak_ids.astype(np.int64)[:, None],
+            waveform_mean=np.stack(waveforms),
+            waveform_channel_ids=np.stack(waveform_ids).astype(np.int64),
             waveform_rate_hz=float(recordings[0]["sampling_rate"]),
             metrics=units[list(bundles.UNIT_METRICS)].astype(float).reset_index(drop=True),
             cluster_id=units["unit_id"].to_numpy(dtype=np.int64),

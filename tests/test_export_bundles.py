@@ -273,6 +273,10 @@ def make_ecephys_bundle(seed: int = 1, **changes) -> EcephysSessionBundle:
         probe_vertical_position=20.0 * (numbers // 2) + 20.0,
         probe_horizontal_position=np.where(numbers % 2 == 0, 43.0, 11.0),
         location=np.array(["VISp", "VISp", "VISp", "CA1", "CA1", "DG", "LGd", "LGd", "LP", "LP", "LP", "APN"]),
+        # CCF um (anterior-posterior, dorsal-ventral, left-right); the last channel is not registered
+        ccf_coordinates=np.vstack(
+            [np.column_stack([np.full(11, 8500.0), 1200.0 + 20 * np.arange(11), np.full(11, 7600.0)]), [np.nan] * 3]
+        ),
     )
     spike_times = tuple(np.sort(rng.uniform(0.1, 6.4, n)) for n in (48, 31))
     spike_amplitudes = tuple(rng.normal(120e-6, 10e-6, len(t)) for t in spike_times)

@@ -115,6 +115,12 @@ def test_ecephys_layout_and_values(ecephys) -> None:
         assert list(units["quality"][:]) == ["good", "noise"]
         assert list(units["cluster_id"][:]) == [12, 3] and list(units["local_index"][:]) == [0, 0]
         assert list(electrodes["probe_id"]) == [1] * 6 + [2] * 6 and electrodes["valid_data"].all()
+        np.testing.assert_array_equal(electrodes[["x", "y", "z"]].to_numpy(), bundle.channels.ccf_coordinates)
+        probe = nwbfile.devices["probeB"]
+        assert (type(probe).__name__, probe.sampling_rate, probe.probe_id) == ("EcephysProbe", 30000.0, 2)
+        group = nwbfile.electrode_groups["probeB"]
+        assert type(group).__name__ == "EcephysElectrodeGroup" and group.probe_id == 2 and not group.has_lfp_data
+        assert np.isnan(group.lfp_sampling_rate)
         assert np.isnan(units["velocity_below"][0])
     assert result.counts["units/spikes"] == 79
 
