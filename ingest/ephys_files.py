@@ -80,13 +80,22 @@ def open_recording(
     return recording
 
 
+# contact annotations of a probeinterface probe that register its channels in the Allen CCF
+CCF_ANNOTATIONS = ("ccf_ap_um", "ccf_dv_um", "ccf_lr_um")
+STRUCTURE_ANNOTATION = "structure_acronym"
+
+
 def channel_geometry(recording: BaseRecording) -> pd.DataFrame:
-    """One row per channel: channel_index, channel_id, contact_id, x_um, y_um, shank."""
+    """One row per channel: channel_index, channel_id, contact_id, x_um, y_um, shank, and the registration the
+    probe's contact annotations give: structure_acronym ("" without) and ccf_ap_um, ccf_dv_um, ccf_lr_um
+    (NaN without)."""
     probe = recording.get_probe()
     order = np.argsort(probe.device_channel_indices)
     contact_ids = probe.contact_ids[order] if probe.contact_ids is not None else [""] * len(order)
     shanks = probe.shank_ids[order] if probe.shank_ids is not None else np.zeros(len(order), dtype=int)
     positions = probe.contact_positions[order]
+    annotations = probe.contact_annotations
+    structures = annotations.get(STRUCTURE_ANNOTATION)
     return pd.DataFrame(
         {
             "channel_index": np.arange(recording.get_num_channels()),
@@ -95,6 +104,15 @@ def channel_geometry(recording: BaseRecording) -> pd.DataFrame:
             "x_um": positions[:, 0].astype(float),
             "y_um": positions[:, 1].astype(float),
             "shank": [int(s) if str(s).isdigit() else 0 for s in shanks],
+            STRUCTURE_ANNOTATION: [""] * len(order)
+            if structures is None
+            else np.asarray(structures)[order].astype(str),
+            **{
+                name: np.full(len(order), np.nan)
+                if annotations.get(name) is None
+                else np.asarray(annotations[name], dtype=float)[order]
+                for name in CCF_ANNOTATIONS
+            },
         }
     )
 
@@ -218,6 +236,13 @@ def _attach_probe(recording: BaseRecording, probe_file: Path) -> BaseRecording:
             probe_file,
             f"the probe map has {num_contacts} contacts but the recording has {recording.get_num_channels()} channels",
         )
+    for name in CCF_ANNOTATIONS:
+        try:
+            np.asarray(probe.contact_annotations.get(name, []), dtype=float)
+        except (TypeError, ValueError) as err:
+            raise RecordingFileError(probe_file, f"contact annotation {name} is not numeric ({err})") from err
+    if any(len(str(s)) > 32 for s in probe.contact_annotations.get(STRUCTURE_ANNOTATION, [])):
+        raise RecordingFileError(probe_file, f"a contact's {STRUCTURE_ANNOTATION} is longer than 32 characters")
     if probe.device_channel_indices is None:
         probe.set_device_channel_indices(np.arange(num_contacts))
     recording.set_probe(probe)

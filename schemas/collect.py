@@ -341,6 +341,7 @@ def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
             probe_vertical_position=channels["y_um"].to_numpy(dtype=float),
             probe_horizontal_position=channels["x_um"].to_numpy(dtype=float),
             location=channels["location"].to_numpy(dtype=str),
+            ccf_coordinates=_ccf(channels),
         ),
         units=bundles.UnitTable(
             unit_id=np.arange(len(units), dtype=np.int64),
@@ -361,3 +362,10 @@ def ecephys_session_bundle(key: dict) -> bundles.EcephysSessionBundle:
             software=software_versions(),
         ),
     )
+
+
+def _ccf(channels: pd.DataFrame) -> np.ndarray | None:
+    """(channels, 3) CCF um (anterior-posterior, dorsal-ventral, left-right), NaN where not registered; None
+    when no channel is."""
+    ccf = channels[["ccf_ap_um", "ccf_dv_um", "ccf_lr_um"]].to_numpy(dtype=float, na_value=np.nan)
+    return None if np.isnan(ccf).all() else ccf

@@ -15,7 +15,7 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from brainobs.ingest.ephys_files import channel_geometry, open_recording
+from brainobs.ingest.ephys_files import CCF_ANNOTATIONS, channel_geometry, open_recording
 from brainobs.populate.ephys.channels import channel_noise
 from brainobs.populate.ephys.filters import filter_units
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS, compute_unit_metrics
@@ -84,6 +84,9 @@ class EphysRecording(dj.Imported):
         shank : int16
         location : varchar(32)             # brain structure; "unknown" outside the brain or unregistered
         noise_uv = null : float64          # std of the raw signal over sampled chunks, uV (dead-channel QC)
+        ccf_ap_um = null : float64         # Allen CCF anterior-posterior coordinate (probe file), um
+        ccf_dv_um = null : float64         # Allen CCF dorsal-ventral coordinate, um
+        ccf_lr_um = null : float64         # Allen CCF left-right coordinate, um
         """
 
     def make(self, key):
@@ -105,8 +108,9 @@ class EphysRecording(dj.Imported):
                 **key,
                 **{name: row[name] for name in ("channel_index", "channel_id", "contact_id", "x_um", "y_um")},
                 "shank": int(row["shank"]),
-                "location": location,
+                "location": row["structure_acronym"] or location,  # the probe file's registration, else the target
                 "noise_uv": float(noise[row["channel_index"]]),
+                **{name: finite_or_none(row[name]) for name in CCF_ANNOTATIONS},
             }
             for row in channel_geometry(recording).to_dict("records")
         )

@@ -1,4 +1,4 @@
-"""The ecephys export bundle read from the tables: every channel's mean waveform reaches the file.
+"""The ecephys bundle read from the tables: every channel's mean waveform and CCF position reach the file.
 
 Rows are inserted directly (no sorter runs), so the test costs what a database round trip costs."""
 
@@ -51,6 +51,13 @@ def _ingest(settings) -> None:
     insert_manifest(load_manifest(path, settings.data_root))
 
 
+def _ccf(probe: str, channel: int) -> dict[str, float]:
+    """probeA's channels are registered along a vertical track; probeB's are not."""
+    if probe != "probeA":
+        return {}
+    return {"ccf_ap_um": 8500.0, "ccf_dv_um": 1300.0 - 20 * (channel // 2), "ccf_lr_um": 9500.0}
+
+
 def _sorted_rows(rng: np.random.Generator) -> dict[tuple[str, int], np.ndarray]:
     """Recording, channel, sorting and metric rows of two probes, two units each; their mean waveforms (uV)."""
     from brainobs.schemas.ephys import (
@@ -80,9 +87,10 @@ def _sorted_rows(rng: np.random.Generator) -> dict[tuple[str, int], np.ndarray]:
                     "y_um": 20.0 * (c // 2),
                     "shank": 0,
                     "location": "VISp",
+                    **_ccf(name, c),
                 }
                 for c in range(n)
-            ),  # fmt: skip
+            ),
             allow_direct_insert=True,
         )
         sorting = {**key, "sorting_paramset": DEFAULT_PARAMSET}
@@ -123,6 +131,10 @@ def test_every_channels_mean_waveform_reaches_the_file(db, settings, tmp_path):
     np.testing.assert_allclose(units.waveform_mean[2], waveforms[("probeB", 0)] * 1e-6, rtol=1e-6)
     assert list(units.peak_channel_id) == [1, 14, 10001, 10010]
     assert list(units.cluster_id) == [0, 1, 0, 1] and list(units.local_index) == [0, 1, 0, 1]
+    # CCF from the channels that have it (probeA), NaN on the others
+    ccf = bundle.channels.ccf_coordinates
+    np.testing.assert_array_equal(ccf[:16, 1], 1300.0 - 20 * (np.arange(16) // 2))
+    assert np.isnan(ccf[16:]).all() and ccf.shape == (28, 3)
     # the writer's read-back compares every array of the file with the bundle's
     written = export_ecephys_session(bundle, tmp_path / "session.nwb")
     assert written.counts["units/spikes"] == 12

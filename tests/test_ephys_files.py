@@ -20,6 +20,7 @@ from brainobs.ingest.ephys_files import (
     open_recording,
 )
 from brainobs.ingest.synthetic.ephys import (
+    CCF_TIP_UM,
     NP1_AP_GAIN_TO_UV,
     load_truth,
     neuropixels1_probe,
@@ -86,7 +87,10 @@ def test_round_trip(written):
 
 def test_geometry_is_neuropixels_1(written):
     geometry = channel_geometry(_open(written[0]))
-    assert list(geometry.columns) == ["channel_index", "channel_id", "contact_id", "x_um", "y_um", "shank"]
+    assert list(geometry.columns) == [
+        "channel_index", "channel_id", "contact_id", "x_um", "y_um", "shank",
+        "structure_acronym", "ccf_ap_um", "ccf_dv_um", "ccf_lr_um",
+    ]  # fmt: skip
     assert len(geometry) == NUM_CHANNELS
     # NP1.0 staggered layout: 2 contacts per row, 20 um between rows, x in {0, 16, 32, 48}
     np.testing.assert_array_equal(geometry["y_um"], np.repeat(np.arange(8) * 20.0, 2))
@@ -124,6 +128,25 @@ def test_whole_samples_missing(copy):
     data = (copy / "recording.bin").read_bytes()
     (copy / "recording.bin").write_bytes(data[: len(data) - NUM_CHANNELS * 2 * 10])
     with pytest.raises(TruncatedRecordingError, match="299990 samples but the sidecar says 300000"):
+        _open(copy)
+
+
+def test_probe_file_registration(written, copy):
+    """The synthetic probe.json annotates a vertical track through VISp; a probe file without annotations
+    gives "" and NaN; a non-numeric coordinate is refused naming the file."""
+    geometry = channel_geometry(_open(written[0]))
+    assert (geometry["structure_acronym"] == "VISp").all()
+    np.testing.assert_array_equal(geometry["ccf_dv_um"], CCF_TIP_UM[1] - geometry["y_um"])
+    assert (geometry["ccf_ap_um"] == CCF_TIP_UM[0]).all() and (geometry["ccf_lr_um"] == CCF_TIP_UM[2]).all()
+    document = json.loads((copy / "probe.json").read_text())
+    annotations = document["probes"][0]["contact_annotations"]
+    annotations.clear()
+    (copy / "probe.json").write_text(json.dumps(document))
+    bare = channel_geometry(_open(copy))
+    assert (bare["structure_acronym"] == "").all() and bare["ccf_ap_um"].isna().all()
+    annotations["ccf_dv_um"] = ["deep"] * NUM_CHANNELS
+    (copy / "probe.json").write_text(json.dumps(document))
+    with pytest.raises(RecordingFileError, match=r"probe.json: contact annotation ccf_dv_um is not numeric"):
         _open(copy)
 
 

@@ -30,6 +30,11 @@ FIRING_RATE_RANGE_HZ = (4.0, 20.0)
 # SNR 5 at NOISE_LEVEL_UV, as on a real probe.
 AMPLITUDE_RANGE = (40.0, 300.0)
 
+# A vertical track through VISp: the CCF position (um; anterior-posterior, dorsal-ventral, left-right) of the
+# probe tip; a contact y_um above the tip sits y_um less deep. Written as contact annotations of probe.json.
+CCF_TIP_UM = (8500.0, 1300.0, 9500.0)
+TRACK_STRUCTURE = "VISp"
+
 RECORDING_FILE = "recording.bin"
 SIDECAR_FILE = "recording.json"
 PROBE_FILE = "probe.json"
@@ -44,6 +49,19 @@ def neuropixels1_probe(num_channels: int) -> probeinterface.Probe:
         raise ValueError(f"num_channels must be in 1..{NP1_READOUT_CHANNELS}, got {num_channels}")
     probe = build_neuropixels_probe(PROBE_PART_NUMBER).get_slice(np.arange(num_channels))
     probe.set_device_channel_indices(np.arange(num_channels))
+    return probe
+
+
+def registered(recording: BaseRecording) -> probeinterface.Probe:
+    """The recording's probe with each contact's CCF position and structure (the CCF_TIP_UM track) annotated."""
+    probe = recording.get_probe()
+    depth = probe.contact_positions[:, 1]
+    probe.annotate_contacts(
+        structure_acronym=np.full(len(depth), TRACK_STRUCTURE),
+        ccf_ap_um=np.full(len(depth), CCF_TIP_UM[0]),
+        ccf_dv_um=CCF_TIP_UM[1] - depth,
+        ccf_lr_um=np.full(len(depth), CCF_TIP_UM[2]),
+    )
     return probe
 
 
@@ -78,7 +96,7 @@ def write_recording(
     recording, truth = _generate(num_channels, duration_s, seed, sampling_rate, num_units)
 
     num_samples = _write_int16(recording, folder / RECORDING_FILE, NP1_AP_GAIN_TO_UV, list(dead_channels))
-    _write_atomic(folder / PROBE_FILE, lambda p: probeinterface.write_probeinterface(p, recording.get_probe()))
+    _write_atomic(folder / PROBE_FILE, lambda p: probeinterface.write_probeinterface(p, registered(recording)))
     sidecar = {
         "sampling_rate": float(sampling_rate),
         "num_channels": int(num_channels),
