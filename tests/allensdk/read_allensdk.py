@@ -2,7 +2,7 @@
 through AllenSDK and compare every stream with the values brainobs wrote next to it (an .npz sidecar).
 
 Usage: python read_allensdk.py MANIFEST.json -> prints one JSON object {file: {stream: "ok" or problem}}.
-The manifest lists {"kind": "ophys" | "behavior", "nwb": path, "sidecar": path}.
+The manifest lists {"kind": "ophys" | "behavior" | "ecephys", "nwb": path, "sidecar": path}.
 """
 
 from __future__ import annotations
@@ -119,20 +119,46 @@ def _ophys_streams(experiment, expected) -> dict:
     }
 
 
+def _ecephys_streams(session) -> dict:
+    """EcephysSession reads lazily: every stream opens the file (unfiltered units and channels)."""
+    return {
+        "probes": lambda: (session.probes[["sampling_rate", "lfp_sampling_rate"]].to_numpy().T, "probe_rates"),
+        "channels": lambda: (
+            session.channels[["anterior_posterior_ccf_coordinate", "dorsal_ventral_ccf_coordinate"]].to_numpy().T,
+            "channel_ccf",
+        ),
+        "units": lambda: (session.units.index.to_numpy(), "unit_id"),
+    }
+
+
 def check(kind: str, nwb: str, sidecar: str) -> dict:
     from allensdk.brain_observatory.behavior.behavior_ophys_experiment import BehaviorOphysExperiment
     from allensdk.brain_observatory.behavior.behavior_session import BehaviorSession
+    from allensdk.brain_observatory.ecephys.ecephys_session import EcephysSession
 
     expected = np.load(sidecar, allow_pickle=False)
+    if kind == "ecephys":
+        unfiltered = {"filter_by_validity": False, "filter_out_of_brain_units": False}
+        thresholds = {
+            "amplitude_cutoff_maximum": np.inf,
+            "presence_ratio_minimum": -np.inf,
+            "isi_violations_maximum": np.inf,
+        }
+        session = EcephysSession.from_nwb_path(nwb, api_kwargs={**unfiltered, **thresholds})
+        return _read_streams(_ecephys_streams(session), expected)
     try:
         reader = BehaviorOphysExperiment if kind == "ophys" else BehaviorSession
         session = reader.from_nwb_path(nwb)
     except Exception:
         return {"from_nwb_path": traceback.format_exc(limit=-3)}
-    results = {"from_nwb_path": "ok"}
     streams = _behavior_streams(session, expected)
     if kind == "ophys":
         streams.update(_ophys_streams(session, expected))
+    return {"from_nwb_path": "ok", **_read_streams(streams, expected)}
+
+
+def _read_streams(streams: dict, expected) -> dict:
+    results = {}
     for name, read in streams.items():
         try:
             actual, key = read()
