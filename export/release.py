@@ -10,7 +10,8 @@ out_dir/<tag>/
 File names follow the `dandi organize` layout (the ORGANIZED_FILENAME_REGEX that `dandi validate` checks):
 subject and session labels, an optional `desc-` label to tell apart several files of one session (the
 ophys experiment id: one file per imaging plane), and the modality as `dandi organize` derives it from
-the file's neurodata types ("ophys" for experiment files, "ecephys" for session files). Labels keep only
+the file's neurodata types ("ophys" for experiment files, "ecephys" for session files), an Allen extension
+type counting as its core base type (dandi maps none: it would give the ecephys files no modality). Labels keep only
 letters, digits and hyphens. Names do not depend on which other files are in the release, so a file keeps
 its path from tag to tag (`dandi organize` adds opaque obj- suffixes when names collide).
 
