@@ -326,10 +326,11 @@ def units_table(*restrictions: dict, preset: str | None = None, strict: bool = F
 
 
 def _assume_unregistered_probes_in_brain(units: pd.DataFrame, shared: list[str]) -> None:
-    """A probe with no targeted_structure (and no registration) says nothing of where its channels are: its
+    """A probe with no targeted_structure and no registered channel says nothing of where its channels are: its
     units are taken as in the brain, with a warning naming the probe, instead of all being dropped as outside."""
     probes = units[shared].drop_duplicates().to_dict("records")
-    unregistered = (ProbeInsertion & probes & {"targeted_structure": ""}).proj().to_dicts()
+    registered = EphysRecording.Channel - {"location": "unknown"}
+    unregistered = ((ProbeInsertion & probes & {"targeted_structure": ""}) - registered).proj().to_dicts()
     for probe in unregistered:
         rows = np.logical_and.reduce([units[k] == v for k, v in probe.items()])
         units.loc[rows, "in_brain"] = True

@@ -41,7 +41,7 @@ def _ingest(settings) -> None:
                 "recording_path": f"BOCOLLECT/{SESSION}/recording.bin",
                 "sampling_rate": 30000.0,
                 "num_channels": n,
-                "targeted_structure": "VISp",
+                "targeted_structure": "",  # neither probe was aimed; probeA's channels are registered
             }
             for name, n in N_CHANNELS.items()
         ],
@@ -56,6 +56,13 @@ def _ccf(probe: str, channel: int) -> dict[str, float]:
     if probe != "probeA":
         return {}
     return {"ccf_ap_um": 8500.0, "ccf_dv_um": 1300.0 - 20 * (channel // 2), "ccf_lr_um": 9500.0}
+
+
+def _location(probe: str, channel: int) -> str:
+    """probeA is registered (channel 1, unit 0's peak, lies outside the brain); probeB is not."""
+    if probe != "probeA":
+        return "unknown"
+    return "root" if channel == 1 else "VISp"
 
 
 def _sorted_rows(rng: np.random.Generator) -> dict[tuple[str, int], np.ndarray]:
@@ -86,7 +93,7 @@ def _sorted_rows(rng: np.random.Generator) -> dict[tuple[str, int], np.ndarray]:
                     "x_um": 16.0 * (c % 2),
                     "y_um": 20.0 * (c // 2),
                     "shank": 0,
-                    "location": "VISp",
+                    "location": _location(name, c),
                     **_ccf(name, c),
                 }
                 for c in range(n)
@@ -138,3 +145,16 @@ def test_every_channels_mean_waveform_reaches_the_file(db, settings, tmp_path):
     # the writer's read-back compares every array of the file with the bundle's
     written = export_ecephys_session(bundle, tmp_path / "session.nwb")
     assert written.counts["units/spikes"] == 12
+
+
+def test_a_probe_without_target_but_registered_channels_is_not_assumed_in_the_brain(db, settings):
+    from brainobs.schemas.ephys import units_table
+
+    _ingest(settings)
+    _sorted_rows(np.random.default_rng(6))
+    with pytest.warns(UserWarning) as caught:
+        units = units_table({"session_id": SESSION})
+    messages = [str(w.message) for w in caught if "no targeted_structure" in str(w.message)]
+    assert len(messages) == 1 and "probe probeB" in messages[0]
+    assert list(units["location"]) == ["root", "VISp", "unknown", "unknown"]
+    assert list(units["in_brain"]) == [False, True, True, True]

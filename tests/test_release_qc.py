@@ -1,6 +1,7 @@
 """A second seed of the tiny survey (seed 0: test_pipeline_tables.py) through the pipeline and a release.
 
-Its ecephys session is ingested without its behavior folder and its probe without a targeted_structure:
+Its ecephys session is ingested without its behavior folder and its probe without a targeted_structure or a
+registration in its probe file:
 the session must still get session QC and be released, and its units must not all count as outside the brain.
 A behavior-only session (reading the first ophys session's behavior folder) is added: it is released alone.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import warnings
 
 import pytest
@@ -38,6 +40,7 @@ def seeded(database, settings, test_home):
             session["behavior_dir"] = ""
     for probe in manifest["probe_insertions"]:
         probe["targeted_structure"] = ""
+        _unregister(root / probe["probe_file"])
     first = manifest["sessions"][0]  # a behavior-only session, reading the first ophys session's behavior folder
     manifest["sessions"].append({**first, "session_id": BEHAVIOR_ONLY, "modality": "behavior"})
     (root / "stripped.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -53,6 +56,14 @@ def seeded(database, settings, test_home):
     finally:
         Subject.delete(prompt=False)
         activate(settings)
+
+
+def _unregister(probe_file):
+    """Drop the synthetic probe file's CCF registration (its contact annotations)."""
+    document = json.loads(probe_file.read_text())
+    for probe in document["probes"]:
+        probe.pop("contact_annotations", None)
+    probe_file.write_text(json.dumps(document))
 
 
 def test_every_clean_item_is_released(seeded):
