@@ -14,27 +14,38 @@ from brainobs.settings import Settings
 DEMO_OPHYS_PARAMSET = "allen_short_movies"
 
 
-def run_demo(settings: Settings, console: Console) -> None:
-    """Generate (once) and ingest the `demo` survey, populate every table, and print what the database holds."""
+class DemoSeedError(RuntimeError):
+    """The database already holds the demo survey of another seed."""
+
+
+def run_demo(settings: Settings, console: Console, seed: int = 0) -> None:
+    """Generate (once) and ingest the `demo` survey of `seed`, populate every table, and print what the database
+    holds and what its release keeps.
+
+    One database holds one demo survey (the surveys of two seeds share their ids): another seed needs another
+    BRAINOBS_HOME or schema prefix, or `DemoSeedError` is raised before anything is written.
+    """
     from brainobs.ingest.manifest import load_manifest
     from brainobs.ingest.synthetic import generate_survey
     from brainobs.pipeline import computed_tables, manual_tables, populate_all
     from brainobs.schemas import activate
     from brainobs.schemas.loading import insert_manifest
 
-    data_root = (settings.data_root or settings.home / "demo-data").resolve()
+    default_root = settings.home / ("demo-data" if seed == 0 else f"demo-data-seed{seed}")
+    data_root = (settings.data_root or default_root).resolve()
+    _claim_seed(settings, seed)
     # the demo's movies (4000 frames) are shorter than Allen's 600 s dF/F window, which `allen` refuses
     preset = os.environ.get("BRAINOBS_OPHYS_PARAMSET") or DEMO_OPHYS_PARAMSET
     settings = dataclasses.replace(settings, data_root=data_root, ophys_paramset=preset)
     os.environ.update(BRAINOBS_DATA_ROOT=str(data_root), BRAINOBS_OPHYS_PARAMSET=preset)
-    console.rule("brainobs demo")
+    console.rule(f"brainobs demo (seed {seed})")
     console.print(f"database: {settings.database}   home: {settings.home.resolve()}   data: {data_root}")
     console.print(f"2-photon preset: {preset} (later commands on this database: BRAINOBS_OPHYS_PARAMSET={preset})")
     manifest = data_root / "manifest.yaml"
     if not manifest.exists():
         console.print("generating the synthetic 'demo' survey (once) ...")
         started = time.perf_counter()
-        generate_survey(data_root, preset="demo", seed=0)
+        generate_survey(data_root, preset="demo", seed=seed)
         console.print(f"  generated in {time.perf_counter() - started:.0f} s")
     activate(settings)
     report = insert_manifest(load_manifest(manifest, data_root))
@@ -51,6 +62,19 @@ def run_demo(settings: Settings, console: Console) -> None:
     for summary in (_ophys_summary, _container_summary, _ephys_summary, _behavior_summary):
         console.print(summary())
     _release_summary(settings, console)
+
+
+def _claim_seed(settings: Settings, seed: int) -> None:
+    """Record which seed this database's demo survey has; refuse another one."""
+    marker = settings.home / f"demo-seed-{settings.schema_prefix.rstrip('_')}"
+    if marker.exists() and marker.read_text().strip() != str(seed):
+        held = marker.read_text().strip()
+        raise DemoSeedError(
+            f"the database of {marker.parent} (schema prefix {settings.schema_prefix!r}) holds the demo survey of "
+            f"seed {held}, not {seed}; run seed {seed} with another BRAINOBS_HOME or BRAINOBS_SCHEMA_PREFIX"
+        )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{seed}\n")
 
 
 def _ophys_summary() -> Table:
