@@ -26,6 +26,7 @@ import tifffile
 
 from benchmarks import load_average
 from brainobs.ingest.synthetic import generate_survey, load_ophys_truth, load_survey_truth
+from brainobs.ingest.synthetic.presets import PRESETS
 from brainobs.populate.matching import ROI, ExperimentROIs, match_container
 from brainobs.populate.scoring.matching import MatchingScore, score_matching
 
@@ -108,7 +109,8 @@ def main() -> None:
             for k, (name, overrides) in enumerate(variants.items()):
                 out = Path(tmp) / f"survey{seed}_{k}"
                 started = time.perf_counter()
-                generate_survey(out, args.preset, seed=seed, **overrides)
+                single_plane = [plan for plan in PRESETS[args.preset].subjects if plan.planes == 1]
+                generate_survey(out, args.preset, seed=seed, subjects=tuple(single_plane), **overrides)
                 generated = time.perf_counter() - started
                 scores, seconds, (shift, rotation) = score_survey(out)
                 print(

@@ -59,7 +59,7 @@ def run_demo(settings: Settings, console: Console, seed: int = 0) -> None:
     for table in manual_tables(settings) + computed_tables(settings):
         view.add_row(table.__name__, str(len(table())))
     console.print(view)
-    for summary in (_ophys_summary, _container_summary, _ephys_summary, _behavior_summary):
+    for summary in (_ophys_summary, _decrosstalk_summary, _container_summary, _ephys_summary, _behavior_summary):
         console.print(summary())
     _release_summary(settings, console)
 
@@ -67,8 +67,8 @@ def run_demo(settings: Settings, console: Console, seed: int = 0) -> None:
 def _claim_seed(settings: Settings, seed: int) -> None:
     """Record which seed this database's demo survey has; refuse another one."""
     marker = settings.home / f"demo-seed-{settings.schema_prefix.rstrip('_')}"
-    if marker.exists() and marker.read_text().strip() != str(seed):
-        held = marker.read_text().strip()
+    held = marker.read_text().strip() if marker.exists() else str(seed)
+    if held != str(seed):
         raise DemoSeedError(
             f"the database of {marker.parent} (schema prefix {settings.schema_prefix!r}) holds the demo survey of "
             f"seed {held}, not {seed}; run seed {seed} with another BRAINOBS_HOME or BRAINOBS_SCHEMA_PREFIX"
@@ -88,6 +88,19 @@ def _ophys_summary() -> Table:
         events = ophys.EventDetection.Event & key
         n_events = sum(int(np.count_nonzero(np.nan_to_num(np.asarray(e)) > 0)) for e in events.to_arrays("events"))
         view.add_row(str(row["experiment_id"]), str(row["n_rois"]), str(row["n_valid"]), str(n_events))
+    return view
+
+
+def _decrosstalk_summary() -> Table:
+    from brainobs.schemas.ophys import Decrosstalk
+
+    view = Table("plane", "paired plane", "crosstalk", "ghosts", "flagged", title="mesoscope planes (decrosstalk)")
+    for row in Decrosstalk.to_dicts(order_by="experiment_id"):
+        crosstalk = "-" if row["crosstalk"] is None else f"{row['crosstalk']:.3f}"
+        view.add_row(
+            str(row["experiment_id"]), str(row["paired_experiment_id"]), crosstalk, str(row["n_ghosts"]),
+            str(row["n_flagged"]),
+        )  # fmt: skip
     return view
 
 
