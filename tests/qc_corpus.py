@@ -23,10 +23,12 @@ from brainobs.ingest.behavior_files import read_behavior
 from brainobs.ingest.ephys_files import channel_geometry, open_recording
 from brainobs.ingest.synthetic.behavior import vsync_times, write_behavior
 from brainobs.ingest.synthetic.ephys import default_num_units, write_recording
-from brainobs.ingest.synthetic.ophys import ExperimentSpec, make_tissue, write_experiment
+from brainobs.ingest.synthetic.ophys import ExperimentSpec, make_tissue, write_experiment, write_pair
 from brainobs.ingest.synthetic.presets import INDICATOR_LINES, OphysParams
 from brainobs.populate import qc
 from brainobs.populate.ephys.channels import channel_noise
+from brainobs.populate.ophys.decrosstalk import DECROSSTALK_PARAMS, DecrosstalkResult, decrosstalk_plane
+from brainobs.populate.ophys.rois import RoiRecord
 
 LINE = INDICATOR_LINES["GCaMP6f"]
 N_DISPLAY_FRAMES = 6000
@@ -35,6 +37,7 @@ SATURATION_LEVEL = 65535.0  # the generator's uint16 movies clip there
 BEHAVIOR_S = 60.0
 PROBE_CHANNELS = 16
 PROBE_NAME = "probeA"
+PAIR_FRAMES = 2000  # a mesoscope pair at 11 Hz: 182 s
 
 # failure mode of a 2-photon movie -> the generator parameters changed
 OPHYS_CASES: dict[str, dict] = {
@@ -70,6 +73,7 @@ class Recording:
     passive: bool
     channel_noise: np.ndarray  # ordered along the probe
     n_units: int
+    decrosstalk: DecrosstalkResult | None = None  # a mesoscope plane's, against its paired plane
 
 
 @dataclass(frozen=True)
@@ -176,3 +180,22 @@ def with_sync(recording: Recording, *, missing_pulses: int = 0, dropped_fraction
     drawn as the behavior generator draws them)."""
     vsync = vsync_times(np.random.default_rng(1), N_DISPLAY_FRAMES, dropped_fraction=dropped_fraction)
     return dataclasses.replace(recording, n_sync_frames=recording.n_movie_frames - missing_pulses, vsync_times=vsync)
+
+
+def paired_plane(root: Path, crosstalk: tuple[float, float], seed: int = 0) -> DecrosstalkResult:
+    """Write a mesoscope pair with the generator (each plane sees ``crosstalk`` of its partner's light) and
+    decrosstalk the first plane's true cells (footprint >= 0.5) against the second, as Decrosstalk does."""
+    p = dataclasses.replace(OphysParams(), n_frames=PAIR_FRAMES, frame_rate=11.0)
+    tissues = (make_tissue(p, LINE, 700001, 1, seed), make_tissue(p, LINE, 700002, 1, seed + 1))
+    specs = (ExperimentSpec(7000010, 0, p.n_frames, 11.0, 175), ExperimentSpec(7000020, 0, p.n_frames, 11.0, 275))
+    paths = ((root / "plane0.tif", root / "plane0.npz"), (root / "plane1.tif", root / "plane1.npz"))
+    write_pair(paths, tissues, specs, crosstalk, p, LINE, seed)
+    truth = np.load(paths[0][1])
+    y_shift, x_shift = truth["shifts_y"].astype(float), truth["shifts_x"].astype(float)
+    movies = [register(tifffile.imread(movie).astype(float), y_shift, x_shift) for movie, _ in paths]
+    masks = [np.nonzero(footprint >= 0.5) for footprint in truth["footprints"]]
+    rois = [
+        RoiRecord(k, k, y.astype(np.int64), x.astype(np.int64), movies[0].shape[1:])
+        for k, (y, x) in enumerate(mask for mask in masks if mask[0].size)
+    ]
+    return decrosstalk_plane(movies[0], movies[1], rois, DECROSSTALK_PARAMS)

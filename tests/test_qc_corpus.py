@@ -43,6 +43,8 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
     "no_licks": {"lick_count": Outcome.FAIL},
     "dead_probe_channels": {f"dead_channels:{PROBE}": Outcome.FAIL},
     "failed_matching": {"cell_matching": Outcome.FAIL, "match_fraction": Outcome.NOT_SET},
+    "paired_plane": {},  # a mesoscope plane whose crosstalk (0.05, partner 0.15) unmixes
+    "uncorrectable_crosstalk": {"residual_crosstalk": Outcome.FAIL},  # 0.45 each way: outside Allen's ICA bounds
 }
 
 
@@ -60,6 +62,10 @@ def experiment_checks(recording: Recording) -> list[qc.Check]:
     n_bins, _ = binning(recording.n_movie_frames, frame_rate, bin_s)
     warning = bins_warning(recording.n_movie_frames, frame_rate, bin_s)
     checks.append(qc.detection_bins_check(n_bins, RELIABLE_BINNED_FRAMES, warning))
+    pair = recording.decrosstalk
+    cells = None if pair is None else np.array([not labels for labels in pair.labels])
+    unmixed, converged = (None, None) if pair is None else (pair.unmixed_ratio, pair.converged)
+    checks.append(qc.residual_crosstalk_check(unmixed, converged, cells, T))
     return checks
 
 
@@ -126,6 +132,9 @@ def corpus(tmp_path_factory, clean_session) -> dict[str, list[qc.Check]]:
     dead = qc_corpus.session(root / "dead-probe", dead_channels=tuple(range(4, 12)))
     recordings["dead_probe_channels"] = qc_corpus.with_session(clean, dead)
     recordings["failed_matching"] = clean
+    for name, crosstalk in (("paired_plane", (0.05, 0.15)), ("uncorrectable_crosstalk", (0.45, 0.45))):
+        (root / name).mkdir()
+        recordings[name] = dataclasses.replace(clean, decrosstalk=qc_corpus.paired_plane(root / name, crosstalk))
     (root / "containers").mkdir()
     same, unrelated = _containers(root / "containers", clean_session, CONTAINER_FRAMES)
     matched, failed = container_checks(same), container_checks(unrelated)
