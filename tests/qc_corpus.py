@@ -23,7 +23,8 @@ from brainobs.ingest.behavior_files import read_behavior
 from brainobs.ingest.ephys_files import channel_geometry, open_recording
 from brainobs.ingest.synthetic.behavior import vsync_times, write_behavior
 from brainobs.ingest.synthetic.ephys import default_num_units, write_recording
-from brainobs.ingest.synthetic.ophys import ExperimentSpec, make_tissue, write_experiment, write_pair
+from brainobs.ingest.synthetic.ophys import ExperimentSpec, make_tissue, write_experiment
+from brainobs.ingest.synthetic.pairs import registered, true_pair
 from brainobs.ingest.synthetic.presets import INDICATOR_LINES, OphysParams
 from brainobs.populate import qc
 from brainobs.populate.ephys.channels import channel_noise
@@ -130,16 +131,6 @@ def session(
     return Session(vsync, n_licks, passive, noise, n_units)
 
 
-def register(movie: np.ndarray, y_shift: np.ndarray, x_shift: np.ndarray) -> np.ndarray:
-    """Each frame rolled back by its rounded true shift (suite2p's rigid correction)."""
-    return np.stack(
-        [
-            np.roll(frame, (-round(float(y)), -round(float(x))), axis=(0, 1))
-            for frame, y, x in zip(movie, y_shift, x_shift, strict=True)
-        ]
-    )
-
-
 def experiment(
     root: Path, session_inputs: Session, container_id: int = 700001, session_index: int = 0, seed: int = 0, **changes
 ) -> Recording:
@@ -158,7 +149,7 @@ def experiment(
         frame_means=movie.mean(axis=(1, 2)),
         max_image=movie.max(axis=0),
         average_image=movie.mean(axis=0),
-        epochs=qc.epoch_images(register(movie, y_shift, x_shift)),
+        epochs=qc.epoch_images(registered(movie, y_shift, x_shift)),
         y_shift=y_shift,
         x_shift=x_shift,
         n_cells=n_cells,
@@ -183,19 +174,15 @@ def with_sync(recording: Recording, *, missing_pulses: int = 0, dropped_fraction
 
 
 def paired_plane(root: Path, crosstalk: tuple[float, float], seed: int = 0) -> DecrosstalkResult:
-    """Write a mesoscope pair with the generator (each plane sees ``crosstalk`` of its partner's light) and
-    decrosstalk the first plane's true cells (footprint >= 0.5) against the second, as Decrosstalk does."""
-    p = dataclasses.replace(OphysParams(), n_frames=PAIR_FRAMES, frame_rate=11.0)
-    tissues = (make_tissue(p, LINE, 700001, 1, seed), make_tissue(p, LINE, 700002, 1, seed + 1))
-    specs = (ExperimentSpec(7000010, 0, p.n_frames, 11.0, 175), ExperimentSpec(7000020, 0, p.n_frames, 11.0, 275))
-    paths = ((root / "plane0.tif", root / "plane0.npz"), (root / "plane1.tif", root / "plane1.npz"))
-    write_pair(paths, tissues, specs, crosstalk, p, LINE, seed)
-    truth = np.load(paths[0][1])
-    y_shift, x_shift = truth["shifts_y"].astype(float), truth["shifts_x"].astype(float)
-    movies = [register(tifffile.imread(movie).astype(float), y_shift, x_shift) for movie, _ in paths]
-    masks = [np.nonzero(footprint >= 0.5) for footprint in truth["footprints"]]
-    rois = [
-        RoiRecord(k, k, y.astype(np.int64), x.astype(np.int64), movies[0].shape[1:])
-        for k, (y, x) in enumerate(mask for mask in masks if mask[0].size)
+    """A mesoscope pair written by the generator (each plane sees ``crosstalk`` of its partner's light); the
+    first plane's true cells decrosstalked against the second, as Decrosstalk does."""
+    pair = true_pair(root, crosstalk, PAIR_FRAMES, seed)
+    return decrosstalk_plane(pair.signal_movie, pair.paired_movie, mask_records(pair.masks), DECROSSTALK_PARAMS)
+
+
+def mask_records(masks: np.ndarray) -> list[RoiRecord]:
+    """RoiRecords of (n, H, W) boolean masks."""
+    return [
+        RoiRecord(k, k, *(np.asarray(a, np.int64) for a in np.nonzero(mask)), mask.shape)
+        for k, mask in enumerate(masks)
     ]
-    return decrosstalk_plane(movies[0], movies[1], rois, DECROSSTALK_PARAMS)
