@@ -73,3 +73,43 @@ def test_one_home_holds_one_demo_survey(tmp_path):
     with pytest.raises(DemoSeedError, match="holds the demo survey of seed 0, not 3"):
         _claim_seed(settings, 3)
     _claim_seed(Settings(home=tmp_path, schema_prefix="bo_other_"), 3)
+
+
+OVERRIDE = """
+from brainobs.schemas import activate
+from brainobs.schemas.qc import QCOverride
+from brainobs.settings import Settings
+
+activate(Settings.load())
+QCOverride.insert1({"subject_id": "M0002", "session_id": 100004, "experiment_id": 900005,
+                    "ophys_paramset": "allen_short_movies", "qc_paramset": "default", "outcome": "FAIL",
+                    "reviewer": "test", "reason": "a withheld mesoscope plane"})
+"""
+
+
+@pytest.mark.slow
+def test_a_mesoscope_session_with_a_withheld_plane_releases_its_other_planes(demos, tmp_path):
+    home, run = demos[0]
+    assert run.returncode == 0, run.stderr[-3000:]
+    env = {**_demo_env(home), "BRAINOBS_DATA_ROOT": str(home / "demo-data"),
+           "BRAINOBS_OPHYS_PARAMSET": "allen_short_movies"}  # fmt: skip
+    try:
+        override = subprocess.run([sys.executable, "-c", OVERRIDE], env=env, capture_output=True, text=True)
+        assert override.returncode == 0, override.stderr[-3000:]
+        release = subprocess.run([str(BRAINOBS), "release", "planes", "--out", str(tmp_path)], env=env,
+                                 capture_output=True, text=True)  # fmt: skip
+        page = subprocess.run([str(BRAINOBS), "report", "900005", "--out", str(tmp_path / "plane.html")], env=env,
+                              capture_output=True, text=True)  # fmt: skip
+    finally:
+        subprocess.run([str(BRAINOBS), "db", "stop"], env=env, capture_output=True, timeout=120)
+    assert release.returncode == 0, release.stdout[-3000:] + release.stderr[-3000:]
+    with open(tmp_path / "planes" / "qc_summary.csv", newline="") as summary:
+        rows = {row["item"]: row for row in csv.DictReader(summary) if row["session_id"] == "100004"}
+    assert {item: row["status"] for item, row in rows.items()} == {
+        "900004": "released", "900005": "withheld", "900006": "released", "900007": "released"
+    }  # fmt: skip
+    assert rows["900005"]["check"] == "override" and "a withheld mesoscope plane" in rows["900005"]["reason"]
+    assert len(list((tmp_path / "planes").rglob("*ses-100004*.nwb"))) == 3
+    assert page.returncode == 0, page.stdout[-3000:] + page.stderr[-3000:]
+    html = (tmp_path / "plane.html").read_text()
+    assert "a withheld mesoscope plane" in html and "FAIL" in html
