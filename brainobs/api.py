@@ -301,10 +301,13 @@ def score_decrosstalk(
     experiment_id: int, survey_root: str | Path, ophys_paramset: str | None = None, valid_only: bool = True
 ):
     """Ghost detection of one plane of a synthetic mesoscope pair (the ``multiplane`` preset) against the
-    truth files under ``survey_root``: its Decrosstalk labels against which ROIs are ghosts (a
-    `brainobs.populate.scoring.decrosstalk.GhostScore`). ``valid_only``: score the ROIs segmentation kept
-    valid (the others are excluded whatever decrosstalk says)."""
+    truth files under ``survey_root``: which ROIs decrosstalk called ghosts (`decrosstalk_ghost`, or
+    `decrosstalk_invalid_unmixed_active`: no activity of its own once the partner's is unmixed) against which
+    ROIs are ghosts (a `brainobs.populate.scoring.decrosstalk.GhostScore`); the labels that say decrosstalk
+    could not test an ROI (no raw activity, no unmixing) are no verdict. ``valid_only``: score the ROIs
+    segmentation kept valid (the others are excluded whatever decrosstalk says)."""
     from brainobs.ingest.synthetic.truth import TRUTH_DIR
+    from brainobs.populate.ophys import decrosstalk
     from brainobs.populate.scoring.decrosstalk import ghost_truth, score_ghosts
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
@@ -320,7 +323,8 @@ def score_decrosstalk(
     masks = np.zeros((len(rois), height, width), dtype=bool)
     for i, roi in enumerate(rois):
         masks[i, np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = True
-    flagged_ids = set((ophys.Decrosstalk.ExclusionLabel & key).to_arrays("cell_roi_id").tolist())
+    verdicts = [{"exclusion_label": label} for label in (decrosstalk.GHOST, decrosstalk.INVALID_UNMIXED_ACTIVE)]
+    flagged_ids = set((ophys.Decrosstalk.ExclusionLabel & key & verdicts).to_arrays("cell_roi_id").tolist())
     flagged = np.array([roi["cell_roi_id"] in flagged_ids for roi in rois], dtype=bool)
     folder = Path(survey_root) / TRUTH_DIR / "ophys"
     with (
