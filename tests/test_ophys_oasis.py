@@ -100,7 +100,9 @@ def test_parameter_set_names_the_method():
     assert np.array_equal(
         detect_events_with(dff, FS, DECAY, params).events, detect_events_oasis(dff, FS, DECAY, RISE, 1.5, 0.5).events
     )
-    with pytest.raises(ValueError, match="needs events_noise_multiplier"):
+    with pytest.raises(ValueError, match="needs events_noise_multiplier in"):
         detect_events_with(dff, FS, DECAY, {**params, "events_noise_multiplier": None})
+    with pytest.raises(ValueError, match="needs events_rise_time_s, events_min_jump in"):
+        detect_events_with(dff, FS, DECAY, {"events_method": "oasis", "events_noise_multiplier": 1.5})
     with pytest.raises(ValueError, match="unknown events_method 'mlspike'"):
         detect_events_with(dff, FS, DECAY, {**params, "events_method": "mlspike"})

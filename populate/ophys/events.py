@@ -14,6 +14,10 @@ Per trace (dF/F, T frames at ``fs`` Hz), with gamma from the indicator's decay t
    departs from Allen's events (docs/methods.md);
 5. ``filtered_events``: AllenSDK's causal half-normal filter of the events (:func:`filter_events`).
 
+:func:`detect_events_oasis` is the ``enhanced`` preset's alternative (thresholded OASIS deconvolution after the
+indicator's rise, :mod:`~brainobs.populate.ophys.oasis`); :func:`detect_events_with` runs the method a
+parameter set names.
+
 Departures, for input Allen's code cannot take: a row holding a NaN, or whose noise cannot be estimated
 (a constant trace), gives NaN outputs; a trace without an event at any penalty of the search (Allen's
 search recurses without end) gives no events and a NaN lambda.
@@ -44,6 +48,7 @@ FILTER_SCALE_S = 2.0 / 31.0
 FILTER_TAPS = 20
 SOLVERS = ("fastlzero", "exact")
 METHODS = ("l0", "oasis")
+OASIS_KEYS = ("events_rise_time_s", "events_min_jump")
 _MAX_SEARCH_STEPS = 100_000
 
 
@@ -309,9 +314,9 @@ def detect_events_with(dff: np.ndarray, fs: float, decay_time: float, params: di
     if method == "l0":
         return detect_events(dff, fs, decay_time, multiplier, solver=params.get("events_solver", "fastlzero"))
     if method == "oasis":
-        if multiplier is None:
-            raise ValueError("events_method 'oasis' needs events_noise_multiplier (the smallest event, in sigmas)")
-        return detect_events_oasis(
-            dff, fs, decay_time, params["events_rise_time_s"], multiplier, params["events_min_jump"]
-        )
+        needed = {"events_noise_multiplier": multiplier, **{k: params.get(k) for k in OASIS_KEYS}}
+        missing = [key for key, value in needed.items() if value is None]
+        if missing:
+            raise ValueError(f"events_method 'oasis' needs {', '.join(missing)} in the ophys parameter set")
+        return detect_events_oasis(dff, fs, decay_time, needed[OASIS_KEYS[0]], multiplier, needed[OASIS_KEYS[1]])
     raise ValueError(f"unknown events_method {method!r}; choose one of {', '.join(METHODS)}")
