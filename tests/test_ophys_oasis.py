@@ -6,8 +6,9 @@ import pytest
 
 from brainobs.ingest.synthetic.calcium import simulate_spikes, spikes_to_calcium
 from brainobs.populate.ophys import oasis
-from brainobs.populate.ophys.events import detect_events, detect_events_oasis, detect_events_with
+from brainobs.populate.ophys.events import OASIS_KEYS, detect_events, detect_events_oasis, detect_events_with
 from brainobs.populate.ophys.indicators import gamma
+from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS, ENHANCED_OPHYS_PARAMS
 from brainobs.populate.scoring.traces import event_f1
 
 FS, DECAY, RISE = 31.0, 0.347, 0.05
@@ -89,6 +90,12 @@ def test_nan_rows_and_bad_parameters():
 
 def test_parameter_set_names_the_method():
     dff, _ = _bursty_traces(23, n_cells=2, seconds=20.0)
+    assert not {"events_method", *OASIS_KEYS} & set(ALLEN_OPHYS_PARAMS)  # the Allen presets' hashes stay the same
+    enhanced = detect_events_with(dff, FS, DECAY, ENHANCED_OPHYS_PARAMS)
+    assert (
+        np.isnan(enhanced.lambdas).all()
+        and enhanced.noise_multiplier == ENHANCED_OPHYS_PARAMS["events_noise_multiplier"]
+    )
     allen = detect_events_with(dff, FS, DECAY, {"events_noise_multiplier": None, "events_solver": "fastlzero"})
     assert np.array_equal(allen.events, detect_events(dff, FS, DECAY).events)  # no events_method: Allen's L0
     params = {
