@@ -585,7 +585,7 @@ class DeltaFOverF(dj.Computed):
 @schema
 class EventDetection(dj.Computed):
     definition = """
-    # L0 events (Jewell & Witten, AR(1) with positivity), lambda searched per ROI
+    # events: Allen's L0 (Jewell & Witten, lambda searched per ROI) or thresholded OASIS, by events_method
     -> DeltaFOverF
     ---
     decay_time : float64                   # s: Allen's genotype table, else the explicit decay time
@@ -600,7 +600,7 @@ class EventDetection(dj.Computed):
         ---
         events : <npy@main>                # event magnitude per frame (dF/F units), 0 where none
         filtered_events : <npy@main>       # causal half-normal filter of the events
-        l0_lambda = null : float64         # the L0 penalty found for this ROI
+        l0_lambda = null : float64         # the L0 penalty found for this ROI (null for OASIS)
         noise_std = null : float64
         """
 
@@ -613,12 +613,11 @@ class EventDetection(dj.Computed):
         genotype, subject_decay = (Subject & key).fetch1("full_genotype", "decay_time")
         explicit = params.get("events_decay_time_s")
         decay_time = indicators.decay_time_s(genotype, subject_decay if explicit is None else explicit)
-        multiplier = params["events_noise_multiplier"]
         if traces.size == 0:
             gamma_value = indicators.gamma(decay_time, frame_rate)
-            return None, decay_time, gamma_value, multiplier or events.default_noise_multiplier(frame_rate)
-        solver = params.get("events_solver", "fastlzero")
-        result = events.detect_events(traces, frame_rate, decay_time, multiplier, solver=solver)
+            multiplier = params["events_noise_multiplier"] or events.default_noise_multiplier(frame_rate)
+            return None, decay_time, gamma_value, multiplier
+        result = events.detect_events_with(traces, frame_rate, decay_time, params)
         return result, decay_time, result.gamma, result.noise_multiplier
 
     def make_insert(self, key, result, decay_time, gamma_value, multiplier):
