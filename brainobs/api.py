@@ -132,10 +132,10 @@ def units(*restrictions: dict, preset: str | None = None, **keywords) -> pd.Data
 def behavior_sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
     """Sessions with behavior, and their performance (hit and false-alarm rates, d-prime, engagement)."""
     from brainobs.schemas.acquisition import Session
-    from brainobs.schemas.behavior import Performance
+    from brainobs.schemas.behavior import Behavior
 
     activate()
-    return frame(restrict(Session * Performance, restrictions, keywords))
+    return frame(restrict(Session * Behavior.Performance, restrictions, keywords))
 
 
 def _experiment_key(experiment_id: int, ophys_paramset: str | None) -> dict:
@@ -227,16 +227,16 @@ def roi_masks(experiment_id: int, ophys_paramset: str | None = None) -> dict[int
 
 def stimulus_presentations(session_id: int) -> pd.DataFrame:
     """One row per presentation of every stimulus block of the session."""
-    from brainobs.schemas.behavior import StimulusPresentations
+    from brainobs.schemas.behavior import Behavior
 
-    return frame(StimulusPresentations.Presentation & _session_key(session_id), order_by="presentation_id")
+    return frame(Behavior.Presentation & _session_key(session_id), order_by="presentation_id")
 
 
 def running_speed(session_id: int) -> pd.DataFrame:
     """Filtered running speed (cm/s) indexed by timestamps (s); empty when the session has none."""
-    from brainobs.schemas.behavior import RunningSpeed
+    from brainobs.schemas.behavior import Behavior
 
-    rows = (RunningSpeed & _session_key(session_id)).to_dicts()
+    rows = (Behavior.RunningSpeed & _session_key(session_id)).to_dicts()
     times = np.asarray(rows[0]["timestamps"]) if rows else np.empty(0)
     speed = np.asarray(rows[0]["speed"]) if rows else np.empty(0)
     return pd.DataFrame({"speed": speed}, index=pd.Index(times, name="timestamps"))

@@ -72,16 +72,16 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
     """Running speed, licks, rewards, stimulus presentations and blocks, trials; None without a sync record."""
     if not behavior.SessionSync & key:
         return None
-    running = (behavior.RunningSpeed & key).fetch1()
-    licks = (behavior.Licks & key).fetch1()
-    rewards = (behavior.Rewards & key).fetch1()
-    presentations = part_rows(behavior.StimulusPresentations.Presentation, key)
+    running = (behavior.Behavior.RunningSpeed & key).fetch1()
+    licks = (behavior.Behavior.Licks & key).fetch1()
+    rewards = (behavior.Behavior.Rewards & key).fetch1()
+    presentations = part_rows(behavior.Behavior.Presentation, key)
     presentations = presentations.sort_values("presentation_id").drop(
         columns=[*key, "session_id", "subject_id", "presentation_id"], errors="ignore"
     )
     for column in ("orientation", "position_x", "position_y", "movie_frame_index"):
         presentations[column] = pd.to_numeric(presentations[column], errors="coerce").astype(float)
-    trials = part_rows(behavior.Trials.Trial, key)
+    trials = part_rows(behavior.Behavior.Trial, key)
     sync = (behavior.SessionSync & key).fetch1()
     vsync = np.asarray(sync["vsync_times"], float)
     return bundles.BehaviorBundle(

@@ -18,7 +18,7 @@ from brainobs.populate.ephys.filters import unmet_conditions
 from brainobs.populate.ophys.demix import NAN_LABEL
 from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
 from brainobs.schemas.acquisition import Experiment, ProbeInsertion, Session
-from brainobs.schemas.behavior import Licks, SessionSync
+from brainobs.schemas.behavior import Behavior, SessionSync
 from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics, units_table  # noqa: F401
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.ophys import (
@@ -217,7 +217,7 @@ class SessionQC(dj.Computed):
         definition = """
         # the licks (and so the sync record) this session's QC read (it also orders them before SessionQC)
         -> master
-        -> Licks
+        -> Behavior.Licks
         """
 
     @property
@@ -225,17 +225,17 @@ class SessionQC(dj.Computed):
         """Sessions whose behavior (sync record and licks) is read, and ecephys sessions whose every probe has
         unit QC (and whose behavior, when they name a behavior folder, is read): ecephys needs no behavior."""
         ecephys = (Session & {"modality": "ecephys"}).proj()
-        waiting = ((Session & {"modality": "ecephys"}) - {"behavior_dir": ""}).proj() - Licks.proj()
+        waiting = ((Session & {"modality": "ecephys"}) - {"behavior_dir": ""}).proj() - Behavior.Licks.proj()
         unsorted = (ProbeInsertion.proj() - UnitQC.proj()).proj()
         sorted_ecephys = (ecephys & ProbeInsertion.proj()) - unsorted - waiting
-        synced = (Session.proj() - ecephys) & Licks.proj()
+        synced = (Session.proj() - ecephys) & Behavior.Licks.proj()
         return synced * QCParamSet.proj() + sorted_ecephys * QCParamSet.proj()
 
     def make(self, key):
         t = (QCParamSet & key).fetch1("params")
         sync = (SessionSync & key).to_arrays("vsync_times")
         checks = [qc.dropped_frames_check(np.asarray(sync[0]) if len(sync) else None, t)]
-        licks = (Licks & key).to_dicts()
+        licks = (Behavior.Licks & key).to_dicts()
         passive = bool((Session & key).fetch1("passive"))
         checks.append(qc.lick_count_check(licks[0]["n_licks"] if licks else None, passive))
         probes = (UnitQC & key).to_dicts(order_by="probe_name, sorting_paramset")

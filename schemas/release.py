@@ -20,7 +20,7 @@ from brainobs.export.writer import export_behavior_session, export_ecephys_sessi
 from brainobs.populate.qc import Outcome, release_verdict
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment, Session  # noqa: F401 - Session: table definitions
-from brainobs.schemas.behavior import Licks
+from brainobs.schemas.behavior import Behavior
 from brainobs.schemas.collect import behavior_session_bundle, ecephys_session_bundle, ophys_experiment_bundle
 from brainobs.schemas.ephys import UnitMetrics
 from brainobs.schemas.ophys import EventDetection, OphysParamSet, OphysSelection  # noqa: F401 - OphysParamSet: definitions
@@ -107,7 +107,7 @@ class ReleaseFile(dj.Computed):
         """Sessions of a release with something to decide on; a 2-photon session waits until every selected
         experiment has its events (QC can exist before them)."""
         sessions = dj.U("release_tag", "subject_id", "session_id")
-        behavior_only = (Session & {"modality": "behavior"}).proj() * Licks.proj()
+        behavior_only = (Session & {"modality": "behavior"}).proj() * Behavior.Licks.proj()
         waiting = Release.proj("ophys_paramset") * (OphysSelection.proj() - EventDetection.proj())
         return (
             ((sessions & (Release * QC)) - waiting)
