@@ -16,7 +16,7 @@ import numpy as np
 from brainobs.populate import qc
 from brainobs.populate.ephys.filters import unmet_conditions
 from brainobs.populate.ophys.demix import NAN_LABEL
-from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
+from brainobs.populate.qc_levels import ExperimentQCInputs, experiment_checks, unit_outcomes
 from brainobs.schemas.acquisition import Experiment, ProbeInsertion, Session
 from brainobs.schemas.behavior import Behavior, SessionSync
 from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics, units_table  # noqa: F401
@@ -81,14 +81,6 @@ reason : varchar(255)
 """
 
 
-def _detection_bins_check(key: dict, n_frames: int) -> qc.Check:
-    """The experiment's detection-bin count under its parameter set (Segmentation's binning)."""
-    frame_rate = (Experiment & key).fetch1("frame_rate")
-    bin_s = (OphysParamSet & key).fetch1("params")["segmentation_bin_duration_s"]
-    n_bins, _ = binning(n_frames, frame_rate, bin_s)
-    return qc.detection_bins_check(n_bins, RELIABLE_BINNED_FRAMES, bins_warning(n_frames, frame_rate, bin_s))
-
-
 @schema
 class QC(dj.Computed):
     definition = f"""
@@ -109,26 +101,29 @@ class QC(dj.Computed):
     def make(self, key):
         t = (QCParamSet & key).fetch1("params")
         motion = (MotionCorrection & key).fetch1()
-        border = max(motion[f"max_correction_{side}"] for side in ("left", "right", "up", "down"))
-        checks = qc.motion_checks(np.asarray(motion["x_offset"]), np.asarray(motion["y_offset"]), border, t)
-        checks += qc.intensity_checks(np.asarray(motion["frame_mean"]), t)
-        checks.append(qc.saturation_check(motion["max_image"], motion["saturation_level"], t))
         movie, _border = open_registered(key)
-        checks.append(qc.z_drift_check(qc.epoch_images(movie), border, t))
         demixed = (Demixing.Trace & key).to_dicts()
         valid = Segmentation.ROI & key & {"valid_roi": True}
         made_nan = Demixing.ExclusionLabel & key & {"exclusion_label": NAN_LABEL}
-        checks += qc.roi_checks(
-            len(valid - made_nan.proj()),
-            np.array([r for r in (NeuropilCorrection.Trace & key).to_arrays("r") if r is not None], dtype=float),
-            np.array([row["negative_baseline"] for row in demixed], dtype=bool),
-            np.array([row["negative_transient"] for row in demixed], dtype=bool),
-            t,
-        )
-        checks.append(_detection_bins_check(key, motion["n_frames"]))
         sync = (SessionSync & key).to_dicts()
-        checks.append(qc.alignment_check(motion["n_frames"], sync[0]["n_ophys_frames"] if sync else None, t))
-        _insert_checks(self, key, checks)
+        inputs = ExperimentQCInputs(
+            x_offset=np.asarray(motion["x_offset"]),
+            y_offset=np.asarray(motion["y_offset"]),
+            border_px=max(motion[f"max_correction_{side}"] for side in ("left", "right", "up", "down")),
+            frame_mean=np.asarray(motion["frame_mean"]),
+            max_image=motion["max_image"],
+            saturation_level=motion["saturation_level"],
+            epochs=qc.epoch_images(movie),
+            n_usable_rois=len(valid - made_nan.proj()),
+            neuropil_r=np.array([r for r in (NeuropilCorrection.Trace & key).to_arrays("r") if r is not None], float),
+            negative_baseline=np.array([row["negative_baseline"] for row in demixed], dtype=bool),
+            negative_transient=np.array([row["negative_transient"] for row in demixed], dtype=bool),
+            n_frames=motion["n_frames"],
+            frame_rate=(Experiment & key).fetch1("frame_rate"),
+            bin_duration_s=(OphysParamSet & key).fetch1("params")["segmentation_bin_duration_s"],
+            n_sync_frames=sync[0]["n_ophys_frames"] if sync else None,
+        )
+        _insert_checks(self, key, experiment_checks(inputs, t))
 
 
 @schema
@@ -178,19 +173,14 @@ class UnitQC(dj.Computed):
     def make(self, key):
         units = units_table({k: v for k, v in key.items() if k != "qc_paramset"})
         unmet = unmet_conditions(units, "visual_coding") if len(units) else []
-        rows = [
-            {
-                **key,
-                "unit_id": int(unit_id),
-                "outcome": (qc.Outcome.WARNING if failed else qc.Outcome.PASS).name,
-                "reason": "; ".join(failed)[:255],
-            }
-            for unit_id, failed in zip(units["unit_id"] if len(units) else [], unmet, strict=True)
-        ]
-        n_passing = sum(row["outcome"] == "PASS" for row in rows)
-        outcome = qc.Outcome.PASS if rows else qc.Outcome.FAIL
-        self.insert1({**key, "outcome": outcome.name, "n_units": len(rows), "n_passing": n_passing})
-        self.Unit.insert(rows)
+        result = unit_outcomes(list(units["unit_id"]) if len(units) else [], unmet)
+        self.insert1(
+            {**key, "outcome": result.outcome.name, "n_units": len(result.units), "n_passing": result.n_passing}
+        )
+        self.Unit.insert(
+            {**key, "unit_id": unit_id, "outcome": outcome.name, "reason": reason[:255]}
+            for unit_id, outcome, reason in result.units
+        )
 
 
 @schema
