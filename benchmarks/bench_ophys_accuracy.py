@@ -78,8 +78,8 @@ def run_suite2p(manifest: Path, out: Path) -> tuple[dict, float]:
     import suite2p
     import yaml
 
+    from brainobs.ingest.synthetic.scoring.experiment import score_experiment
     from brainobs.ingest.synthetic.truth import load_ophys_truth
-    from brainobs.populate.scoring.experiment import score_experiment
 
     experiment = yaml.safe_load(manifest.read_text())["experiments"][0]
     movie = next(manifest.parent.rglob(f"*{experiment['experiment_id']}*.tif"))
@@ -148,9 +148,9 @@ def child_variant(variant: str, seed: str, photon_factor: str, methods: str = "p
 def child_tune(variant: str, seed: str, photon_factor: str) -> dict:
     """Event F1 of the enhanced preset's matched dF/F traces for each candidate noise multiplier."""
     from brainobs import api
+    from brainobs.ingest.synthetic.scoring.traces import event_f1
     from brainobs.ingest.synthetic.truth import load_ophys_truth
     from brainobs.populate.ophys.events import detect_events
-    from brainobs.populate.scoring.traces import event_f1
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
 

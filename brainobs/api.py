@@ -255,9 +255,9 @@ def spike_times(session_id: int, **keywords) -> dict[tuple[str, int], np.ndarray
 def score_against_truth(experiment_id: int, survey_root: str | Path, ophys_paramset: str | None = None):
     """One experiment of a synthetic survey (``brainobs synth``) scored against the truth files under
     ``survey_root``: registration RMSE, ROI detection, corrected-trace correlations and event F1
-    (a `brainobs.populate.scoring.experiment.ExperimentScore`)."""
+    (a `brainobs.ingest.synthetic.scoring.experiment.ExperimentScore`)."""
+    from brainobs.ingest.synthetic.scoring.experiment import score_experiment
     from brainobs.ingest.synthetic.truth import load_ophys_truth
-    from brainobs.populate.scoring.experiment import score_experiment
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
 
@@ -276,11 +276,11 @@ def score_units_against_truth(
 ):
     """One probe's sorted units of a synthetic ecephys session (``brainobs synth``) scored against the truth
     files under ``survey_root``: per-unit accuracy, well-detected units, false positives (a
-    `brainobs.populate.scoring.ephys.SortingScore`)."""
+    `brainobs.ingest.synthetic.scoring.ephys.SortingScore`)."""
     from spikeinterface.core import NumpySorting
 
     from brainobs.ingest.synthetic.ephys import load_probe_truth
-    from brainobs.populate.scoring.ephys import score_sorting
+    from brainobs.ingest.synthetic.scoring.ephys import score_sorting
     from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SortingParamSet, SpikeSorting
 
     paramset = {"sorting_paramset": str(sorting_paramset or DEFAULT_PARAMSET)}
@@ -302,10 +302,10 @@ def score_decrosstalk(
 ):
     """Ghost detection of one plane of a synthetic mesoscope pair (the ``multiplane`` preset) against the
     truth files under ``survey_root``: its Decrosstalk labels against which ROIs are ghosts (a
-    `brainobs.populate.scoring.decrosstalk.GhostScore`). ``valid_only``: score the ROIs segmentation kept
+    `brainobs.ingest.synthetic.scoring.decrosstalk.GhostScore`). ``valid_only``: score the ROIs segmentation kept
     valid (the others are excluded whatever decrosstalk says)."""
+    from brainobs.ingest.synthetic.scoring.decrosstalk import ghost_truth, score_ghosts
     from brainobs.ingest.synthetic.truth import TRUTH_DIR
-    from brainobs.populate.scoring.decrosstalk import ghost_truth, score_ghosts
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
 

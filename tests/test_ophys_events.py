@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
+from brainobs.ingest.synthetic.scoring.traces import event_f1
 from brainobs.populate.ophys.events import (
     default_noise_multiplier,
     detect_events,
@@ -17,7 +18,6 @@ from brainobs.populate.ophys.events import (
 from brainobs.populate.ophys.indicators import ALLEN_DECAY_TIMES, UnknownGenotypeError, decay_time_s, gamma
 from brainobs.populate.ophys.lzero import solve_l0
 from brainobs.populate.ophys.lzero_fast import estimate_spikes, event_magnitudes
-from brainobs.populate.scoring.traces import event_f1
 
 
 def test_gamma_pinned_for_gcamp6f_at_31_hz():

@@ -122,7 +122,7 @@ def test_event_decay_time_follows_allens_genotype_rule(processed):
 
 
 def test_cell_matching_recovers_identities_across_sessions(processed):
-    from brainobs.populate.scoring.matching import score_matching
+    from brainobs.ingest.synthetic.scoring.matching import score_matching
     from brainobs.schemas.matching import CellMatching, cells_table
 
     match = CellMatching.fetch1()
