@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from brainobs.ingest.synthetic.presets import PRESETS, OphysParams
-from brainobs.populate import qc, qc_levels
+from brainobs.populate import qc
 from brainobs.populate.matching import ExperimentROIs, RegistrationError, RoiPixels, match_container
 from brainobs.populate.ophys.params import OPHYS_PRESETS
+from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
 from brainobs.populate.qc import Outcome
-from brainobs.populate.qc_levels import ExperimentQCInputs
 from tests import qc_corpus
 from tests.qc_corpus import OPHYS_CASES, Recording
 
@@ -47,27 +47,20 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
 
 
 def experiment_checks(recording: Recording) -> list[qc.Check]:
-    """Every experiment check of one recording, through the core function QC.make calls."""
+    """Every experiment check of one recording, as QC computes them."""
     border = float(np.abs(np.concatenate([recording.y_shift, recording.x_shift])).max())
+    checks = qc.motion_checks(recording.x_shift, recording.y_shift, border, T)
+    checks += qc.intensity_checks(recording.frame_means, T)
+    checks.append(qc.saturation_check(recording.max_image, qc_corpus.SATURATION_LEVEL, T))
+    checks.append(qc.z_drift_check(recording.epochs, border, T))
     none = np.zeros(recording.n_cells, bool)
-    inputs = ExperimentQCInputs(
-        x_offset=recording.x_shift,
-        y_offset=recording.y_shift,
-        border_px=border,
-        frame_mean=recording.frame_means,
-        max_image=recording.max_image,
-        saturation_level=qc_corpus.SATURATION_LEVEL,
-        epochs=recording.epochs,
-        n_usable_rois=recording.n_cells,
-        neuropil_r=recording.neuropil_r,
-        negative_baseline=none,
-        negative_transient=none,
-        n_frames=recording.n_movie_frames,
-        frame_rate=OphysParams().frame_rate,
-        bin_duration_s=OPHYS_PRESETS["allen"][0]["segmentation_bin_duration_s"],
-        n_sync_frames=recording.n_sync_frames,
-    )
-    return qc_levels.experiment_checks(inputs, T)
+    checks += qc.roi_checks(recording.n_cells, recording.neuropil_r, none, none, T)
+    checks.append(qc.alignment_check(recording.n_movie_frames, recording.n_sync_frames, T))
+    frame_rate, bin_s = OphysParams().frame_rate, OPHYS_PRESETS["allen"][0]["segmentation_bin_duration_s"]
+    n_bins, _ = binning(recording.n_movie_frames, frame_rate, bin_s)
+    warning = bins_warning(recording.n_movie_frames, frame_rate, bin_s)
+    checks.append(qc.detection_bins_check(n_bins, RELIABLE_BINNED_FRAMES, warning))
+    return checks
 
 
 def session_checks(recording: Recording) -> list[qc.Check]:
