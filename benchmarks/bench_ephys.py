@@ -102,7 +102,7 @@ def child_bare(manifest: Path, work: Path, preset: str, cores: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     from brainobs.ingest.synthetic.ephys import load_probe_truth
-    from brainobs.populate.scoring.ephys import score_sorting
+    from brainobs.ingest.synthetic.scoring.ephys import score_sorting
 
     probe_row = yaml.safe_load(manifest.read_text())["probe_insertions"][0]
     root = manifest.parent

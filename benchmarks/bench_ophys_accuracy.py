@@ -17,7 +17,7 @@ frame rate, torch on the CPU) and is scored the same way (rigid offsets plus the
 corrected trace F - 0.7 Fneu; suite2p has no binary events, so no event F1). Scores: registration RMSE (px),
 ROI recall / precision / F1 over every ROI (centroids within 4 px and IoU >= 0.5, FOV interior), median
 correlation of corrected traces with the true calcium, and event F1 against the true spikes (+-2 frames;
-activity in neighbouring frames is one event, ``brainobs.populate.scoring.traces``): over every matched ROI
+activity in neighbouring frames is one event, ``brainobs.ingest.synthetic.scoring.traces``): over every matched ROI
 (an ROI excluded upstream, with NaN events, misses all its cell's events) and over the matched ROIs that have
 events (the detector alone).
 
@@ -86,8 +86,8 @@ def run_suite2p(manifest: Path, out: Path) -> tuple[dict, float]:
     import suite2p
     import yaml
 
+    from brainobs.ingest.synthetic.scoring.experiment import score_experiment
     from brainobs.ingest.synthetic.truth import load_ophys_truth
-    from brainobs.populate.scoring.experiment import score_experiment
 
     experiment = yaml.safe_load(manifest.read_text())["experiments"][0]
     movie = next(manifest.parent.rglob(f"*{experiment['experiment_id']}*.tif"))
@@ -157,9 +157,9 @@ def child_variant(variant: str, seed: str, photon_factor: str, methods: str = "p
 def child_tune(variant: str, seed: str, photon_factor: str) -> dict:
     """Event F1 of the enhanced preset's matched dF/F traces for each candidate of the OASIS events."""
     from brainobs import api
+    from brainobs.ingest.synthetic.scoring.traces import event_f1
     from brainobs.ingest.synthetic.truth import load_ophys_truth
     from brainobs.populate.ophys.events import detect_events_oasis
-    from brainobs.populate.scoring.traces import event_f1
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
 

@@ -129,14 +129,14 @@ def _ephys_summary() -> Table:
 
 
 def _behavior_summary() -> Table:
-    from brainobs.schemas.behavior import Performance
+    from brainobs.schemas.behavior import Behavior
 
     view = Table("session", "go trials", "hit rate", "false-alarm rate", "d'", "engaged", title="behavior")
 
     def number(value) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    for row in Performance.to_dicts(order_by="session_id"):
+    for row in Behavior.Performance.to_dicts(order_by="session_id"):
         view.add_row(
             str(row["session_id"]),
             str(row["n_go"]),

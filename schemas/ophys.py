@@ -323,6 +323,15 @@ def stack(part: type[dj.Part], key: dict, attribute: str) -> np.ndarray:
     return stack_rows(part, key, attribute)[1]
 
 
+def insert_labels(part: type[dj.Part], key: dict, ids, labels) -> None:
+    """One ``part`` row per exclusion label of each ROI: ``labels[i]`` are the labels of ROI ``ids[i]``."""
+    part.insert(
+        {**key, "cell_roi_id": ids[i], "exclusion_label": label}
+        for i, roi_labels in enumerate(labels)
+        for label in roi_labels
+    )
+
+
 def _stage_fetch(key: dict) -> tuple:
     """What a trace stage's make depends on: its parameters and the upstream ROI count (cheap to re-check)."""
     return _params(key), len(Segmentation.ROI & key)
@@ -374,11 +383,7 @@ class Fluorescence(dj.Computed):
             }
             for i in range(result.roi_traces.shape[0])
         )
-        self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
-            for i, labels in enumerate(result.exclusion_labels)
-            for label in labels
-        )
+        insert_labels(self.ExclusionLabel, key, ids, result.exclusion_labels)
 
 
 @schema
@@ -460,11 +465,7 @@ class Demixing(dj.Computed):
             }
             for i in range(result.demixed_traces.shape[0])
         )
-        self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
-            for i, labels in enumerate(result.exclusion_labels)
-            for label in labels
-        )
+        insert_labels(self.ExclusionLabel, key, ids, result.exclusion_labels)
 
 
 @schema
@@ -711,8 +712,4 @@ class Decrosstalk(dj.Computed):
             }
             for i in range(len(ids))
         )
-        self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
-            for i, roi_labels in enumerate(labels)
-            for label in roi_labels
-        )
+        insert_labels(self.ExclusionLabel, key, ids, labels)

@@ -1,6 +1,7 @@
 """`brainobs demo`, as a user runs it on a fresh home: it releases every experiment and session of its survey."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -76,11 +77,14 @@ def test_one_home_holds_one_demo_survey(tmp_path):
 
 
 OVERRIDE = """
+import json
 from brainobs.schemas import activate
-from brainobs.schemas.qc import QCOverride
+from brainobs.schemas.qc import QC, QCOverride
 from brainobs.settings import Settings
 
 activate(Settings.load())
+residual = QC.Check & {"check_name": "residual_crosstalk"}
+print(json.dumps({r["experiment_id"]: [r["value"], r["outcome"]] for r in residual.to_dicts()}))
 QCOverride.insert1({"subject_id": "M0002", "session_id": 100004, "experiment_id": 900005,
                     "ophys_paramset": "allen_short_movies", "qc_paramset": "default", "outcome": "FAIL",
                     "reviewer": "test", "reason": "a withheld mesoscope plane"})
@@ -96,6 +100,7 @@ def test_a_mesoscope_session_with_a_withheld_plane_releases_its_other_planes(dem
     try:
         override = subprocess.run([sys.executable, "-c", OVERRIDE], env=env, capture_output=True, text=True)
         assert override.returncode == 0, override.stderr[-3000:]
+        residual = {int(k): v for k, v in json.loads(override.stdout.strip().splitlines()[-1]).items()}
         release = subprocess.run([str(BRAINOBS), "release", "planes", "--out", str(tmp_path)], env=env,
                                  capture_output=True, text=True)  # fmt: skip
         page = subprocess.run([str(BRAINOBS), "report", "900005", "--out", str(tmp_path / "plane.html")], env=env,
@@ -110,6 +115,9 @@ def test_a_mesoscope_session_with_a_withheld_plane_releases_its_other_planes(dem
     }  # fmt: skip
     assert rows["900005"]["check"] == "override" and "a withheld mesoscope plane" in rows["900005"]["reason"]
     assert len(list((tmp_path / "planes").rglob("*ses-100004*.nwb"))) == 3
+    # mesoscope planes measure what decrosstalk left (clean pairs: well inside the warning limit); single planes 0
+    assert all(0 < residual[e][0] < 0.1 and residual[e][1] == "PASS" for e in (900004, 900005, 900006, 900007))
+    assert all(residual[e] == [0.0, "PASS"] for e in (900001, 900002, 900003))
     assert page.returncode == 0, page.stdout[-3000:] + page.stderr[-3000:]
     html = (tmp_path / "plane.html").read_text()
     assert "a withheld mesoscope plane" in html and "FAIL" in html

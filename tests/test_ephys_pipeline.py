@@ -11,6 +11,7 @@ from spikeinterface.core import NumpySorting
 
 from brainobs.ingest.ephys_files import open_recording
 from brainobs.ingest.synthetic.ephys import load_truth, write_recording
+from brainobs.ingest.synthetic.scoring.ephys import score_sorting
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS
 from brainobs.populate.ephys.pipeline import UNIT_COLUMNS, curate_units
 from brainobs.populate.ephys.preprocessing import (
@@ -22,7 +23,6 @@ from brainobs.populate.ephys.preprocessing import (
     sorter_input,
 )
 from brainobs.populate.ephys.sorting import run_sorter, sorter_problems
-from brainobs.populate.scoring.ephys import score_sorting
 
 FS = 30000.0
 T_START = 100.0

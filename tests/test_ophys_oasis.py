@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from brainobs.ingest.synthetic.calcium import simulate_spikes, spikes_to_calcium
+from brainobs.ingest.synthetic.scoring.traces import event_f1
 from brainobs.populate.ophys import oasis
 from brainobs.populate.ophys.events import OASIS_KEYS, detect_events, detect_events_oasis, detect_events_with
 from brainobs.populate.ophys.indicators import gamma
 from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS, ENHANCED_OPHYS_PARAMS
-from brainobs.populate.scoring.traces import event_f1
 
 FS, DECAY, RISE = 31.0, 0.347, 0.05
 

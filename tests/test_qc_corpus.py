@@ -11,7 +11,7 @@ import pytest
 
 from brainobs.ingest.synthetic.presets import PRESETS, OphysParams
 from brainobs.populate import qc
-from brainobs.populate.matching import ROI, ExperimentROIs, RegistrationError, match_container
+from brainobs.populate.matching import ExperimentROIs, RegistrationError, RoiPixels, match_container
 from brainobs.populate.ophys.params import OPHYS_PRESETS
 from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
 from brainobs.populate.qc import Outcome
@@ -85,7 +85,7 @@ def container_checks(recordings: list[Recording]) -> list[qc.Check]:
         ExperimentROIs(
             i + 1,
             r.average_image,
-            tuple(ROI(k, *np.nonzero(f >= 0.5), True) for k, f in enumerate(r.footprints) if (f >= 0.5).any()),
+            tuple(RoiPixels(k, *np.nonzero(f >= 0.5), True) for k, f in enumerate(r.footprints) if (f >= 0.5).any()),
         )
         for i, r in enumerate(recordings)
     ]

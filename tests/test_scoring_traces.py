@@ -5,7 +5,13 @@ import pytest
 import scipy.sparse as sparse
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from brainobs.populate.scoring.traces import EventScore, event_f1, event_onsets, match_frames, trace_correlations
+from brainobs.ingest.synthetic.scoring.traces import (
+    EventScore,
+    event_f1,
+    event_onsets,
+    match_frames,
+    trace_correlations,
+)
 
 
 def test_trace_correlations_follow_the_match():

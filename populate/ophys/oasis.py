@@ -63,7 +63,7 @@ def remove_rise(trace: np.ndarray, rho: float) -> np.ndarray:
 
 def merge_adjacent(events: np.ndarray) -> np.ndarray:
     """Events in neighbouring frames as one: a frame with an event opens one unless the frame before opened one,
-    in which case its magnitude is added to that event (the rule of ``brainobs.populate.scoring.traces``)."""
+    in which case its magnitude is added to that event (the rule of ``brainobs.ingest.synthetic.scoring.traces``)."""
     events = np.asarray(events, dtype=np.float64)
     out = np.zeros_like(events)
     opened = -2

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainobs.populate.scoring.rois import RoiDetectionScore, registration_rmse, score_roi_detection
-from brainobs.populate.scoring.traces import EventScore, event_f1, trace_correlations
+from brainobs.ingest.synthetic.scoring.rois import RoiDetectionScore, registration_rmse, score_roi_detection
+from brainobs.ingest.synthetic.scoring.traces import EventScore, event_f1, trace_correlations
 
 EDGE_MARGIN_PX = 6  # about one cell radius
 
