@@ -131,6 +131,16 @@ def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, mo
     assert "CommonReferenceRecording" in str(analyzer.recording.to_dict())  # brainobs's chain, not the raw file
 
 
+def test_isolated_sorter_failure_names_the_sorter_and_folder(tiny, tmp_path):
+    """The sorter's child process reports its crash as the in-process call does."""
+    from brainobs.populate.ephys.sorting import SortingFailedError
+
+    raw = tiny[4]
+    preset = {"sorter_name": "lupin", "params": {"no_such_parameter": 1}}
+    with pytest.raises(SortingFailedError, match=r"(?s)lupin failed on 16 channels .*no_such_parameter.*; see "):
+        run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1, isolated=True)
+
+
 def test_units_without_spikes_give_empty_tables(tiny):
     _, recording, truth, _, _ = tiny
     empty = NumpySorting.from_unit_dict([{7: np.array([], dtype=np.int64)}], FS)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +25,7 @@ from brainobs.populate.ephys.presets import SORTER_PRESETS
 SORTER_PREPROCESSING_OFF = {"apply_preprocessing": False, "skip_kilosort_preprocessing": True}
 
 
+PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent exits
 JOBS_ENV = "BRAINOBS_EPHYS_JOBS"  # cores one SpikeSorting / UnitMetrics job uses (default 1)
 
 
@@ -102,7 +106,7 @@ def run_sorter(
         return NumpySorting.from_sorting(_sort(name, recording, output_folder, params, n_jobs))
     spawn = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_end_with_parent) as pool:
             spikes, unit_ids = pool.submit(_sorted_spikes, name, recording, output_folder, params, n_jobs).result()
     except BrokenProcessPool as err:
         raise SortingFailedError(
@@ -122,6 +126,12 @@ def _sort(name: str, recording: BaseRecording, output_folder: Path, params: dict
         raise SortingFailedError(
             f"{name} failed on {recording.get_num_channels()} channels ({err}); see {output_folder}"
         ) from err
+
+
+def _end_with_parent() -> None:
+    """In the child process, on Linux: be killed when the worker that started it dies, rather than sort on."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _sorted_spikes(
