@@ -267,6 +267,14 @@ def measure(label: str, preset: str, cores: int, manifest: Path, work: Path, rep
         f"with UnitMetrics {memory:.2f}x",
         flush=True,
     )
+    own = [r["seconds"]["SpikeSorting"] - r["seconds"]["sorter"] for r in ours]
+    share = [o / r["seconds"]["sorter"] for o, r in zip(own, ours, strict=True)]
+    print(
+        f"[{label}] SpikeSorting beyond the sorter's own run time (child start, preprocessing, curation, rows): "
+        f"{statistics.median(own):.1f} s, {statistics.median(share):.0%} of the sorter's time in the same run "
+        f"({min(share):.0%}-{max(share):.0%}; less load-bound than the ratio to bare)",
+        flush=True,
+    )
     for key in ("num_well_detected", "num_false_positive", "mean_accuracy"):
         print(f"[{label}] {key}: ours {_spread(ours, key)}, bare {_spread(bare, key)}", flush=True)
 
