@@ -323,6 +323,12 @@ def stack(part: type[dj.Part], key: dict, attribute: str) -> np.ndarray:
     return stack_rows(part, key, attribute)[1]
 
 
+def roi_rows(key: dict, ids: list[int], **columns) -> list[dict]:
+    """One Part row per ROI of the columns (name=per-ROI values): ``key``, ROI ``ids[i]`` and each i-th value."""
+    n_rois = min(len(values) for values in columns.values())
+    return [{**key, "cell_roi_id": ids[i], **{name: v[i] for name, v in columns.items()}} for i in range(n_rois)]
+
+
 def insert_labels(part: type[dj.Part], key: dict, ids, labels) -> None:
     """One ``part`` row per exclusion label of each ROI: ``labels[i]`` are the labels of ROI ``ids[i]``."""
     part.insert(
@@ -374,14 +380,13 @@ class Fluorescence(dj.Computed):
         ids = roi_ids(key)
         self.insert1({**key, "n_frames": result.roi_traces.shape[1] if result.roi_traces.size else 0})
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "roi_trace": result.roi_traces[i],
-                "neuropil_trace": result.neuropil_traces[i],
-                "neuropil_npix": int(result.neuropil_pixels[i][0].size),
-            }
-            for i in range(result.roi_traces.shape[0])
+            roi_rows(
+                key,
+                ids,
+                roi_trace=result.roi_traces,
+                neuropil_trace=result.neuropil_traces,
+                neuropil_npix=[int(pixels[0].size) for pixels in result.neuropil_pixels],
+            )
         )
         insert_labels(self.ExclusionLabel, key, ids, result.exclusion_labels)
 
@@ -454,16 +459,15 @@ class Demixing(dj.Computed):
         )
         taking_part = ~np.isnan(result.demixed_before_nan).all(axis=1)
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "demixed_trace": result.demixed_traces[i],
-                "negative_transient": bool(result.negative_transient[i]),
-                "negative_baseline": bool(result.negative_baseline[i]),
-                "zero_baseline": bool(result.zero_baseline[i]),
-                "skipped_frames": n_dropped if taking_part[i] else 0,
-            }
-            for i in range(result.demixed_traces.shape[0])
+            roi_rows(
+                key,
+                ids,
+                demixed_trace=result.demixed_traces,
+                negative_transient=result.negative_transient.tolist(),
+                negative_baseline=result.negative_baseline.tolist(),
+                zero_baseline=result.zero_baseline.tolist(),
+                skipped_frames=[n_dropped if taking else 0 for taking in taking_part],
+            )
         )
         insert_labels(self.ExclusionLabel, key, ids, result.exclusion_labels)
 
@@ -509,15 +513,14 @@ class NeuropilCorrection(dj.Computed):
         finite = result.r[np.isfinite(result.r)]
         self.insert1({**key, "mean_r": float(finite.mean()) if finite.size else None})
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "corrected_trace": result.corrected[i],
-                "r": finite_or_none(result.r[i]),
-                "rmse": finite_or_none(result.rmse[i]),
-                "r_estimated": finite_or_none(result.r_estimated[i]),
-            }
-            for i in range(result.corrected.shape[0])
+            roi_rows(
+                key,
+                ids,
+                corrected_trace=result.corrected,
+                r=[finite_or_none(v) for v in result.r],
+                rmse=[finite_or_none(v) for v in result.rmse],
+                r_estimated=[finite_or_none(v) for v in result.r_estimated],
+            )
         )
 
 
@@ -572,14 +575,13 @@ class DeltaFOverF(dj.Computed):
             }
         )
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "dff": result.dff[i],
-                "sigma_dff": finite_or_none(result.sigma_dff[i]),
-                "num_small_baseline_frames": int(result.num_small_baseline_frames[i]),
-            }
-            for i in range(result.dff.shape[0])
+            roi_rows(
+                key,
+                ids,
+                dff=result.dff,
+                sigma_dff=[finite_or_none(v) for v in result.sigma_dff],
+                num_small_baseline_frames=[int(v) for v in result.num_small_baseline_frames],
+            )
         )
 
 
@@ -627,15 +629,14 @@ class EventDetection(dj.Computed):
             return
         ids = roi_ids(key)
         self.Event.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "events": result.events[i],
-                "filtered_events": result.filtered_events[i],
-                "l0_lambda": finite_or_none(result.lambdas[i]),
-                "noise_std": finite_or_none(result.noise_std[i]),
-            }
-            for i in range(result.events.shape[0])
+            roi_rows(
+                key,
+                ids,
+                events=result.events,
+                filtered_events=result.filtered_events,
+                l0_lambda=[finite_or_none(v) for v in result.lambdas],
+                noise_std=[finite_or_none(v) for v in result.noise_std],
+            )
         )
 
 
@@ -702,14 +703,13 @@ class Decrosstalk(dj.Computed):
             }
         )
         self.ROI.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "mixing": result.mixing[i],
-                "converged": bool(result.converged[i]),
-                "raw_ratio": finite_or_none(result.raw_ratio[i]),
-                "unmixed_ratio": finite_or_none(result.unmixed_ratio[i]),
-            }
-            for i in range(len(ids))
+            roi_rows(
+                key,
+                ids,
+                mixing=result.mixing,
+                converged=result.converged.tolist(),
+                raw_ratio=[finite_or_none(v) for v in result.raw_ratio],
+                unmixed_ratio=[finite_or_none(v) for v in result.unmixed_ratio],
+            )
         )
         insert_labels(self.ExclusionLabel, key, ids, labels)
