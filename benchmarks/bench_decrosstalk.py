@@ -8,6 +8,11 @@ for every plane. Reported per plane: the true and estimated crosstalk (the partn
 light) and ghost detection precision / recall (`brainobs.api.score_decrosstalk`) on the ROIs segmentation
 kept valid and on all ROIs; then the totals. tests/test_decrosstalk_db.py holds one pair to >= 0.75 each
 (target 0.9).
+
+Then, for pairs generated at each crosstalk level of the preset (`brainobs.ingest.synthetic.pairs`, true
+masks, movies registered by the true motion), the median correlation of the signal plane's true cells with
+their true calcium: raw mask traces against Allen's unmixed traces (tests/test_ophys_decrosstalk.py guards
+0.25 with a margin).
 """
 
 from __future__ import annotations
@@ -49,6 +54,30 @@ def child_survey(seed: str) -> dict:
         return {"seconds": time.perf_counter() - started, "planes": rows}
 
 
+def trace_correlations(seed: int, root: Path) -> list[tuple[float, float, float]]:
+    """(crosstalk, median r raw, median r unmixed) of a generated pair's first plane, per crosstalk level."""
+    import numpy as np
+
+    from brainobs.ingest.synthetic.pairs import true_pair
+    from brainobs.populate.ophys.decrosstalk import DECROSSTALK_PARAMS, decrosstalk_plane, mask_traces
+    from brainobs.populate.ophys.rois import RoiRecord
+
+    def median_r(traces: np.ndarray, calcium: np.ndarray) -> float:
+        return float(np.nanmedian([np.corrcoef(t, c)[0, 1] if np.isfinite(t).all() else np.nan
+                                   for t, c in zip(traces, calcium, strict=True)]))  # fmt: skip
+
+    rows = []
+    for crosstalk in (0.05, 0.1, 0.15, 0.25):
+        folder = root / f"pair-{seed}-{crosstalk}"
+        folder.mkdir()
+        pair = true_pair(folder, (crosstalk, 0.1), seed=seed)
+        rois = [RoiRecord(k, k, *(y.astype("int64") for y in np.nonzero(m)), m.shape) for k, m in enumerate(pair.masks)]
+        result = decrosstalk_plane(pair.signal_movie, pair.paired_movie, rois, DECROSSTALK_PARAMS)
+        raw = median_r(mask_traces(pair.signal_movie, rois), pair.calcium)
+        rows.append((crosstalk, raw, median_r(result.unmixed, pair.calcium)))
+    return rows
+
+
 def _ratio(n: int, d: int) -> str:
     return f"{n / d:.3f}" if d else "n/a"
 
@@ -79,6 +108,14 @@ def main() -> None:
         print(
             f"total, {name} ROIs ({rois}): ghost precision {_ratio(correct, flagged)} recall {_ratio(correct, ghosts)}"
         )
+    with tempfile.TemporaryDirectory(prefix="bench-decrosstalk-traces-") as tmp:
+        for seed in args.seeds:
+            for crosstalk, raw, unmixed in trace_correlations(seed, Path(tmp)):
+                print(
+                    f"seed {seed}, crosstalk {crosstalk:.2f} (partner 0.10): true cells' median r with true calcium "
+                    f"{raw:.3f} raw, {unmixed:.3f} unmixed",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -29,15 +29,15 @@ from brainobs.export.bundles import (
     ChannelTable,
     EcephysSessionBundle,
     ImagingPlaneInfo,
-    Licks,
-    MotionCorrection,
+    LickData,
+    MotionCorrectionData,
     OphysExperimentBundle,
     ProbeInfo,
     ProjectionImages,
-    Rewards,
+    RewardData,
     RoiTable,
     RoiTraces,
-    RunningSpeed,
+    RunningSpeedData,
     SessionInfo,
     SubjectInfo,
     UnitTable,
@@ -61,9 +61,9 @@ def behavior(seconds: float, rng: np.random.Generator) -> BehaviorBundle:
     trials = np.arange(1.0, seconds - 8, 8.0)
     lick_times = np.sort(rng.uniform(1, seconds - 1, int(seconds)))
     return BehaviorBundle(
-        running_speed=RunningSpeed(running, np.abs(rng.normal(10, 5, running.size))),
-        licks=Licks(lick_times, np.round(lick_times * 60).astype(np.int64)),
-        rewards=Rewards(trials[::3] + 0.5, np.full(trials[::3].size, 0.005), np.zeros(trials[::3].size, bool)),
+        running_speed=RunningSpeedData(running, np.abs(rng.normal(10, 5, running.size))),
+        licks=LickData(lick_times, np.round(lick_times * 60).astype(np.int64)),
+        rewards=RewardData(trials[::3] + 0.5, np.full(trials[::3].size, 0.005), np.zeros(trials[::3].size, bool)),
         stimulus_presentations=pd.DataFrame(
             {
                 "start_time": flashes,
@@ -119,7 +119,7 @@ def ophys_bundle(n_roi: int, n_frames: int, fov: int = 512, seed: int = 0) -> Op
             lambdas=rng.uniform(0, 1, n_roi),
             noise_stds=rng.uniform(0, 1, n_roi),
         ),
-        motion=MotionCorrection(
+        motion=MotionCorrectionData(
             rng.integers(-5, 5, n_frames).astype(np.int32), rng.integers(-5, 5, n_frames).astype(np.int32), 5, 5, 5, 5
         ),
         images=ProjectionImages(image, image, masks.any(axis=0)),

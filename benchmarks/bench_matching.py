@@ -26,8 +26,9 @@ import tifffile
 
 from benchmarks import load_average
 from brainobs.ingest.synthetic import generate_survey, load_ophys_truth, load_survey_truth
-from brainobs.populate.matching import ROI, ExperimentROIs, match_container
-from brainobs.populate.scoring.matching import MatchingScore, score_matching
+from brainobs.ingest.synthetic.presets import PRESETS
+from brainobs.ingest.synthetic.scoring.matching import MatchingScore, score_matching
+from brainobs.populate.matching import ExperimentROIs, RoiPixels, match_container
 
 
 def container_inputs(
@@ -47,7 +48,7 @@ def container_inputs(
         rois, ids = [], {}
         for k, footprint in enumerate(cells.footprints):
             cell_roi_id = experiment_id * 1000 + k
-            rois.append(ROI.from_mask(cell_roi_id, footprint >= 0.5 * footprint.max()))
+            rois.append(RoiPixels.from_mask(cell_roi_id, footprint >= 0.5 * footprint.max()))
             ids[cell_roi_id] = int(cells.cell_ids[k])
         experiments.append(ExperimentROIs(experiment_id, average, tuple(rois)))
         truth[experiment_id] = ids
@@ -108,7 +109,8 @@ def main() -> None:
             for k, (name, overrides) in enumerate(variants.items()):
                 out = Path(tmp) / f"survey{seed}_{k}"
                 started = time.perf_counter()
-                generate_survey(out, args.preset, seed=seed, **overrides)
+                single_plane = [plan for plan in PRESETS[args.preset].subjects if plan.planes == 1]
+                generate_survey(out, args.preset, seed=seed, subjects=tuple(single_plane), **overrides)
                 generated = time.perf_counter() - started
                 scores, seconds, (shift, rotation) = score_survey(out)
                 print(

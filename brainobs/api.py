@@ -132,10 +132,10 @@ def units(*restrictions: dict, preset: str | None = None, **keywords) -> pd.Data
 def behavior_sessions(*restrictions: dict, **keywords) -> pd.DataFrame:
     """Sessions with behavior, and their performance (hit and false-alarm rates, d-prime, engagement)."""
     from brainobs.schemas.acquisition import Session
-    from brainobs.schemas.behavior import Performance
+    from brainobs.schemas.behavior import Behavior
 
     activate()
-    return frame(restrict(Session * Performance, restrictions, keywords))
+    return frame(restrict(Session * Behavior.Performance, restrictions, keywords))
 
 
 def _experiment_key(experiment_id: int, ophys_paramset: str | None) -> dict:
@@ -227,16 +227,16 @@ def roi_masks(experiment_id: int, ophys_paramset: str | None = None) -> dict[int
 
 def stimulus_presentations(session_id: int) -> pd.DataFrame:
     """One row per presentation of every stimulus block of the session."""
-    from brainobs.schemas.behavior import StimulusPresentations
+    from brainobs.schemas.behavior import Behavior
 
-    return frame(StimulusPresentations.Presentation & _session_key(session_id), order_by="presentation_id")
+    return frame(Behavior.Presentation & _session_key(session_id), order_by="presentation_id")
 
 
 def running_speed(session_id: int) -> pd.DataFrame:
     """Filtered running speed (cm/s) indexed by timestamps (s); empty when the session has none."""
-    from brainobs.schemas.behavior import RunningSpeed
+    from brainobs.schemas.behavior import Behavior
 
-    rows = (RunningSpeed & _session_key(session_id)).to_dicts()
+    rows = (Behavior.RunningSpeed & _session_key(session_id)).to_dicts()
     times = np.asarray(rows[0]["timestamps"]) if rows else np.empty(0)
     speed = np.asarray(rows[0]["speed"]) if rows else np.empty(0)
     return pd.DataFrame({"speed": speed}, index=pd.Index(times, name="timestamps"))
@@ -255,9 +255,9 @@ def spike_times(session_id: int, **keywords) -> dict[tuple[str, int], np.ndarray
 def score_against_truth(experiment_id: int, survey_root: str | Path, ophys_paramset: str | None = None):
     """One experiment of a synthetic survey (``brainobs synth``) scored against the truth files under
     ``survey_root``: registration RMSE, ROI detection, corrected-trace correlations and event F1
-    (a `brainobs.populate.scoring.experiment.ExperimentScore`)."""
+    (a `brainobs.ingest.synthetic.scoring.experiment.ExperimentScore`)."""
+    from brainobs.ingest.synthetic.scoring.experiment import score_experiment
     from brainobs.ingest.synthetic.truth import load_ophys_truth
-    from brainobs.populate.scoring.experiment import score_experiment
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
 
@@ -276,11 +276,11 @@ def score_units_against_truth(
 ):
     """One probe's sorted units of a synthetic ecephys session (``brainobs synth``) scored against the truth
     files under ``survey_root``: per-unit accuracy, well-detected units, false positives (a
-    `brainobs.populate.scoring.ephys.SortingScore`)."""
+    `brainobs.ingest.synthetic.scoring.ephys.SortingScore`)."""
     from spikeinterface.core import NumpySorting
 
     from brainobs.ingest.synthetic.ephys import load_probe_truth
-    from brainobs.populate.scoring.ephys import score_sorting
+    from brainobs.ingest.synthetic.scoring.ephys import score_sorting
     from brainobs.schemas.ephys import DEFAULT_PARAMSET, EphysRecording, SortingParamSet, SpikeSorting
 
     paramset = {"sorting_paramset": str(sorting_paramset or DEFAULT_PARAMSET)}
@@ -301,11 +301,14 @@ def score_decrosstalk(
     experiment_id: int, survey_root: str | Path, ophys_paramset: str | None = None, valid_only: bool = True
 ):
     """Ghost detection of one plane of a synthetic mesoscope pair (the ``multiplane`` preset) against the
-    truth files under ``survey_root``: its Decrosstalk labels against which ROIs are ghosts (a
-    `brainobs.populate.scoring.decrosstalk.GhostScore`). ``valid_only``: score the ROIs segmentation kept
-    valid (the others are excluded whatever decrosstalk says)."""
+    truth files under ``survey_root``: which ROIs decrosstalk called ghosts (`decrosstalk_ghost`, or
+    `decrosstalk_invalid_unmixed_active`: no activity of its own once the partner's is unmixed) against which
+    ROIs are ghosts (a `brainobs.ingest.synthetic.scoring.decrosstalk.GhostScore`); the labels that say
+    decrosstalk could not test an ROI (no raw activity, no unmixing) are no verdict. ``valid_only``: score the
+    ROIs segmentation kept valid (the others are excluded whatever decrosstalk says)."""
+    from brainobs.ingest.synthetic.scoring.decrosstalk import ghost_truth, score_ghosts
     from brainobs.ingest.synthetic.truth import TRUTH_DIR
-    from brainobs.populate.scoring.decrosstalk import ghost_truth, score_ghosts
+    from brainobs.populate.ophys import decrosstalk
     from brainobs.schemas import ophys
     from brainobs.schemas.acquisition import Experiment
 
@@ -320,7 +323,8 @@ def score_decrosstalk(
     masks = np.zeros((len(rois), height, width), dtype=bool)
     for i, roi in enumerate(rois):
         masks[i, np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = True
-    flagged_ids = set((ophys.Decrosstalk.ExclusionLabel & key).to_arrays("cell_roi_id").tolist())
+    verdicts = [{"exclusion_label": label} for label in (decrosstalk.GHOST, decrosstalk.INVALID_UNMIXED_ACTIVE)]
+    flagged_ids = set((ophys.Decrosstalk.ExclusionLabel & key & verdicts).to_arrays("cell_roi_id").tolist())
     flagged = np.array([roi["cell_roi_id"] in flagged_ids for roi in rois], dtype=bool)
     folder = Path(survey_root) / TRUTH_DIR / "ophys"
     with (

@@ -741,11 +741,18 @@ def conformance(
 
 
 @app.command()
-def demo() -> None:
-    """Start the embedded database, generate and ingest a small survey, run the pipeline, print what it holds."""
-    from brainobs.demo import run_demo
+def demo(
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic survey (another seed needs another home)."),
+) -> None:
+    """Start the embedded database, generate and ingest a small survey, run the pipeline, print what it holds
+    and build its release."""
+    from brainobs.demo import DemoSeedError, run_demo
 
-    run_demo(_settings(), console)
+    try:
+        run_demo(_settings(), console, seed=seed)
+    except DemoSeedError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

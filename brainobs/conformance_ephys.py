@@ -17,25 +17,31 @@ from brainobs.populate.ephys.presets import ALLEN_METRIC_PARAMS, WAVEFORM_METRIC
 # Allen's output name -> brainobs column, where they differ
 QUALITY_NAMES = {"cluster_peak_channel": "peak_channel"}
 WAVEFORM_NAMES = {"duration": "waveform_duration"}
+# brainobs parameter -> the case's scalar of the same meaning
+QUALITY_PARAMS = {
+    "isi_threshold_s": "isi_threshold",
+    "min_isi_s": "min_isi",
+    "pc_num_channels": "num_channels_to_compare",
+    "pc_max_spikes_per_unit": "max_spikes_for_unit",
+    "nn_max_spikes": "max_spikes_for_nn",
+    "nn_num_neighbors": "n_neighbors",
+    "silhouette_max_spikes": "n_silhouette",
+    "drift_interval_s": "drift_metrics_interval_s",
+    "drift_min_spikes_per_interval": "drift_metrics_min_spikes_per_interval",
+    "seed": "random_seed",
+}
+WAVEFORM_PARAMS = {name: name for name in ("upsampling_factor", "spread_threshold", "site_range", "site_spacing_m")}
+
+
+def case_params(defaults: dict, scalars: dict, names: dict[str, str]) -> dict:
+    """``defaults`` with each parameter of ``names`` taken from the case's scalar it names."""
+    return {**defaults, **{param: scalars[scalar] for param, scalar in names.items()}}
 
 
 def quality_metrics(meta: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """ecephys_spike_sorting calculate_metrics on one probe, with the case's parameters."""
     s = meta["scalars"]
-    params = {
-        **ALLEN_METRIC_PARAMS,
-        "isi_threshold_s": s["isi_threshold"],
-        "min_isi_s": s["min_isi"],
-        "pc_num_channels": s["num_channels_to_compare"],
-        "pc_max_spikes_per_unit": s["max_spikes_for_unit"],
-        "nn_max_spikes": s["max_spikes_for_nn"],
-        "nn_num_neighbors": s["n_neighbors"],
-        "silhouette_max_spikes": s["n_silhouette"],
-        "drift_interval_s": s["drift_metrics_interval_s"],
-        "drift_min_spikes_per_interval": s["drift_metrics_min_spikes_per_interval"],
-        "seed": s["random_seed"],
-        "epoch_start_s": float(s["epoch"][1]),
-    }
+    params = {**case_params(ALLEN_METRIC_PARAMS, s, QUALITY_PARAMS), "epoch_start_s": float(s["epoch"][1])}
     table = allen_metrics.quality_metrics(
         inputs["spike_times"],
         inputs["spike_clusters"],
@@ -59,13 +65,7 @@ def waveform_metrics(meta: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.
     """ecephys_spike_sorting calculate_waveform_metrics per unit on its mean waveform, and snr on its
     single-spike waveforms."""
     s = meta["scalars"]
-    params = {
-        **WAVEFORM_METRIC_PARAMS,
-        "upsampling_factor": s["upsampling_factor"],
-        "spread_threshold": s["spread_threshold"],
-        "site_range": s["site_range"],
-        "site_spacing_m": s["site_spacing_m"],
-    }
+    params = case_params(WAVEFORM_METRIC_PARAMS, s, WAVEFORM_PARAMS)
     channel_map = np.asarray(inputs["channel_map"])
     rows = []
     for waveform, peak in zip(inputs["waveforms"], inputs["peak_channel"], strict=True):

@@ -104,7 +104,7 @@ def session_page(session_id: int, out: Path, release_tag: str | None = None) -> 
     """Session QC, behavior performance, and (ecephys) the spike raster and unit metric histograms."""
     from brainobs import api
     from brainobs.schemas.acquisition import Session
-    from brainobs.schemas.behavior import Performance
+    from brainobs.schemas.behavior import Behavior
     from brainobs.schemas.qc import SessionQC, SessionQCOverride
 
     api.connect()
@@ -114,7 +114,7 @@ def session_page(session_id: int, out: Path, release_tag: str | None = None) -> 
         QcTable((SessionQC.Check & q).to_dicts(), override=_override(SessionQCOverride, q))
         for q in (SessionQC & key).proj().to_dicts()
     ]
-    performance = (Performance & key).to_dicts()
+    performance = (Behavior.Performance & key).to_dicts()
     if performance:
         sections.append(KeyValues("Performance", {k: v for k, v in performance[0].items() if k not in key}))
     units = api.units(key)

@@ -187,7 +187,7 @@ class StimulusTemplates:
 
 
 @dataclass(frozen=True, eq=False)
-class RunningSpeed:
+class RunningSpeedData:
     """Running speed in cm/s at `timestamps` (s), filtered and before filtering (`speed_raw`), and the
     encoder's record at the same times: `dx` (wheel rotation since the previous sample, degrees), `v_sig`
     and `v_in` (encoder signal and supply voltages, V); shapes (n,). The raw parts are optional together."""
@@ -213,7 +213,7 @@ class RunningSpeed:
 
 
 @dataclass(frozen=True, eq=False)
-class Licks:
+class LickData:
     """Lick times (s) and the stimulus frame each was logged on; shapes (n,)."""
 
     timestamps: np.ndarray
@@ -227,7 +227,7 @@ class Licks:
 
 
 @dataclass(frozen=True, eq=False)
-class Rewards:
+class RewardData:
     """Reward times (s), volume (mL) and whether each was given automatically; shapes (n,)."""
 
     timestamps: np.ndarray
@@ -252,9 +252,9 @@ class BehaviorBundle:
     documented ones need a description in `column_descriptions` (see `brainobs.export.nwb_behavior`).
     """
 
-    running_speed: RunningSpeed | None = None
-    licks: Licks | None = None
-    rewards: Rewards | None = None
+    running_speed: RunningSpeedData | None = None
+    licks: LickData | None = None
+    rewards: RewardData | None = None
     stimulus_presentations: pd.DataFrame | None = None
     stimulus_blocks: pd.DataFrame | None = None
     trials: pd.DataFrame | None = None
@@ -396,7 +396,7 @@ class RoiTraces:
 
 
 @dataclass(frozen=True, eq=False)
-class MotionCorrection:
+class MotionCorrectionData:
     """Rigid motion correction: x, y offsets (pixels, (n_frames,)) and the largest shift in each direction."""
 
     x: np.ndarray
@@ -439,7 +439,7 @@ class OphysExperimentBundle:
     plane: ImagingPlaneInfo
     rois: RoiTable
     traces: RoiTraces
-    motion: MotionCorrection
+    motion: MotionCorrectionData
     images: ProjectionImages
     behavior: BehaviorBundle | None = None
     provenance: Provenance = field(default_factory=Provenance)

@@ -7,7 +7,7 @@ Layout (Allen Brain Observatory names where standard NWB types fit):
 - /processing/ophys/image_segmentation/cell_specimen_table: PlaneSegmentation, id = cell_roi_id, full-FOV
   image_mask, columns cell_specimen_id (-1: none), x, y, width, height, valid_roi,
   max_correction_{up,down,left,right} (pixels, the experiment's values on every row), r and RMSE (neuropil
-  correction), event_lambda and event_noise_std (L0 event detection).
+  correction), event_lambda and event_noise_std (event detection; the lambda is NaN unless it is L0).
 - RoiResponseSeries "traces" (frames x ROIs) in dff (DfOverF), corrected_fluorescence, demixed_trace and
   neuropil_trace (Fluorescence); /processing/ophys/event_detection: Allen's OphysEventDetection (events,
   frames x ROIs, with the lambdas and noise_stds of every ROI). They share one time base: the dF/F series
@@ -59,7 +59,7 @@ ROI_COLUMNS = {
     "max_correction_right": "largest motion correction rightward in the experiment (pixels)",
     "r": "neuropil contamination ratio of the ROI (corrected = demixed - r * neuropil)",
     "RMSE": "root-mean-square error of the neuropil fit (fluorescence units)",
-    "event_lambda": "L0 penalty chosen by event detection",
+    "event_lambda": "L0 penalty chosen by event detection (NaN for a parameter set whose events are not L0)",
     "event_noise_std": "robust noise standard deviation of the dF/F trace used by event detection",
 }
 # (container name, container type, series name, bundle field, unit, description)

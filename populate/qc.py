@@ -92,6 +92,8 @@ DEFAULT_QC_THRESHOLDS: dict[str, float] = {
     "dead_channel_noise_fraction": 0.1,
     "dead_channel_run_warn": 1,
     "dead_channel_run_fail": 4,
+    "residual_crosstalk_warn": 0.1,
+    "residual_crosstalk_fail": 0.2,
 }
 
 
@@ -160,6 +162,19 @@ CHECK_DEFINITIONS: dict[str, CheckDefinition] = {
         "best-matching stack plane, early against late). Our raw data hold no z-stack, so brainobs measures "
         "the decorrelation that such a drift causes in the registered movie instead",
         ("z_drift_highpass_px", "z_drift_warn", "z_drift_fail"),
+    ),
+    "residual_crosstalk": CheckDefinition(
+        "experiment",
+        "for a mesoscope plane: the median over its ROIs that decrosstalk kept as cells with a converged "
+        "unmixing of |unmixed_ratio| / 100 (the slope of the paired plane's unmixed trace on the ROI's unmixed "
+        "trace over its active frames: the share of its activity the unmixing left in the partner); a plane "
+        "whose ROIs all failed to unmix (crosstalk outside Allen's [0, 0.3] constraint) FAILs; a single plane "
+        "has no partner and passes with 0",
+        "fraction of the ROI's activity",
+        f"{ALLEN_VB}: 'uncorrectable crosstalk between simultaneously recorded multiscope planes'; the ratio is "
+        "Allen's decrosstalk unmixed ratio; the thresholds are brainobs's (after unmixing, clean pairs of 0.05-0.25 "
+        "crosstalk leave 0.03-0.04)",
+        ("residual_crosstalk_warn", "residual_crosstalk_fail"),
     ),
     "valid_roi_count": CheckDefinition(
         "experiment",
@@ -391,6 +406,28 @@ def z_drift_check(epochs: np.ndarray | None, border_px: float, t: dict) -> Check
     within = (r(flat[0], flat[1]) + r(flat[2], flat[3])) / 2
     across = float(np.mean([r(flat[i], flat[j]) for i in (0, 1) for j in (2, 3)]))
     return limit_check("z_drift", within - across, t["z_drift_warn"], t["z_drift_fail"])
+
+
+def residual_crosstalk_check(
+    unmixed_ratio: np.ndarray | None, converged: np.ndarray | None, is_cell: np.ndarray | None, t: dict
+) -> Check:
+    """The partner's activity decrosstalk left in a mesoscope plane (CHECK_DEFINITIONS); per ROI of the plane:
+    Allen's unmixed ratio, whether its own unmixing converged, and whether decrosstalk kept it as a cell.
+    ``None`` for a single plane."""
+    name = "residual_crosstalk"
+    if unmixed_ratio is None or converged is None or is_cell is None:
+        return Check(name, 0.0, t["residual_crosstalk_fail"], Outcome.PASS, "a single plane: no paired plane")
+    converged = np.asarray(converged, bool)
+    if converged.size and not converged.any():
+        return Check(
+            name, float("nan"), t["residual_crosstalk_fail"], Outcome.FAIL,
+            f"uncorrectable crosstalk: the unmixing of none of the plane's {converged.size} ROIs converged",
+        )  # fmt: skip
+    ratios = np.abs(np.asarray(unmixed_ratio, float)[converged & np.asarray(is_cell, bool)]) / 100
+    ratios = ratios[np.isfinite(ratios)]
+    if not ratios.size:
+        return not_set(name, "no ROI kept as a cell has a converged unmixing")
+    return limit_check(name, float(np.median(ratios)), t["residual_crosstalk_warn"], t["residual_crosstalk_fail"])
 
 
 def dead_channel_check(probe_name: str, noise: np.ndarray | None, t: dict) -> Check:

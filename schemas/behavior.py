@@ -1,9 +1,9 @@
 """Behavior and stimulus of every session that has a behavior folder (docs/formats/behavior.md).
 
 SessionSync reads and validates the raw folder, TaskParameters the task configuration of its session.json
-(sessions whose session.json has a `task` object); each Computed below takes one product of
-``brainobs.populate.behavior.process_behavior``: running speed, licks, rewards, stimulus presentations
-(one Part row per flash), trials (one Part row per trial) and session performance.
+(sessions whose session.json has a `task` object). Behavior runs ``brainobs.populate.behavior.process_behavior``
+once per session; its Part tables hold the products: RunningSpeed, Licks, Rewards, Presentation (one row per
+stimulus presentation), Trial (one row per trial) and Performance.
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ import numpy as np
 import pandas as pd
 
 from brainobs.ingest.behavior_files import read_behavior, read_session
-from brainobs.populate.behavior.session import BehaviorResult, process_behavior
+from brainobs.populate.behavior.performance import PerformanceSummary
+from brainobs.populate.behavior.session import process_behavior
 from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import Session
 
 schema = dj.Schema()
-
-
-def _behavior(key: dict) -> BehaviorResult:
-    folder = (Session & key).fetch1("behavior_dir")
-    return process_behavior(read_behavior(stores.raw_path(folder)))
 
 
 @schema
@@ -112,86 +108,51 @@ class TaskParameters(dj.Imported):
 
 
 @schema
-class RunningSpeed(dj.Computed):
+class Behavior(dj.Computed):
     definition = """
-    # running speed from the wheel encoder: unwrapped, outliers removed, 10 Hz low-pass
-    -> SessionSync
-    ---
-    timestamps : <npy@main>               # s
-    speed : <npy@main>                    # cm/s, filtered
-    speed_raw : <npy@main>                # cm/s, before filtering
-    dx : <npy@main>                       # degrees of wheel rotation since the previous sample
-    v_sig : <npy@main>                    # V, encoder signal
-    v_in : <npy@main>                     # V, encoder supply
-    mean_speed : float64                  # cm/s
-    """
-
-    def make(self, key):
-        running = _behavior(key).running
-        self.insert1(
-            {
-                **key,
-                "timestamps": running["timestamps"].to_numpy(),
-                "speed": running["speed"].to_numpy(),
-                "speed_raw": running["speed_raw"].to_numpy(),
-                "dx": running["dx"].to_numpy(),
-                "v_sig": running["v_sig"].to_numpy(),
-                "v_in": running["v_in"].to_numpy(),
-                "mean_speed": float(np.nanmean(running["speed"])) if len(running) else 0.0,
-            }
-        )
-
-
-@schema
-class Licks(dj.Computed):
-    definition = """
-    -> SessionSync
-    ---
-    n_licks : int32
-    lick_times : <blob>                   # s
-    """
-
-    def make(self, key):
-        licks = _behavior(key).licks
-        self.insert1({**key, "n_licks": len(licks), "lick_times": licks["timestamps"].to_numpy()})
-
-
-@schema
-class Rewards(dj.Computed):
-    definition = """
-    -> SessionSync
-    ---
-    n_rewards : int32
-    reward_times : <blob>                 # s
-    volumes : <blob>                      # ml
-    auto_rewarded : <blob>                # bool per reward
-    """
-
-    def make(self, key):
-        rewards = _behavior(key).rewards
-        self.insert1(
-            {
-                **key,
-                "n_rewards": len(rewards),
-                "reward_times": rewards["timestamps"].to_numpy(),
-                "volumes": rewards["volume"].to_numpy(),
-                "auto_rewarded": rewards["auto_rewarded"].to_numpy(),
-            }
-        )
-
-
-@schema
-class StimulusPresentations(dj.Computed):
-    definition = """
-    # every stimulus block of the session: change detection, gray screen, natural movie, receptive fields
+    # the session's behavior folder processed once; each Part table holds one of its products
     -> SessionSync
     ---
     n_presentations : int32
-    n_blocks : int32
+    n_blocks : int32                      # stimulus blocks
+    n_trials : int32
     """
+
+    class RunningSpeed(dj.Part):
+        definition = """
+        # running speed from the wheel encoder: unwrapped, outliers removed, 10 Hz low-pass
+        -> master
+        ---
+        timestamps : <npy@main>           # s
+        speed : <npy@main>                # cm/s, filtered
+        speed_raw : <npy@main>            # cm/s, before filtering
+        dx : <npy@main>                   # degrees of wheel rotation since the previous sample
+        v_sig : <npy@main>                # V, encoder signal
+        v_in : <npy@main>                 # V, encoder supply
+        mean_speed : float64              # cm/s
+        """
+
+    class Licks(dj.Part):
+        definition = """
+        -> master
+        ---
+        n_licks : int32
+        lick_times : <blob>               # s
+        """
+
+    class Rewards(dj.Part):
+        definition = """
+        -> master
+        ---
+        n_rewards : int32
+        reward_times : <blob>             # s
+        volumes : <blob>                  # ml
+        auto_rewarded : <blob>            # bool per reward
+        """
 
     class Presentation(dj.Part):
         definition = """
+        # every stimulus block of the session: change detection, gray screen, natural movie, receptive fields
         -> master
         presentation_id : int32
         ---
@@ -213,52 +174,9 @@ class StimulusPresentations(dj.Computed):
         movie_frame_index = null : int32
         """
 
-    def make(self, key):
-        table = _behavior(key).presentations
-        self.insert1({**key, "n_presentations": len(table), "n_blocks": int(table["stimulus_block"].nunique())})
-        self.Presentation.insert(_presentation_rows(key, table))
-
-
-def _presentation_rows(key: dict, table: pd.DataFrame) -> list[dict]:
-    rows = []
-    for i, row in enumerate(table.itertuples(index=False)):
-        movie_frame = finite_or_none(row.movie_frame_index)
-        rows.append(
-            {
-                **key,
-                "presentation_id": i,
-                "stimulus_block": int(row.stimulus_block),
-                "stimulus_block_kind": str(row.stimulus_block_kind),
-                "stimulus_name": str(row.stimulus_name),
-                "active": bool(row.active),
-                "start_time": float(row.start_time),
-                "stop_time": float(row.stop_time),
-                "start_frame": int(row.start_frame),
-                "end_frame": int(row.end_frame),
-                "image_name": "" if pd.isna(row.image_name) else str(row.image_name),
-                "omitted": bool(row.omitted),
-                "is_change": bool(row.is_change),
-                "flash_index": int(row.flash_index),
-                "orientation": finite_or_none(row.orientation),
-                "position_x": finite_or_none(row.position_x),
-                "position_y": finite_or_none(row.position_y),
-                "movie_frame_index": None if movie_frame is None else int(movie_frame),
-            }
-        )
-    return rows
-
-
-@schema
-class Trials(dj.Computed):
-    definition = """
-    # change-detection trials with outcomes computed from licks and the response window
-    -> SessionSync
-    ---
-    n_trials : int32
-    """
-
     class Trial(dj.Part):
         definition = """
+        # change-detection trials with outcomes computed from licks and the response window
         -> master
         trial_id : int32
         ---
@@ -289,72 +207,119 @@ class Trials(dj.Computed):
         lick_times : <blob>               # s
         """
 
+    class Performance(dj.Part):
+        definition = """
+        # session performance: hit and false-alarm rates, d-prime (rates clipped to [1/2N, 1-1/2N]), engagement
+        -> master
+        ---
+        n_go : int32
+        n_catch : int32
+        n_hit : int32
+        n_false_alarm : int32
+        n_aborted : int32
+        total_reward_volume : float64     # ml
+        hit_rate = null : float64
+        false_alarm_rate = null : float64
+        dprime = null : float64
+        engaged_fraction = null : float64 # trials with reward rate above 2 per minute
+        dprime_engaged = null : float64
+        """
+
     def make(self, key):
-        trials = _behavior(key).trials
-        self.insert1({**key, "n_trials": len(trials)})
-        self.Trial.insert(
+        result = process_behavior(read_behavior(stores.raw_path((Session & key).fetch1("behavior_dir"))))
+        presentations = result.presentations
+        self.insert1(
             {
                 **key,
-                "trial_id": int(row.trial_index),
+                "n_presentations": len(presentations),
+                "n_blocks": int(presentations["stimulus_block"].nunique()),
+                "n_trials": len(result.trials),
+            }
+        )
+        self.RunningSpeed.insert1({**key, **_running(result.running)})
+        self.Licks.insert1({**key, "n_licks": len(result.licks), "lick_times": result.licks["timestamps"].to_numpy()})
+        self.Rewards.insert1({**key, **_rewards(result.rewards)})
+        self.Presentation.insert({**key, **row} for row in _presentation_rows(presentations))
+        self.Trial.insert({**key, **row} for row in _trial_rows(result.trials))
+        self.Performance.insert1({**key, **_performance(result.performance)})
+
+
+def _running(running: pd.DataFrame) -> dict:
+    columns = ("timestamps", "speed", "speed_raw", "dx", "v_sig", "v_in")
+    return {
+        **{name: running[name].to_numpy() for name in columns},
+        "mean_speed": float(np.nanmean(running["speed"])) if len(running) else 0.0,
+    }
+
+
+def _rewards(rewards: pd.DataFrame) -> dict:
+    return {
+        "n_rewards": len(rewards),
+        "reward_times": rewards["timestamps"].to_numpy(),
+        "volumes": rewards["volume"].to_numpy(),
+        "auto_rewarded": rewards["auto_rewarded"].to_numpy(),
+    }
+
+
+def _presentation_rows(table: pd.DataFrame) -> list[dict]:
+    rows = []
+    for i, row in enumerate(table.itertuples(index=False)):
+        movie_frame = finite_or_none(row.movie_frame_index)
+        rows.append(
+            {
+                "presentation_id": i,
+                "stimulus_block": int(row.stimulus_block),
+                "stimulus_block_kind": str(row.stimulus_block_kind),
+                "stimulus_name": str(row.stimulus_name),
+                "active": bool(row.active),
                 "start_time": float(row.start_time),
                 "stop_time": float(row.stop_time),
                 "start_frame": int(row.start_frame),
                 "end_frame": int(row.end_frame),
-                "change_frame": int(row.change_frame),
-                "change_time": finite_or_none(row.change_time),
+                "image_name": "" if pd.isna(row.image_name) else str(row.image_name),
+                "omitted": bool(row.omitted),
                 "is_change": bool(row.is_change),
-                "go": bool(row.go),
-                "catch": bool(row.catch),
-                "outcome": str(row.outcome),
-                "hit": bool(row.hit),
-                "miss": bool(row.miss),
-                "false_alarm": bool(row.false_alarm),
-                "correct_reject": bool(row.correct_reject),
-                "aborted": bool(row.aborted),
-                "auto_rewarded": bool(row.auto_rewarded),
-                "response_latency": finite_or_none(row.response_latency),
-                "response_time": finite_or_none(row.response_time),
-                "reward_time": finite_or_none(row.reward_time),
-                "reward_volume": float(np.nan_to_num(row.reward_volume)),
-                "initial_image_name": str(row.initial_image_name),
-                "change_image_name": str(row.change_image_name),
-                "reward_rate": finite_or_none(row.reward_rate),
-                "engaged": bool(row.engaged),
-                "lick_times": np.asarray(row.lick_times, dtype=np.float64),
-            }
-            for row in trials.itertuples(index=False)
-        )
-
-
-@schema
-class Performance(dj.Computed):
-    definition = """
-    # session performance: hit and false-alarm rates, d-prime (rates clipped to [1/2N, 1-1/2N]), engagement
-    -> Trials
-    ---
-    n_go : int32
-    n_catch : int32
-    n_hit : int32
-    n_false_alarm : int32
-    n_aborted : int32
-    hit_rate = null : float64
-    false_alarm_rate = null : float64
-    dprime = null : float64
-    engaged_fraction = null : float64     # trials with reward rate above 2 per minute
-    dprime_engaged = null : float64
-    total_reward_volume : float64         # ml
-    """
-
-    def make(self, key):
-        summary = _behavior(key).performance.as_dict()
-        self.insert1(
-            {
-                **key,
-                **{name: int(summary[name]) for name in ("n_go", "n_catch", "n_hit", "n_false_alarm", "n_aborted")},
-                **{
-                    name: finite_or_none(summary[name])
-                    for name in ("hit_rate", "false_alarm_rate", "dprime", "engaged_fraction", "dprime_engaged")
-                },
-                "total_reward_volume": float(summary["total_reward_volume_ml"]),
+                "flash_index": int(row.flash_index),
+                "orientation": finite_or_none(row.orientation),
+                "position_x": finite_or_none(row.position_x),
+                "position_y": finite_or_none(row.position_y),
+                "movie_frame_index": None if movie_frame is None else int(movie_frame),
             }
         )
+    return rows
+
+
+def _trial_rows(trials: pd.DataFrame) -> list[dict]:
+    flags = ("is_change", "go", "catch", "hit", "miss", "false_alarm", "correct_reject", "aborted", "auto_rewarded")
+    optional = ("change_time", "response_latency", "response_time", "reward_time", "reward_rate")
+    return [
+        {
+            "trial_id": int(row.trial_index),
+            "start_time": float(row.start_time),
+            "stop_time": float(row.stop_time),
+            "start_frame": int(row.start_frame),
+            "end_frame": int(row.end_frame),
+            "change_frame": int(row.change_frame),
+            **{name: bool(getattr(row, name)) for name in flags},
+            **{name: finite_or_none(getattr(row, name)) for name in optional},
+            "outcome": str(row.outcome),
+            "reward_volume": float(np.nan_to_num(row.reward_volume)),
+            "initial_image_name": str(row.initial_image_name),
+            "change_image_name": str(row.change_image_name),
+            "engaged": bool(row.engaged),
+            "lick_times": np.asarray(row.lick_times, dtype=np.float64),
+        }
+        for row in trials.itertuples(index=False)
+    ]
+
+
+def _performance(summary: PerformanceSummary) -> dict:
+    values = summary.as_dict()
+    return {
+        **{name: int(values[name]) for name in ("n_go", "n_catch", "n_hit", "n_false_alarm", "n_aborted")},
+        **{
+            name: finite_or_none(values[name])
+            for name in ("hit_rate", "false_alarm_rate", "dprime", "engaged_fraction", "dprime_engaged")
+        },
+        "total_reward_volume": float(values["total_reward_volume_ml"]),
+    }

@@ -72,20 +72,20 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
     """Running speed, licks, rewards, stimulus presentations and blocks, trials; None without a sync record."""
     if not behavior.SessionSync & key:
         return None
-    running = (behavior.RunningSpeed & key).fetch1()
-    licks = (behavior.Licks & key).fetch1()
-    rewards = (behavior.Rewards & key).fetch1()
-    presentations = part_rows(behavior.StimulusPresentations.Presentation, key)
+    running = (behavior.Behavior.RunningSpeed & key).fetch1()
+    licks = (behavior.Behavior.Licks & key).fetch1()
+    rewards = (behavior.Behavior.Rewards & key).fetch1()
+    presentations = part_rows(behavior.Behavior.Presentation, key)
     presentations = presentations.sort_values("presentation_id").drop(
         columns=[*key, "session_id", "subject_id", "presentation_id"], errors="ignore"
     )
     for column in ("orientation", "position_x", "position_y", "movie_frame_index"):
         presentations[column] = pd.to_numeric(presentations[column], errors="coerce").astype(float)
-    trials = part_rows(behavior.Trials.Trial, key)
+    trials = part_rows(behavior.Behavior.Trial, key)
     sync = (behavior.SessionSync & key).fetch1()
     vsync = np.asarray(sync["vsync_times"], float)
     return bundles.BehaviorBundle(
-        running_speed=bundles.RunningSpeed(
+        running_speed=bundles.RunningSpeedData(
             np.asarray(running["timestamps"], float),
             np.asarray(running["speed"], float),
             speed_raw=np.asarray(running["speed_raw"], float),
@@ -93,14 +93,14 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
             v_sig=np.asarray(running["v_sig"], float),
             v_in=np.asarray(running["v_in"], float),
         ),
-        licks=bundles.Licks(
+        licks=bundles.LickData(
             np.asarray(licks["lick_times"], float),
             # a lick's time is the time of the display frame it was logged on (docs/formats/behavior.md)
             np.searchsorted(vsync, np.asarray(licks["lick_times"], float)).astype(np.int64),
         )
         if licks["n_licks"]
         else None,
-        rewards=bundles.Rewards(
+        rewards=bundles.RewardData(
             np.asarray(rewards["reward_times"], float),
             np.asarray(rewards["volumes"], float),
             np.asarray(rewards["auto_rewarded"], bool),
@@ -255,7 +255,7 @@ def ophys_experiment_bundle(key: dict) -> bundles.OphysExperimentBundle:
             lambdas=column(events, "l0_lambda"),
             noise_stds=column(events, "noise_std"),
         ),
-        motion=bundles.MotionCorrection(
+        motion=bundles.MotionCorrectionData(
             x=np.asarray(motion["x_offset"], float),
             y=np.asarray(motion["y_offset"], float),
             max_correction_up=motion["max_correction_up"],

@@ -8,7 +8,6 @@ records each of their files' size and sha256, and UnitMetrics checks the analyze
 
 from __future__ import annotations
 
-import shutil
 import warnings
 
 import datajoint as dj
@@ -19,8 +18,6 @@ from brainobs.ingest.ephys_files import CCF_ANNOTATIONS, channel_geometry, open_
 from brainobs.populate.ephys.channels import channel_noise
 from brainobs.populate.ephys.filters import filter_units
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS, compute_unit_metrics
-from brainobs.populate.ephys.pipeline import curate_units
-from brainobs.populate.ephys.preprocessing import held_in_memory, preprocess, sorter_input
 from brainobs.populate.ephys.presets import (
     ALLEN_METRIC_PARAMS,
     DUPLICATE_REMOVAL,
@@ -30,7 +27,8 @@ from brainobs.populate.ephys.presets import (
     SORTER_PRESETS,
     WAVEFORM_METRIC_PARAMS,
 )
-from brainobs.populate.ephys.sorting import run_sorter, sorting_jobs
+from brainobs.populate.ephys.sorting import sorting_jobs
+from brainobs.populate.ephys.spike_sorting import ANALYZER_FOLDER, spike_sorting
 from brainobs.schemas import finite_or_none, stores
 from brainobs.schemas.acquisition import ProbeInsertion
 from brainobs.schemas.params import insert_params, paramset_definition, select_new
@@ -158,8 +156,9 @@ def schedule_defaults() -> int:
     return select_new(EphysRecording, SortingSelection, SortingParamSet, DEFAULT_PARAMSET)
 
 
-def _folder(key: dict, name: str):
-    return stores.path("ephys", stores.key_name(key), name)
+def _output_dir(key: dict):
+    """The sorting's folder in the object store: the sorter's output and the SortingAnalyzer."""
+    return stores.path("ephys", stores.key_name(key))
 
 
 @schema
@@ -203,21 +202,9 @@ class SpikeSorting(dj.Computed):
         return (ProbeInsertion & key).fetch1(), (SortingParamSet & key).fetch1("params")
 
     def make_compute(self, key, insertion, params):
-        raw = _open(insertion)
-        analyzer_folder = _folder(key, "analyzer")
-        if analyzer_folder.exists():
-            shutil.rmtree(analyzer_folder)
-        # the sorter filters the raw traces itself; brainobs's chain then runs once, for every analyzer pass,
-        # held in memory (bounded) only after the sorter has released its own copy
-        jobs = sorting_jobs()
-        sorting = run_sorter(sorter_input(raw), params["sorter"], _folder(key, "sorter"), n_jobs=jobs)
-        recording = preprocess(raw, params["preprocessing"])
-        with held_in_memory(recording, n_jobs=jobs) as traces:
-            curated = curate_units(
-                recording, sorting, analyzer_folder=analyzer_folder, n_jobs=jobs, with_metrics=False, traces=traces,
-                noise_params=params["noise"],
-            )  # fmt: skip
-        return curated.units, stores.folder_digests(analyzer_folder.parent)
+        output_dir = _output_dir(key)
+        units = spike_sorting(_open(insertion), params, output_dir, n_jobs=sorting_jobs())
+        return units, stores.folder_digests(output_dir)
 
     def make_insert(self, key, units, files):
         params = (SortingParamSet & key).fetch1("params")
@@ -226,7 +213,7 @@ class SpikeSorting(dj.Computed):
                 **key,
                 "sorter_name": params["sorter"]["sorter_name"],
                 "n_units": len(units),
-                "output_dir": stores.relative(_folder(key, "sorter").parent),
+                "output_dir": stores.relative(_output_dir(key)),
             }
         )
         self.Unit.insert(
@@ -251,12 +238,11 @@ class SpikeSorting(dj.Computed):
 
 def _verified_analyzer(key: dict):
     """The sorting's SortingAnalyzer folder, after checking every file recorded under it kept its size."""
-    folder = _folder(key, "analyzer")
     output_dir = stores.root() / (SpikeSorting & key).fetch1("output_dir")
     for row in (SpikeSorting.File & key).to_dicts():
-        if row["file_path"].startswith("analyzer/"):
+        if row["file_path"].startswith(f"{ANALYZER_FOLDER}/"):
             stores.verified(output_dir / row["file_path"], row["size"])
-    return folder
+    return output_dir / ANALYZER_FOLDER
 
 
 # Allen metric name -> attribute (DataJoint attributes are lower case); snr lives in SpikeSorting.Unit

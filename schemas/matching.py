@@ -13,7 +13,7 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from brainobs.populate.matching import ROI, ExperimentROIs, MatchingParams, match_and_summarize
+from brainobs.populate.matching import ExperimentROIs, MatchingParams, RoiPixels, match_and_summarize
 from brainobs.schemas.acquisition import Container, Experiment
 from brainobs.schemas.ophys import MotionCorrection, OphysParamSet, Segmentation
 from brainobs.schemas.params import insert_params, paramset_definition
@@ -106,7 +106,7 @@ class CellMatching(dj.Computed):
             restriction = {**key, "experiment_id": experiment["experiment_id"]}
             image = (MotionCorrection & restriction).fetch1("average_image")
             valid = (Segmentation.ROI & restriction & {"valid_roi": True}).to_dicts(order_by="cell_roi_id")
-            rois = tuple(ROI(row["cell_roi_id"], row["ypix"], row["xpix"], True) for row in valid)
+            rois = tuple(RoiPixels(row["cell_roi_id"], row["ypix"], row["xpix"], True) for row in valid)
             inputs.append(ExperimentROIs(experiment["experiment_id"], np.asarray(image, dtype=float), rois))
             session_of[experiment["experiment_id"]] = experiment["session_id"]
         return inputs, session_of, MatchingParams(**(MatchingParamSet & key).fetch1("params"))

@@ -323,6 +323,21 @@ def stack(part: type[dj.Part], key: dict, attribute: str) -> np.ndarray:
     return stack_rows(part, key, attribute)[1]
 
 
+def roi_rows(key: dict, ids: list[int], **columns) -> list[dict]:
+    """One Part row per ROI of the columns (name=per-ROI values): ``key``, ROI ``ids[i]`` and each i-th value."""
+    n_rois = min(len(values) for values in columns.values())
+    return [{**key, "cell_roi_id": ids[i], **{name: v[i] for name, v in columns.items()}} for i in range(n_rois)]
+
+
+def insert_labels(part: type[dj.Part], key: dict, ids, labels) -> None:
+    """One ``part`` row per exclusion label of each ROI: ``labels[i]`` are the labels of ROI ``ids[i]``."""
+    part.insert(
+        {**key, "cell_roi_id": ids[i], "exclusion_label": label}
+        for i, roi_labels in enumerate(labels)
+        for label in roi_labels
+    )
+
+
 def _stage_fetch(key: dict) -> tuple:
     """What a trace stage's make depends on: its parameters and the upstream ROI count (cheap to re-check)."""
     return _params(key), len(Segmentation.ROI & key)
@@ -365,20 +380,15 @@ class Fluorescence(dj.Computed):
         ids = roi_ids(key)
         self.insert1({**key, "n_frames": result.roi_traces.shape[1] if result.roi_traces.size else 0})
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "roi_trace": result.roi_traces[i],
-                "neuropil_trace": result.neuropil_traces[i],
-                "neuropil_npix": int(result.neuropil_pixels[i][0].size),
-            }
-            for i in range(result.roi_traces.shape[0])
+            roi_rows(
+                key,
+                ids,
+                roi_trace=result.roi_traces,
+                neuropil_trace=result.neuropil_traces,
+                neuropil_npix=[int(pixels[0].size) for pixels in result.neuropil_pixels],
+            )
         )
-        self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
-            for i, labels in enumerate(result.exclusion_labels)
-            for label in labels
-        )
+        insert_labels(self.ExclusionLabel, key, ids, result.exclusion_labels)
 
 
 @schema
@@ -449,22 +459,17 @@ class Demixing(dj.Computed):
         )
         taking_part = ~np.isnan(result.demixed_before_nan).all(axis=1)
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "demixed_trace": result.demixed_traces[i],
-                "negative_transient": bool(result.negative_transient[i]),
-                "negative_baseline": bool(result.negative_baseline[i]),
-                "zero_baseline": bool(result.zero_baseline[i]),
-                "skipped_frames": n_dropped if taking_part[i] else 0,
-            }
-            for i in range(result.demixed_traces.shape[0])
+            roi_rows(
+                key,
+                ids,
+                demixed_trace=result.demixed_traces,
+                negative_transient=result.negative_transient.tolist(),
+                negative_baseline=result.negative_baseline.tolist(),
+                zero_baseline=result.zero_baseline.tolist(),
+                skipped_frames=[n_dropped if taking else 0 for taking in taking_part],
+            )
         )
-        self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
-            for i, labels in enumerate(result.exclusion_labels)
-            for label in labels
-        )
+        insert_labels(self.ExclusionLabel, key, ids, result.exclusion_labels)
 
 
 @schema
@@ -508,15 +513,14 @@ class NeuropilCorrection(dj.Computed):
         finite = result.r[np.isfinite(result.r)]
         self.insert1({**key, "mean_r": float(finite.mean()) if finite.size else None})
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "corrected_trace": result.corrected[i],
-                "r": finite_or_none(result.r[i]),
-                "rmse": finite_or_none(result.rmse[i]),
-                "r_estimated": finite_or_none(result.r_estimated[i]),
-            }
-            for i in range(result.corrected.shape[0])
+            roi_rows(
+                key,
+                ids,
+                corrected_trace=result.corrected,
+                r=[finite_or_none(v) for v in result.r],
+                rmse=[finite_or_none(v) for v in result.rmse],
+                r_estimated=[finite_or_none(v) for v in result.r_estimated],
+            )
         )
 
 
@@ -571,21 +575,20 @@ class DeltaFOverF(dj.Computed):
             }
         )
         self.Trace.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "dff": result.dff[i],
-                "sigma_dff": finite_or_none(result.sigma_dff[i]),
-                "num_small_baseline_frames": int(result.num_small_baseline_frames[i]),
-            }
-            for i in range(result.dff.shape[0])
+            roi_rows(
+                key,
+                ids,
+                dff=result.dff,
+                sigma_dff=[finite_or_none(v) for v in result.sigma_dff],
+                num_small_baseline_frames=[int(v) for v in result.num_small_baseline_frames],
+            )
         )
 
 
 @schema
 class EventDetection(dj.Computed):
     definition = """
-    # L0 events (Jewell & Witten, AR(1) with positivity), lambda searched per ROI
+    # events: Allen's L0 (Jewell & Witten, lambda searched per ROI) or thresholded OASIS, by events_method
     -> DeltaFOverF
     ---
     decay_time : float64                   # s: Allen's genotype table, else the explicit decay time
@@ -600,7 +603,7 @@ class EventDetection(dj.Computed):
         ---
         events : <npy@main>                # event magnitude per frame (dF/F units), 0 where none
         filtered_events : <npy@main>       # causal half-normal filter of the events
-        l0_lambda = null : float64         # the L0 penalty found for this ROI
+        l0_lambda = null : float64         # the L0 penalty found for this ROI (null for OASIS)
         noise_std = null : float64
         """
 
@@ -613,12 +616,11 @@ class EventDetection(dj.Computed):
         genotype, subject_decay = (Subject & key).fetch1("full_genotype", "decay_time")
         explicit = params.get("events_decay_time_s")
         decay_time = indicators.decay_time_s(genotype, subject_decay if explicit is None else explicit)
-        multiplier = params["events_noise_multiplier"]
         if traces.size == 0:
             gamma_value = indicators.gamma(decay_time, frame_rate)
-            return None, decay_time, gamma_value, multiplier or events.default_noise_multiplier(frame_rate)
-        solver = params.get("events_solver", "fastlzero")
-        result = events.detect_events(traces, frame_rate, decay_time, multiplier, solver=solver)
+            multiplier = params["events_noise_multiplier"] or events.default_noise_multiplier(frame_rate)
+            return None, decay_time, gamma_value, multiplier
+        result = events.detect_events_with(traces, frame_rate, decay_time, params)
         return result, decay_time, result.gamma, result.noise_multiplier
 
     def make_insert(self, key, result, decay_time, gamma_value, multiplier):
@@ -627,15 +629,14 @@ class EventDetection(dj.Computed):
             return
         ids = roi_ids(key)
         self.Event.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "events": result.events[i],
-                "filtered_events": result.filtered_events[i],
-                "l0_lambda": finite_or_none(result.lambdas[i]),
-                "noise_std": finite_or_none(result.noise_std[i]),
-            }
-            for i in range(result.events.shape[0])
+            roi_rows(
+                key,
+                ids,
+                events=result.events,
+                filtered_events=result.filtered_events,
+                l0_lambda=[finite_or_none(v) for v in result.lambdas],
+                noise_std=[finite_or_none(v) for v in result.noise_std],
+            )
         )
 
 
@@ -702,18 +703,13 @@ class Decrosstalk(dj.Computed):
             }
         )
         self.ROI.insert(
-            {
-                **key,
-                "cell_roi_id": ids[i],
-                "mixing": result.mixing[i],
-                "converged": bool(result.converged[i]),
-                "raw_ratio": finite_or_none(result.raw_ratio[i]),
-                "unmixed_ratio": finite_or_none(result.unmixed_ratio[i]),
-            }
-            for i in range(len(ids))
+            roi_rows(
+                key,
+                ids,
+                mixing=result.mixing,
+                converged=result.converged.tolist(),
+                raw_ratio=[finite_or_none(v) for v in result.raw_ratio],
+                unmixed_ratio=[finite_or_none(v) for v in result.unmixed_ratio],
+            )
         )
-        self.ExclusionLabel.insert(
-            {**key, "cell_roi_id": ids[i], "exclusion_label": label}
-            for i, roi_labels in enumerate(labels)
-            for label in roi_labels
-        )
+        insert_labels(self.ExclusionLabel, key, ids, labels)

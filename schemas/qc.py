@@ -16,12 +16,13 @@ import numpy as np
 from brainobs.populate import qc
 from brainobs.populate.ephys.filters import unmet_conditions
 from brainobs.populate.ophys.demix import NAN_LABEL
-from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
-from brainobs.schemas.acquisition import Experiment, ProbeInsertion, Session
-from brainobs.schemas.behavior import Licks, SessionSync
+from brainobs.populate.qc_levels import ExperimentQCInputs, experiment_checks, unit_outcomes
+from brainobs.schemas.acquisition import Experiment, PlaneGroup, ProbeInsertion, Session
+from brainobs.schemas.behavior import Behavior, SessionSync
 from brainobs.schemas.ephys import EphysRecording, SpikeSorting, UnitMetrics, units_table  # noqa: F401
 from brainobs.schemas.matching import CellMatching
 from brainobs.schemas.ophys import (
+    Decrosstalk,
     Demixing,
     MotionCorrection,
     NeuropilCorrection,
@@ -81,14 +82,6 @@ reason : varchar(255)
 """
 
 
-def _detection_bins_check(key: dict, n_frames: int) -> qc.Check:
-    """The experiment's detection-bin count under its parameter set (Segmentation's binning)."""
-    frame_rate = (Experiment & key).fetch1("frame_rate")
-    bin_s = (OphysParamSet & key).fetch1("params")["segmentation_bin_duration_s"]
-    n_bins, _ = binning(n_frames, frame_rate, bin_s)
-    return qc.detection_bins_check(n_bins, RELIABLE_BINNED_FRAMES, bins_warning(n_frames, frame_rate, bin_s))
-
-
 @schema
 class QC(dj.Computed):
     definition = f"""
@@ -104,31 +97,46 @@ class QC(dj.Computed):
 
     @property
     def key_source(self):
-        return NeuropilCorrection.proj() * QCParamSet.proj()
+        """Processed experiments; a mesoscope plane once Decrosstalk has run (residual_crosstalk reads it)."""
+        waiting = (Segmentation.proj() & PlaneGroup.proj()) - Decrosstalk.proj()
+        return (NeuropilCorrection.proj() * QCParamSet.proj()) - waiting
 
     def make(self, key):
         t = (QCParamSet & key).fetch1("params")
         motion = (MotionCorrection & key).fetch1()
-        border = max(motion[f"max_correction_{side}"] for side in ("left", "right", "up", "down"))
-        checks = qc.motion_checks(np.asarray(motion["x_offset"]), np.asarray(motion["y_offset"]), border, t)
-        checks += qc.intensity_checks(np.asarray(motion["frame_mean"]), t)
-        checks.append(qc.saturation_check(motion["max_image"], motion["saturation_level"], t))
+        pair = None
+        if Decrosstalk & key:
+            rois = (Decrosstalk.ROI * Segmentation.ROI & key).to_dicts(order_by="cell_roi_id")
+            labelled = set((Decrosstalk.ExclusionLabel & key).to_arrays("cell_roi_id").tolist())
+            pair = (
+                np.array([np.nan if r["unmixed_ratio"] is None else r["unmixed_ratio"] for r in rois], float),
+                np.array([r["converged"] for r in rois], bool),
+                np.array([r["valid_roi"] and r["cell_roi_id"] not in labelled for r in rois], bool),
+            )
         movie, _border = open_registered(key)
-        checks.append(qc.z_drift_check(qc.epoch_images(movie), border, t))
         demixed = (Demixing.Trace & key).to_dicts()
         valid = Segmentation.ROI & key & {"valid_roi": True}
         made_nan = Demixing.ExclusionLabel & key & {"exclusion_label": NAN_LABEL}
-        checks += qc.roi_checks(
-            len(valid - made_nan.proj()),
-            np.array([r for r in (NeuropilCorrection.Trace & key).to_arrays("r") if r is not None], dtype=float),
-            np.array([row["negative_baseline"] for row in demixed], dtype=bool),
-            np.array([row["negative_transient"] for row in demixed], dtype=bool),
-            t,
-        )
-        checks.append(_detection_bins_check(key, motion["n_frames"]))
         sync = (SessionSync & key).to_dicts()
-        checks.append(qc.alignment_check(motion["n_frames"], sync[0]["n_ophys_frames"] if sync else None, t))
-        _insert_checks(self, key, checks)
+        inputs = ExperimentQCInputs(
+            x_offset=np.asarray(motion["x_offset"]),
+            y_offset=np.asarray(motion["y_offset"]),
+            border_px=max(motion[f"max_correction_{side}"] for side in ("left", "right", "up", "down")),
+            frame_mean=np.asarray(motion["frame_mean"]),
+            max_image=motion["max_image"],
+            saturation_level=motion["saturation_level"],
+            epochs=qc.epoch_images(movie),
+            n_usable_rois=len(valid - made_nan.proj()),
+            neuropil_r=np.array([r for r in (NeuropilCorrection.Trace & key).to_arrays("r") if r is not None], float),
+            negative_baseline=np.array([row["negative_baseline"] for row in demixed], dtype=bool),
+            negative_transient=np.array([row["negative_transient"] for row in demixed], dtype=bool),
+            n_frames=motion["n_frames"],
+            frame_rate=(Experiment & key).fetch1("frame_rate"),
+            bin_duration_s=(OphysParamSet & key).fetch1("params")["segmentation_bin_duration_s"],
+            n_sync_frames=sync[0]["n_ophys_frames"] if sync else None,
+            decrosstalk=pair,
+        )
+        _insert_checks(self, key, experiment_checks(inputs, t))
 
 
 @schema
@@ -178,19 +186,14 @@ class UnitQC(dj.Computed):
     def make(self, key):
         units = units_table({k: v for k, v in key.items() if k != "qc_paramset"})
         unmet = unmet_conditions(units, "visual_coding") if len(units) else []
-        rows = [
-            {
-                **key,
-                "unit_id": int(unit_id),
-                "outcome": (qc.Outcome.WARNING if failed else qc.Outcome.PASS).name,
-                "reason": "; ".join(failed)[:255],
-            }
-            for unit_id, failed in zip(units["unit_id"] if len(units) else [], unmet, strict=True)
-        ]
-        n_passing = sum(row["outcome"] == "PASS" for row in rows)
-        outcome = qc.Outcome.PASS if rows else qc.Outcome.FAIL
-        self.insert1({**key, "outcome": outcome.name, "n_units": len(rows), "n_passing": n_passing})
-        self.Unit.insert(rows)
+        result = unit_outcomes(list(units["unit_id"]) if len(units) else [], unmet)
+        self.insert1(
+            {**key, "outcome": result.outcome.name, "n_units": len(result.units), "n_passing": result.n_passing}
+        )
+        self.Unit.insert(
+            {**key, "unit_id": unit_id, "outcome": outcome.name, "reason": reason[:255]}
+            for unit_id, outcome, reason in result.units
+        )
 
 
 @schema
@@ -217,7 +220,7 @@ class SessionQC(dj.Computed):
         definition = """
         # the licks (and so the sync record) this session's QC read (it also orders them before SessionQC)
         -> master
-        -> Licks
+        -> Behavior.Licks
         """
 
     @property
@@ -225,17 +228,17 @@ class SessionQC(dj.Computed):
         """Sessions whose behavior (sync record and licks) is read, and ecephys sessions whose every probe has
         unit QC (and whose behavior, when they name a behavior folder, is read): ecephys needs no behavior."""
         ecephys = (Session & {"modality": "ecephys"}).proj()
-        waiting = ((Session & {"modality": "ecephys"}) - {"behavior_dir": ""}).proj() - Licks.proj()
+        waiting = ((Session & {"modality": "ecephys"}) - {"behavior_dir": ""}).proj() - Behavior.Licks.proj()
         unsorted = (ProbeInsertion.proj() - UnitQC.proj()).proj()
         sorted_ecephys = (ecephys & ProbeInsertion.proj()) - unsorted - waiting
-        synced = (Session.proj() - ecephys) & Licks.proj()
+        synced = (Session.proj() - ecephys) & Behavior.Licks.proj()
         return synced * QCParamSet.proj() + sorted_ecephys * QCParamSet.proj()
 
     def make(self, key):
         t = (QCParamSet & key).fetch1("params")
         sync = (SessionSync & key).to_arrays("vsync_times")
         checks = [qc.dropped_frames_check(np.asarray(sync[0]) if len(sync) else None, t)]
-        licks = (Licks & key).to_dicts()
+        licks = (Behavior.Licks & key).to_dicts()
         passive = bool((Session & key).fetch1("passive"))
         checks.append(qc.lick_count_check(licks[0]["n_licks"] if licks else None, passive))
         probes = (UnitQC & key).to_dicts(order_by="probe_name, sorting_paramset")

@@ -17,10 +17,11 @@ from brainobs.export.bundles import source_digest
 from brainobs.export.release_config import ReleaseConfig
 from brainobs.export.validation import inspect_nwb
 from brainobs.export.writer import export_behavior_session, export_ecephys_session, export_ophys_experiment
-from brainobs.populate.qc import Outcome, release_verdict
+from brainobs.populate.qc import Outcome
+from brainobs.populate.release import embargo_withheld, qc_withheld, reusable_file
 from brainobs.schemas import stores
 from brainobs.schemas.acquisition import Experiment, Session  # noqa: F401 - Session: table definitions
-from brainobs.schemas.behavior import Licks
+from brainobs.schemas.behavior import Behavior
 from brainobs.schemas.collect import behavior_session_bundle, ecephys_session_bundle, ophys_experiment_bundle
 from brainobs.schemas.ephys import UnitMetrics
 from brainobs.schemas.ophys import EventDetection, OphysParamSet, OphysSelection  # noqa: F401 - OphysParamSet: definitions
@@ -107,7 +108,7 @@ class ReleaseFile(dj.Computed):
         """Sessions of a release with something to decide on; a 2-photon session waits until every selected
         experiment has its events (QC can exist before them)."""
         sessions = dj.U("release_tag", "subject_id", "session_id")
-        behavior_only = (Session & {"modality": "behavior"}).proj() * Licks.proj()
+        behavior_only = (Session & {"modality": "behavior"}).proj() * Behavior.Licks.proj()
         waiting = Release.proj("ophys_paramset") * (OphysSelection.proj() - EventDetection.proj())
         return (
             ((sessions & (Release * QC)) - waiting)
@@ -173,12 +174,7 @@ def embargo_end(session: dict, release: dict) -> dt.date:
 def embargo_verdict(key: dict, release: dict) -> dict | None:
     """None when the session may be in the release; else the Withheld values naming its embargo."""
     end = embargo_end((Session & key).fetch1(), release)
-    if end <= release["release_date"] or release["include_embargoed"]:
-        return None
-    return {
-        "reason": f"session embargoed until {end.isoformat()} (a public release leaves it out)",
-        "check_name": "embargo",
-    }
+    return embargo_withheld(end, release["release_date"], release["include_embargoed"])
 
 
 def withhold_verdict(
@@ -186,27 +182,10 @@ def withhold_verdict(
 ) -> dict | None:
     """None when the item passes the release policy; else the Withheld values: the reason, and the check
     that decided it (the worst one, or the reviewer's override) with its value and threshold."""
-    if not table & key:
-        return {"reason": f"{what} has no QC yet", "check_name": "missing QC"}
-    outcome = effective_outcome(table, override, key)
-    why = release_verdict(outcome, allowed)
-    if not why:
-        return None
+    outcome = effective_outcome(table, override, key) if table & key else None
     reviewed = (override & key).to_dicts()
-    if reviewed:
-        review = reviewed[0]
-        reason = f"{what}: reviewer {review['reviewer']} set {outcome.name}: {review['reason']}"[:255]
-        return {"reason": reason, "check_name": "override"}
     checks = (table.Check & key).to_dicts(order_by="check_name")
-    decider = max(checks, key=lambda c: Outcome[c["outcome"]])  # the first by name among the worst
-    also = [c["check_name"] for c in checks if c is not decider and c["outcome"] == decider["outcome"]]
-    also_text = f" (also {decider['outcome']}: {', '.join(also)})" if also else ""
-    return {
-        "reason": f"{what} QC {why}: {decider['reason']}{also_text}"[:255],
-        "check_name": decider["check_name"],
-        "value": decider["value"],
-        "threshold": decider["threshold"],
-    }
+    return qc_withheld(what, outcome, allowed, reviewed[0] if reviewed else None, checks)
 
 
 def ophys_verdict(qc_key: dict, allowed: Outcome) -> dict | None:
@@ -229,12 +208,10 @@ def _write(bundle, key: dict, modality: str, export) -> dict:
     """Write ``bundle`` (or reuse the file of an identical one); returns the File row's values."""
     digest = source_digest(bundle)
     target = stores.path("nwb", f"sub-{key['subject_id']}", f"{digest[:24]}_{modality}.nwb")
-    previous = (ReleaseFile.File & {"source_sha256": digest}).to_dicts()
-    if previous and target.exists():
-        row = previous[0]
-        stores.verified(stores.root() / row["path"], row["size"], row["sha256"])  # damaged: the job fails, naming it
-        names = ("path", "size", "sha256", "source_sha256", "inspector_messages", "inspector_passed")
-        return {name: row[name] for name in names}
+    reused = reusable_file((ReleaseFile.File & {"source_sha256": digest}).to_dicts(), target.exists())
+    if reused:
+        stores.verified(stores.root() / reused["path"], reused["size"], reused["sha256"])  # damaged: the job fails
+        return reused
     written = export(bundle, target)
     report = inspect_nwb(target, ignore=INSPECTOR_IGNORE)
     return {

@@ -24,9 +24,12 @@ from brainobs.ingest.ephys_files import channel_geometry, open_recording
 from brainobs.ingest.synthetic.behavior import vsync_times, write_behavior
 from brainobs.ingest.synthetic.ephys import default_num_units, write_recording
 from brainobs.ingest.synthetic.ophys import ExperimentSpec, make_tissue, write_experiment
+from brainobs.ingest.synthetic.pairs import registered, true_pair
 from brainobs.ingest.synthetic.presets import INDICATOR_LINES, OphysParams
 from brainobs.populate import qc
 from brainobs.populate.ephys.channels import channel_noise
+from brainobs.populate.ophys.decrosstalk import DECROSSTALK_PARAMS, DecrosstalkResult, decrosstalk_plane
+from brainobs.populate.ophys.rois import RoiRecord
 
 LINE = INDICATOR_LINES["GCaMP6f"]
 N_DISPLAY_FRAMES = 6000
@@ -35,6 +38,7 @@ SATURATION_LEVEL = 65535.0  # the generator's uint16 movies clip there
 BEHAVIOR_S = 60.0
 PROBE_CHANNELS = 16
 PROBE_NAME = "probeA"
+PAIR_FRAMES = 2000  # a mesoscope pair at 11 Hz: 182 s
 
 # failure mode of a 2-photon movie -> the generator parameters changed
 OPHYS_CASES: dict[str, dict] = {
@@ -70,6 +74,7 @@ class Recording:
     passive: bool
     channel_noise: np.ndarray  # ordered along the probe
     n_units: int
+    decrosstalk: DecrosstalkResult | None = None  # a mesoscope plane's, against its paired plane
 
 
 @dataclass(frozen=True)
@@ -126,16 +131,6 @@ def session(
     return Session(vsync, n_licks, passive, noise, n_units)
 
 
-def register(movie: np.ndarray, y_shift: np.ndarray, x_shift: np.ndarray) -> np.ndarray:
-    """Each frame rolled back by its rounded true shift (suite2p's rigid correction)."""
-    return np.stack(
-        [
-            np.roll(frame, (-round(float(y)), -round(float(x))), axis=(0, 1))
-            for frame, y, x in zip(movie, y_shift, x_shift, strict=True)
-        ]
-    )
-
-
 def experiment(
     root: Path, session_inputs: Session, container_id: int = 700001, session_index: int = 0, seed: int = 0, **changes
 ) -> Recording:
@@ -154,7 +149,7 @@ def experiment(
         frame_means=movie.mean(axis=(1, 2)),
         max_image=movie.max(axis=0),
         average_image=movie.mean(axis=0),
-        epochs=qc.epoch_images(register(movie, y_shift, x_shift)),
+        epochs=qc.epoch_images(registered(movie, y_shift, x_shift)),
         y_shift=y_shift,
         x_shift=x_shift,
         n_cells=n_cells,
@@ -176,3 +171,18 @@ def with_sync(recording: Recording, *, missing_pulses: int = 0, dropped_fraction
     drawn as the behavior generator draws them)."""
     vsync = vsync_times(np.random.default_rng(1), N_DISPLAY_FRAMES, dropped_fraction=dropped_fraction)
     return dataclasses.replace(recording, n_sync_frames=recording.n_movie_frames - missing_pulses, vsync_times=vsync)
+
+
+def paired_plane(root: Path, crosstalk: tuple[float, float], seed: int = 0) -> DecrosstalkResult:
+    """A mesoscope pair written by the generator (each plane sees ``crosstalk`` of its partner's light); the
+    first plane's true cells decrosstalked against the second, as Decrosstalk does."""
+    pair = true_pair(root, crosstalk, PAIR_FRAMES, seed)
+    return decrosstalk_plane(pair.signal_movie, pair.paired_movie, mask_records(pair.masks), DECROSSTALK_PARAMS)
+
+
+def mask_records(masks: np.ndarray) -> list[RoiRecord]:
+    """RoiRecords of (n, H, W) boolean masks."""
+    return [
+        RoiRecord(k, k, *(np.asarray(a, np.int64) for a in np.nonzero(mask)), mask.shape)
+        for k, mask in enumerate(masks)
+    ]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from brainobs.cli import app
 from tests.manifests import make_manifest
-from tests.test_virtual_schema import client_environment
+from tests.test_virtual_schema import client_environment, run_client
 
 pytestmark = pytest.mark.db
 
@@ -97,16 +97,7 @@ def test_reader_reads_through_virtual_schema_and_cannot_insert(db, settings, tmp
     assert json.loads(printed["stores"])["main"]["location"] == settings.store_location
     stores = printed.pop("stores")
     client = {**client_environment(settings), **printed, "DJ_PASS": env["BRAINOBS_READER_PASSWORD"]}
-    run = subprocess.run(
-        [sys.executable, "-c", READER_CLIENT, settings.schema_prefix, stores],
-        env={**os.environ, **client},
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.strip().splitlines()
+    lines = run_client(READER_CLIENT, settings.schema_prefix, stores, env=client, cwd=tmp_path)
     assert "subjects 1" in lines and "experiment 11 7" in lines
     for verb in ("insert", "create"):
         refused = [line for line in lines if line.startswith(verb)]
@@ -184,16 +175,7 @@ def test_an_existing_account_that_can_write_is_refused_or_reduced(db, settings, 
     connection.query(f"GRANT SELECT, INSERT, CREATE ON `{prefix}subject`.* TO '{reader_name}'@'%'", None)
     grant_reader(connection, "mysql", prefix, reader_name, "pw2")
     client = {**client_environment(settings), "DJ_USER": reader_name, "DJ_PASS": "pw2"}
-    run = subprocess.run(
-        [sys.executable, "-c", READER_CLIENT, prefix],
-        env={**os.environ, **client},
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.strip().splitlines()
+    lines = run_client(READER_CLIENT, prefix, env=client, cwd=tmp_path)
     assert "subjects 1" in lines
     assert any(line.startswith("insert refused") for line in lines), lines
     assert any(line.startswith("create refused") for line in lines), lines

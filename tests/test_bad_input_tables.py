@@ -266,6 +266,7 @@ def sorting_paramsets(database):
 def test_crashing_sorter_fails_only_its_spike_sorting_job(db, settings, tmp_path, sorting_paramsets, monkeypatch):
     """The real sorter crashes on one selection; a sibling selection of the same recording, sorted by a
     stand-in that returns the ground truth (a real sort takes minutes here), still gets its units."""
+    from brainobs.populate.ephys import spike_sorting
     from brainobs.schemas import ephys
 
     session_id = 990200
@@ -274,14 +275,14 @@ def test_crashing_sorter_fails_only_its_spike_sorting_job(db, settings, tmp_path
     recording = {"subject_id": SUBJECT["subject_id"], "session_id": session_id, "probe_name": "good"}
     assert not ephys.EphysRecording.populate(recording, suppress_errors=True)["error_list"]
     truth, _ = load_truth(tmp_path)
-    real_run_sorter = ephys.run_sorter
+    real_run_sorter = spike_sorting.run_sorter  # SpikeSorting's core calls it
 
     def run_sorter(extractor, preset, output_folder, **kwargs):
         if preset["sorter_name"] == "ground_truth":
             return truth
         return real_run_sorter(extractor, preset, output_folder, **kwargs)
 
-    monkeypatch.setattr(ephys, "run_sorter", run_sorter)
+    monkeypatch.setattr(spike_sorting, "run_sorter", run_sorter)
     ephys.SortingParamSet.insert_defaults()
     unavailable = ["kilosort4"] if sorter_problems("kilosort4") else []  # no GPU or no kilosort: a clear error
     selected = (CRASHING, STAND_IN, *unavailable)

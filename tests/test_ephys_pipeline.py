@@ -11,6 +11,7 @@ from spikeinterface.core import NumpySorting
 
 from brainobs.ingest.ephys_files import open_recording
 from brainobs.ingest.synthetic.ephys import load_truth, write_recording
+from brainobs.ingest.synthetic.scoring.ephys import score_sorting
 from brainobs.populate.ephys.metrics import METRIC_COLUMNS
 from brainobs.populate.ephys.pipeline import UNIT_COLUMNS, curate_units
 from brainobs.populate.ephys.preprocessing import (
@@ -22,7 +23,6 @@ from brainobs.populate.ephys.preprocessing import (
     sorter_input,
 )
 from brainobs.populate.ephys.sorting import run_sorter, sorter_problems
-from brainobs.populate.scoring.ephys import score_sorting
 
 FS = 30000.0
 T_START = 100.0
@@ -83,7 +83,7 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
         pytest.skip("; ".join(problems))
     _, recording, truth, truth_units, raw = tiny
     started = time.perf_counter()
-    sorting = run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1)  # as SpikeSorting does
+    sorting = run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1, isolated=True)  # as SpikeSorting
     elapsed = time.perf_counter() - started
     # the folder names the raw file as the sorter's input: brainobs's filters are not applied before it
     dumped = si.load(tmp_path / "sorter" / "spikeinterface_recording.json")
@@ -94,6 +94,51 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
     assert score.fraction_high_snr_well_detected >= 0.7
     high = score.per_unit[score.per_unit["snr"] >= 5]
     assert high["accuracy"].median() >= 0.8
+
+
+def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, monkeypatch):
+    """SpikeSorting's one core call: the sorter (isolated) on the raw traces in output_dir/sorter, then the units
+    and the SortingAnalyzer (replacing a stale one) from brainobs's own chain."""
+    from brainobs.populate.ephys import spike_sorting as core
+    from brainobs.populate.ephys.presets import NOISE_TEMPLATE_PARAMS, PREPROCESSING_PRESETS, SORTER_PRESETS
+
+    _, _, truth, truth_units, raw = tiny
+    calls = []
+
+    def fake_run_sorter(recording, preset, output_folder, **kwargs):
+        calls.append((recording, preset, output_folder, kwargs))
+        return truth
+
+    monkeypatch.setattr(core, "run_sorter", fake_run_sorter)
+    stale = tmp_path / core.ANALYZER_FOLDER / "stale.txt"
+    stale.parent.mkdir()
+    stale.write_text("from an earlier run")
+    params = {
+        "preprocessing": PREPROCESSING_PRESETS["allen"],
+        "sorter": SORTER_PRESETS["cpu_default"],
+        "noise": NOISE_TEMPLATE_PARAMS,
+    }
+    units = core.spike_sorting(raw, params, tmp_path, n_jobs=1)
+    ((handed, preset, folder, kwargs),) = calls
+    assert handed is raw and preset == params["sorter"] and folder == tmp_path / core.SORTER_FOLDER
+    assert kwargs == {"n_jobs": 1, "isolated": True}
+    assert list(units.columns) == list(UNIT_COLUMNS)
+    assert units["unit_id"].tolist() == truth_units["unit_id"].tolist()
+    assert (units["num_spikes"] + units["duplicates_removed"]).sum() == truth.to_spike_vector().size
+    assert not stale.exists()
+    analyzer = si.load_sorting_analyzer(tmp_path / core.ANALYZER_FOLDER)
+    assert list(analyzer.unit_ids) == units["unit_id"].tolist()
+    assert "CommonReferenceRecording" in str(analyzer.recording.to_dict())  # brainobs's chain, not the raw file
+
+
+def test_isolated_sorter_failure_names_the_sorter_and_folder(tiny, tmp_path):
+    """The sorter's child process reports its crash as the in-process call does."""
+    from brainobs.populate.ephys.sorting import SortingFailedError
+
+    raw = tiny[4]
+    preset = {"sorter_name": "lupin", "params": {"no_such_parameter": 1}}
+    with pytest.raises(SortingFailedError, match=r"(?s)lupin failed on 16 channels .*no_such_parameter.*; see "):
+        run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1, isolated=True)
 
 
 def test_units_without_spikes_give_empty_tables(tiny):

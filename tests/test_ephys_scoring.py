@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from spikeinterface.core import NumpySorting
 
-from brainobs.populate.scoring.ephys import score_sorting
+from brainobs.ingest.synthetic.scoring.ephys import score_sorting
 
 FS = 30000.0
 

@@ -16,17 +16,17 @@ from brainobs.export.bundles import (
     ChannelTable,
     EcephysSessionBundle,
     ImagingPlaneInfo,
-    Licks,
-    MotionCorrection,
+    LickData,
+    MotionCorrectionData,
     OphysExperimentBundle,
     ParameterSet,
     ProbeInfo,
     ProjectionImages,
     Provenance,
-    Rewards,
+    RewardData,
     RoiTable,
     RoiTraces,
-    RunningSpeed,
+    RunningSpeedData,
     SessionInfo,
     StimulusTemplates,
     SubjectInfo,
@@ -159,9 +159,9 @@ def make_behavior(
     warped = rng.uniform(0, 255, (3, 12, 16)).round()
     unwarped = np.where(np.arange(16) < 12, warped, np.nan)
     return BehaviorBundle(
-        running_speed=RunningSpeed(running_times, speed, speed_raw=speed_raw, dx=dx, v_sig=v_sig, v_in=v_in),
-        licks=Licks(licks, np.round(licks * 60).astype(np.int64)),
-        rewards=Rewards(np.array([1.41, 6.01]), np.array([0.005, 0.005]), np.array([False, True])),
+        running_speed=RunningSpeedData(running_times, speed, speed_raw=speed_raw, dx=dx, v_sig=v_sig, v_in=v_in),
+        licks=LickData(licks, np.round(licks * 60).astype(np.int64)),
+        rewards=RewardData(np.array([1.41, 6.01]), np.array([0.005, 0.005]), np.array([False, True])),
         stimulus_presentations=presentations,
         stimulus_blocks=blocks,
         trials=trials,
@@ -238,7 +238,7 @@ def make_ophys_bundle(
         ),
         rois=rois,
         traces=traces,
-        motion=MotionCorrection(
+        motion=MotionCorrectionData(
             x=rng.integers(-3, 4, N_FRAMES).astype(np.int32),
             y=rng.integers(-2, 3, N_FRAMES).astype(np.int32),
             max_correction_up=2.0,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from brainobs.ingest.synthetic.scoring.matching import score_matching
 from brainobs.populate.matching import (
-    ROI,
     ExperimentROIs,
     MatchingInputError,
     MatchingParams,
@@ -24,6 +24,7 @@ from brainobs.populate.matching import (
     PairMatch,
     RegistrationError,
     RoiPair,
+    RoiPixels,
     cell_specimen_id,
     match_and_summarize,
     match_container,
@@ -32,7 +33,6 @@ from brainobs.populate.matching.nway import merge_lines
 from brainobs.populate.matching.pairwise import footprints_in_frame, match_pair
 from brainobs.populate.matching.registration import register_pair, scaled_settings
 from brainobs.populate.matching.summary import summarize
-from brainobs.populate.scoring.matching import score_matching
 
 FOV = (160, 160)
 MIN_SEPARATION_PX = 11.0
@@ -127,7 +127,7 @@ def make_container(
         rois, ids = [], {}
         for n, i in enumerate(rng.permutation(len(found))):
             cell_roi_id = experiment_id * 1000 + n
-            rois.append(ROI.from_mask(cell_roi_id, found[i][1], valid=bool(rng.random() > 0.1)))
+            rois.append(RoiPixels.from_mask(cell_roi_id, found[i][1], valid=bool(rng.random() > 0.1)))
             ids[cell_roi_id] = max(found[i][0], -1)
         experiments.append(ExperimentROIs(experiment_id, image, tuple(rois)))
         truth[experiment_id] = ids
@@ -144,9 +144,9 @@ def _max_error_px(a: np.ndarray, b: np.ndarray, fov: tuple[int, int] = FOV) -> f
     return float(np.abs(corners @ a.T - corners @ b.T).max())
 
 
-def _square(cell_roi_id: int, x0: int, y0: int, side: int = 6) -> ROI:
+def _square(cell_roi_id: int, x0: int, y0: int, side: int = 6) -> RoiPixels:
     ys, xs = np.mgrid[y0 : y0 + side, x0 : x0 + side]
-    return ROI(cell_roi_id, ys.ravel(), xs.ravel())
+    return RoiPixels(cell_roi_id, ys.ravel(), xs.ravel())
 
 
 # --- parameters ------------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_different_field_of_view_sizes():
     for roi in e1.rois:
         inside = (roi.ys >= 9) & (roi.xs < FOV[1] - 14)
         if inside.sum() >= 15:
-            rois.append(ROI(roi.cell_roi_id, roi.ys[inside] - 9, roi.xs[inside], roi.valid))
+            rois.append(RoiPixels(roi.cell_roi_id, roi.ys[inside] - 9, roi.xs[inside], roi.valid))
             kept[roi.cell_roi_id] = truth[101][roi.cell_roi_id]
     truth[101] = kept
     e2 = experiments[2]
@@ -367,7 +367,7 @@ def test_different_field_of_view_sizes():
 
 def test_bad_input_is_refused_with_the_experiment_named():
     image = np.zeros((32, 32))
-    from_lists = ExperimentROIs(5, image, (ROI(3, [1, 2], [4, 4]),)).rois[0]
+    from_lists = ExperimentROIs(5, image, (RoiPixels(3, [1, 2], [4, 4]),)).rois[0]
     assert from_lists.ys.dtype == np.int64 and from_lists.xs.tolist() == [4, 4]
     with pytest.raises(MatchingInputError, match="experiment 5: cell_roi_id 1 appears twice"):
         ExperimentROIs(5, image, (_square(1, 0, 0), _square(1, 10, 10)))

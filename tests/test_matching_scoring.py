@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from brainobs.populate.scoring.matching import score_matching
+from brainobs.ingest.synthetic.scoring.matching import score_matching
 
 # three experiments; true cells 1, 2, 3 and a non-cell ROI (-1)
 TRUTH = {

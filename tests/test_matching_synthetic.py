@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from brainobs.populate.matching import ROI, ExperimentROIs, match_container
-from brainobs.populate.scoring.matching import score_matching
+from brainobs.ingest.synthetic.scoring.matching import score_matching
+from brainobs.populate.matching import ExperimentROIs, RoiPixels, match_container
 
 synthetic = pytest.importorskip("brainobs.ingest.synthetic")
 
@@ -41,7 +41,7 @@ def _container(out: Path, container_id: int):
         for k, footprint in enumerate(cells.footprints):
             mask = footprint >= 0.5 * footprint.max()
             cell_roi_id = experiment_id * 1000 + k
-            rois.append(ROI.from_mask(cell_roi_id, mask))
+            rois.append(RoiPixels.from_mask(cell_roi_id, mask))
             ids[cell_roi_id] = int(cells.cell_ids[k])
         experiments.append(ExperimentROIs(experiment_id, average, tuple(rois)))
         truth[experiment_id] = ids

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from brainobs.ingest.mesoscope import MesoscopeError, split_interleaved_tiff
-from brainobs.populate.ophys.movie import TiffMovie
+from brainobs.ingest.movie import TiffMovie
 
 
 def test_pages_go_to_planes_in_the_documented_order(tmp_path):

@@ -112,3 +112,23 @@ def test_invalid_raw_traces_and_unconverged_rois_take_the_mean_matrix():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="must both be"):
         dx.decrosstalk_traces(np.zeros((2, 10)), np.zeros((3, 10)), PARAMS)
+
+
+def _median_r(traces: np.ndarray, calcium: np.ndarray) -> float:
+    return float(np.nanmedian([np.corrcoef(t, c)[0, 1] if np.isfinite(t).all() else np.nan
+                               for t, c in zip(traces, calcium, strict=True)]))  # fmt: skip
+
+
+def test_unmixing_brings_real_cells_closer_to_their_true_calcium(tmp_path):
+    """A generated pair with 0.25 crosstalk into the signal plane: the unmixed traces of its true cells correlate
+    with their true calcium better than the raw mask traces (seed 0: median r 0.849 raw, 0.902 unmixed)."""
+    from brainobs.ingest.synthetic.pairs import true_pair
+    from tests.qc_corpus import mask_records
+
+    pair = true_pair(tmp_path, (0.25, 0.1))
+    rois = mask_records(pair.masks)
+    result = dx.decrosstalk_plane(pair.signal_movie, pair.paired_movie, rois, PARAMS)
+    raw = _median_r(dx.mask_traces(pair.signal_movie, rois), pair.calcium)
+    unmixed = _median_r(result.unmixed, pair.calcium)
+    assert unmixed >= raw + 0.03 and unmixed > 0.85, (raw, unmixed)
+    assert not any(dx.GHOST in labels for labels in result.labels)  # true cells, none of them a ghost

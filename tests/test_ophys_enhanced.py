@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
+from brainobs.ingest.synthetic.scoring.experiment import interior_footprints
+from brainobs.ingest.synthetic.scoring.rois import registration_rmse, score_roi_detection
 from brainobs.populate.ophys.params import OPHYS_PRESETS
 from brainobs.populate.ophys.registration import register_movie
 from brainobs.populate.ophys.rois import MotionBorder, postprocess_rois
 from brainobs.populate.ophys.segmentation import segment_movie
-from brainobs.populate.scoring.experiment import interior_footprints
-from brainobs.populate.scoring.rois import registration_rmse, score_roi_detection
 from tests.test_synthetic_ophys import _experiment
 
 pytestmark = pytest.mark.slow

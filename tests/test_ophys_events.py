@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
+from brainobs.ingest.synthetic.scoring.traces import event_f1
 from brainobs.populate.ophys.events import (
     default_noise_multiplier,
     detect_events,
@@ -17,7 +18,6 @@ from brainobs.populate.ophys.events import (
 from brainobs.populate.ophys.indicators import ALLEN_DECAY_TIMES, UnknownGenotypeError, decay_time_s, gamma
 from brainobs.populate.ophys.lzero import solve_l0
 from brainobs.populate.ophys.lzero_fast import estimate_spikes, event_magnitudes
-from brainobs.populate.scoring.traces import event_f1
 
 
 def test_gamma_pinned_for_gcamp6f_at_31_hz():
@@ -106,9 +106,9 @@ def test_solver_equals_brute_force_optimum(g, lam):
         assert objective(y, c_floor, events_floor, lam) == pytest.approx(best_cost, abs=2e-3)
 
 
-def test_solver_recovers_a_long_clean_spike_train_exactly():
+def _clean_spike_train(n: int = 3000) -> tuple[float, np.ndarray, np.ndarray]:
+    """(gamma, trace, jumps): a noiseless calcium trace with spikes of 0.5-1.5 on 1% of frames, floored at 1e-4."""
     g = gamma(0.347, 31.0)
-    n = 3000
     rng = np.random.default_rng(7)
     jumps = (rng.random(n) < 0.01) * rng.uniform(0.5, 1.5, n)
     jumps[0] = 0.0
@@ -116,6 +116,11 @@ def test_solver_recovers_a_long_clean_spike_train_exactly():
     for t in range(n):
         y[t] = max(g * y[t - 1], 1e-4) if t else 1e-4
         y[t] += jumps[t]
+    return g, y, jumps
+
+
+def test_solver_recovers_a_long_clean_spike_train_exactly():
+    g, y, jumps = _clean_spike_train()
     c, events = solve_l0(y, g, 0.01)
     np.testing.assert_array_equal(np.flatnonzero(events), np.flatnonzero(jumps))
     np.testing.assert_allclose(c, y, atol=1e-9)
@@ -244,15 +249,7 @@ def published_segment_fit(y: np.ndarray, g: float, eps: float) -> np.ndarray:
 
 
 def test_fastlzero_recovers_a_clean_spike_train():
-    g = gamma(0.347, 31.0)
-    n = 3000
-    rng = np.random.default_rng(7)
-    jumps = (rng.random(n) < 0.01) * rng.uniform(0.5, 1.5, n)
-    jumps[0] = 0.0
-    y = np.zeros(n)
-    for t in range(n):
-        y[t] = max(g * y[t - 1], 1e-4) if t else 1e-4
-        y[t] += jumps[t]
+    g, y, jumps = _clean_spike_train()
     events = event_magnitudes(y, g, 0.01)
     np.testing.assert_array_equal(np.flatnonzero(events), np.flatnonzero(jumps))
     # a magnitude is c[s] - gamma c[s-1]; after the floor that is the jump plus EPS (1 - gamma)

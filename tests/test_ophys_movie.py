@@ -1,4 +1,4 @@
-"""Reading and validating TIFF movies (brainobs.populate.ophys.movie)."""
+"""Reading and validating TIFF movies (brainobs.ingest.movie)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from brainobs.populate.ophys.movie import (
+from brainobs.ingest.movie import (
     MIN_FRAMES,
     MovieError,
     TiffMovie,

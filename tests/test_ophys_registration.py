@@ -10,7 +10,8 @@ import pytest
 import tifffile
 from ophys_fake_movie import make_fake_movie
 
-from brainobs.populate.ophys.movie import MovieError
+from brainobs.ingest.movie import MovieError
+from brainobs.ingest.synthetic.scoring.rois import registration_rmse
 from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS, allen_ophys_params
 from brainobs.populate.ophys.registration import (
     MotionBorder,
@@ -25,7 +26,6 @@ from brainobs.populate.ophys.registration import (
     saturation_level,
     to_int16,
 )
-from brainobs.populate.scoring.rois import registration_rmse
 
 
 def test_allen_registration_preset_is_pinned() -> None:

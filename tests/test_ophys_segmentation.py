@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from ophys_fake_movie import make_fake_movie
 
+from brainobs.ingest.synthetic.scoring.rois import footprints_in_reference_frame, registration_rmse, score_roi_detection
 from brainobs.ingest.synthetic.truth import OphysTruth, load_ophys_truth, load_survey_truth
 from brainobs.populate.ophys.params import ALLEN_OPHYS_PARAMS
 from brainobs.populate.ophys.registration import RegistrationResult, register_movie
@@ -23,7 +24,6 @@ from brainobs.populate.ophys.segmentation import (
     bins_warning,
     segment_movie,
 )
-from brainobs.populate.scoring.rois import footprints_in_reference_frame, registration_rmse, score_roi_detection
 
 
 def test_allen_segmentation_preset_is_pinned() -> None:

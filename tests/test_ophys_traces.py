@@ -276,11 +276,11 @@ def test_non_positive_corrected_mean_sets_r_to_zero_and_nan_rows_pass_through():
 
 
 def test_chain_from_suite2p_rois_to_events_scores_well():
+    from brainobs.ingest.synthetic.scoring.traces import event_f1, trace_correlations
     from brainobs.populate.ophys.dff import compute_dff
     from brainobs.populate.ophys.events import detect_events
     from brainobs.populate.ophys.indicators import gamma
     from brainobs.populate.ophys.rois import postprocess_rois
-    from brainobs.populate.scoring.traces import event_f1, trace_correlations
 
     rng = np.random.default_rng(8)
     fs, n_frames, shape = 31.0, 2400, (48, 48)

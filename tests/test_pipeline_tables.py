@@ -122,7 +122,7 @@ def test_event_decay_time_follows_allens_genotype_rule(processed):
 
 
 def test_cell_matching_recovers_identities_across_sessions(processed):
-    from brainobs.populate.scoring.matching import score_matching
+    from brainobs.ingest.synthetic.scoring.matching import score_matching
     from brainobs.schemas.matching import CellMatching, cells_table
 
     match = CellMatching.fetch1()
@@ -418,9 +418,9 @@ def test_allensdk_reads_the_exported_files(processed, tmp_path):
         valid = sidecar["valid_roi"]
         dff = ophys.stack(ophys.DeltaFOverF.Trace, key, "dff")  # ROIs x frames, by cell_roi_id
         sidecar["dff"] = np.asarray(dff)[valid]
-        running = (behavior.RunningSpeed & key).fetch1()
+        running = (behavior.Behavior.RunningSpeed & key).fetch1()
         sidecar["running"] = np.stack([running["timestamps"], running["speed"]])
-        lick_times = np.asarray((behavior.Licks & key).fetch1("lick_times"), float)
+        lick_times = np.asarray((behavior.Behavior.Licks & key).fetch1("lick_times"), float)
         vsync = np.asarray((behavior.SessionSync & key).fetch1("vsync_times"))
         lick_frames = np.array([np.flatnonzero(vsync == t)[0] for t in lick_times], dtype=float)
         sidecar["licks"] = np.stack([lick_times, lick_frames]) if len(lick_times) else np.zeros((2, 0))
@@ -428,7 +428,7 @@ def test_allensdk_reads_the_exported_files(processed, tmp_path):
         path = tmp_path / f"ophys_{key['experiment_id']}.nwb"
         export_ophys_experiment(bundle, path)
         files.append(("ophys", path, sidecar))
-    active = max(keys, key=lambda k: (behavior.Licks & k).fetch1("n_licks"))
+    active = max(keys, key=lambda k: (behavior.Behavior.Licks & k).fetch1("n_licks"))
     session_key = {k: active[k] for k in ("subject_id", "session_id")}
     session = behavior_session_bundle(session_key)
     export_behavior_session(session, tmp_path / "behavior.nwb")

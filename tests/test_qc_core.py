@@ -30,6 +30,7 @@ def clean_checks() -> list[qc.Check]:
     scene = 100 + 20 * rng.standard_normal((48, 48))  # a still field of view: its frames differ by noise only
     checks.append(qc.z_drift_check(qc.epoch_images(scene + rng.normal(0, 5, (200, 48, 48))), 4.0, T))
     checks.append(qc.dead_channel_check("probeA", rng.uniform(5, 8, 64), T))
+    checks.append(qc.residual_crosstalk_check(rng.normal(0, 3, 30), np.ones(30, bool), np.ones(30, bool), T))
     return checks
 
 
@@ -120,3 +121,19 @@ def test_an_active_session_without_licks_fails_and_a_passive_one_is_not_set():
     passive = qc.lick_count_check(0, passive=True)
     assert passive.outcome is Outcome.NOT_SET and "passive session" in passive.reason
     assert qc.lick_count_check(None, passive=False).reason == "not evaluated: no behavior record for this session"
+
+
+def test_residual_crosstalk_of_a_mesoscope_plane():
+    cells, converged = np.ones(6, bool), np.ones(6, bool)
+    single = qc.residual_crosstalk_check(None, None, None, T)
+    assert single.outcome is Outcome.PASS and single.value == 0 and "single plane" in single.reason
+    left = np.array([-30.0, 25.0, 28.0, -35.0, 900.0, np.nan])  # a ghost-like outlier and a dropped ROI
+    assert qc.residual_crosstalk_check(left, converged, cells, T).outcome is Outcome.FAIL
+    assert qc.residual_crosstalk_check(left / 2, converged, cells, T).outcome is Outcome.WARNING
+    # only converged cells count: the same large ratios on ghosts and unconverged ROIs do not
+    mixed = np.array([2.0, -3.0, 1.0, 400.0, 500.0, 600.0])
+    kept = np.array([True, True, True, False, True, True])
+    assert qc.residual_crosstalk_check(mixed, np.array([1, 1, 1, 1, 0, 0], bool), kept, T).outcome is Outcome.PASS
+    none = qc.residual_crosstalk_check(mixed, np.zeros(6, bool), cells, T)
+    assert none.outcome is Outcome.FAIL and "uncorrectable" in none.reason
+    assert qc.residual_crosstalk_check(mixed, converged, np.zeros(6, bool), T).outcome is Outcome.NOT_SET

@@ -11,7 +11,7 @@ import pytest
 
 from brainobs.ingest.synthetic.presets import PRESETS, OphysParams
 from brainobs.populate import qc
-from brainobs.populate.matching import ROI, ExperimentROIs, RegistrationError, match_container
+from brainobs.populate.matching import ExperimentROIs, RegistrationError, RoiPixels, match_container
 from brainobs.populate.ophys.params import OPHYS_PRESETS
 from brainobs.populate.ophys.segmentation import RELIABLE_BINNED_FRAMES, binning, bins_warning
 from brainobs.populate.qc import Outcome
@@ -43,6 +43,8 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
     "no_licks": {"lick_count": Outcome.FAIL},
     "dead_probe_channels": {f"dead_channels:{PROBE}": Outcome.FAIL},
     "failed_matching": {"cell_matching": Outcome.FAIL, "match_fraction": Outcome.NOT_SET},
+    "paired_plane": {},  # a mesoscope plane whose crosstalk (0.05, partner 0.15) unmixes
+    "uncorrectable_crosstalk": {"residual_crosstalk": Outcome.FAIL},  # 0.45 each way: outside Allen's ICA bounds
 }
 
 
@@ -60,6 +62,10 @@ def experiment_checks(recording: Recording) -> list[qc.Check]:
     n_bins, _ = binning(recording.n_movie_frames, frame_rate, bin_s)
     warning = bins_warning(recording.n_movie_frames, frame_rate, bin_s)
     checks.append(qc.detection_bins_check(n_bins, RELIABLE_BINNED_FRAMES, warning))
+    pair = recording.decrosstalk
+    cells = None if pair is None else np.array([not labels for labels in pair.labels])
+    unmixed, converged = (None, None) if pair is None else (pair.unmixed_ratio, pair.converged)
+    checks.append(qc.residual_crosstalk_check(unmixed, converged, cells, T))
     return checks
 
 
@@ -79,7 +85,7 @@ def container_checks(recordings: list[Recording]) -> list[qc.Check]:
         ExperimentROIs(
             i + 1,
             r.average_image,
-            tuple(ROI(k, *np.nonzero(f >= 0.5), True) for k, f in enumerate(r.footprints) if (f >= 0.5).any()),
+            tuple(RoiPixels(k, *np.nonzero(f >= 0.5), True) for k, f in enumerate(r.footprints) if (f >= 0.5).any()),
         )
         for i, r in enumerate(recordings)
     ]
@@ -126,6 +132,9 @@ def corpus(tmp_path_factory, clean_session) -> dict[str, list[qc.Check]]:
     dead = qc_corpus.session(root / "dead-probe", dead_channels=tuple(range(4, 12)))
     recordings["dead_probe_channels"] = qc_corpus.with_session(clean, dead)
     recordings["failed_matching"] = clean
+    for name, crosstalk in (("paired_plane", (0.05, 0.15)), ("uncorrectable_crosstalk", (0.45, 0.45))):
+        (root / name).mkdir()
+        recordings[name] = dataclasses.replace(clean, decrosstalk=qc_corpus.paired_plane(root / name, crosstalk))
     (root / "containers").mkdir()
     same, unrelated = _containers(root / "containers", clean_session, CONTAINER_FRAMES)
     matched, failed = container_checks(same), container_checks(unrelated)

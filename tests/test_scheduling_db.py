@@ -113,8 +113,8 @@ def fresh(database, settings, tmp_path, request):
 
 # (part, master column): the part holds as many rows per master row as the column says
 COUNTED_PARTS = (
-    ("behavior.StimulusPresentations.Presentation", "n_presentations"),
-    ("behavior.Trials.Trial", "n_trials"),
+    ("behavior.Behavior.Presentation", "n_presentations"),
+    ("behavior.Behavior.Trial", "n_trials"),
     ("ophys.Segmentation.ROI", "n_rois"),
     ("ephys.EphysRecording.Channel", "n_channels"),
     ("ephys.SpikeSorting.Unit", "n_units"),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from brainobs.populate.scoring.decrosstalk import GhostScore, ghost_truth, score_ghosts
+from brainobs.ingest.synthetic.scoring.decrosstalk import GhostScore, ghost_truth, score_ghosts
 
 
 def disc(y: int, x: int, r: int = 3, size: int = 20) -> np.ndarray:

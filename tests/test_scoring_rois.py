@@ -1,11 +1,11 @@
-"""Scoring of ROI detection and registration (brainobs.populate.scoring.rois)."""
+"""Scoring of ROI detection and registration (brainobs.ingest.synthetic.scoring.rois)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from brainobs.populate.scoring.rois import (
+from brainobs.ingest.synthetic.scoring.rois import (
     MASK_FRACTION,
     MAX_CENTROID_DISTANCE_PX,
     MIN_IOU,

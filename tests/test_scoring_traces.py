@@ -5,7 +5,13 @@ import pytest
 import scipy.sparse as sparse
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from brainobs.populate.scoring.traces import EventScore, event_f1, match_frames, trace_correlations
+from brainobs.ingest.synthetic.scoring.traces import (
+    EventScore,
+    event_f1,
+    event_onsets,
+    match_frames,
+    trace_correlations,
+)
 
 
 def test_trace_correlations_follow_the_match():
@@ -25,13 +31,27 @@ def test_event_f1_tolerance_is_two_frames_each_way():
     true = np.zeros(100)
     true[[20, 50, 80]] = 1
     events = np.zeros(100)
-    events[[22, 47, 80, 81]] = [0.3, 0.2, 0.5, 0.4]  # 22: +2 hit, 47: -3 miss, 81: second detection
+    events[[22, 47, 80, 83]] = [0.3, 0.2, 0.5, 0.4]  # 22: +2 hit, 47: -3 miss, 83: second detection
     score = event_f1(events, true)
     assert (score.true_positives, score.false_positives, score.false_negatives) == (2, 2, 1)
     assert score.precision == pytest.approx(0.5)
     assert score.recall == pytest.approx(2 / 3)
     assert score.f1 == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
     assert event_f1(events, true, tolerance_frames=3).true_positives == 3
+
+
+def test_activity_in_neighbouring_frames_is_one_event_on_both_sides():
+    # was: every frame holding a spike, and every detected frame, counted as its own event
+    active = np.zeros(20, bool)
+    active[[2, 3, 4, 5, 9, 11, 12]] = True
+    assert event_onsets(active).tolist() == [2, 4, 9, 11]  # 3 joins 2, 5 joins 4, 12 joins 11; 9 and 11 apart
+    assert event_onsets(np.zeros(5, bool)).size == 0
+    true = np.zeros(40)
+    true[[10, 11, 30]] = [1, 2, 1]  # a spike frame and its neighbour: one true event
+    events = np.zeros(40)
+    events[[11, 12, 25]] = [0.2, 0.1, 0.3]  # one detection spread over two frames, and a false one
+    score = event_f1(events, true)
+    assert (score.true_positives, score.false_positives, score.false_negatives) == (1, 1, 1)
 
 
 def test_event_f1_pools_rows_and_ignores_nan_rows():

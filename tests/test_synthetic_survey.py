@@ -183,6 +183,7 @@ def test_presets_have_the_documented_sizes():
     assert (demo.ophys.height, demo.ophys.n_frames) == (128, 4000) and 32 <= demo.ephys_num_channels <= 64
     assert (benchmark.ophys.height, benchmark.ophys.width) == (512, 512) and benchmark.ophys.n_frames >= 2000
     assert benchmark.ephys_num_channels == 384 and benchmark.ephys_duration_s >= 60
-    assert all(plan.sessions >= 3 for name, p in PRESETS.items() if name != "multiplane" for plan in p.subjects)
+    assert all(plan.sessions >= 3 for p in PRESETS.values() for plan in p.subjects if plan.planes == 1)
     (mesoscope,) = PRESETS["multiplane"].subjects  # one 4-plane session: 2 pairs with crosstalk
     assert (mesoscope.sessions, mesoscope.planes, len(mesoscope.crosstalk)) == (1, 4, 4)
+    assert PRESETS["demo"].subjects[1] == mesoscope  # the demo shows the same mesoscope session

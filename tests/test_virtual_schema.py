@@ -59,6 +59,21 @@ def client_environment(settings) -> dict[str, str]:
     return env
 
 
+def run_client(code: str, *args: str, env: dict[str, str], cwd) -> list[str]:
+    """Run ``code`` in a fresh Python with ``args`` and ``env`` added to this environment; its output lines
+    (the test fails with its stderr when it exits non-zero)."""
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip().splitlines()
+
+
 def test_plain_datajoint_client_reads_experiments(db, settings, tmp_path):
     from brainobs.database import reader_store_config
     from brainobs.ingest.manifest import load_manifest
@@ -71,16 +86,8 @@ def test_plain_datajoint_client_reads_experiments(db, settings, tmp_path):
     sync = {"display_frame_rate": 60.0, "monitor_delay": 0.0, "n_display_frames": 5, "n_ophys_frames": 0}
     sync |= {"passive": True, "vsync_times": vsync, "ophys_frame_times": np.empty(0)}
     SessionSync.insert1({**Session.keys()[0], **sync}, allow_direct_insert=True)
-    env = {**os.environ, **client_environment(settings)}
     prefix, stores = settings.schema_prefix, json.dumps(reader_store_config(settings))
-    result = subprocess.run(
-        [sys.executable, "-c", CLIENT, prefix + "acquisition", prefix + "behavior", stores],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
+    lines = run_client(
+        CLIENT, prefix + "acquisition", prefix + "behavior", stores, env=client_environment(settings), cwd=tmp_path
     )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
     assert lines[-2:] == ["vsync 5 10.0", "11 7 31.0"], lines

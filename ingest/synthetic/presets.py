@@ -157,7 +157,10 @@ PRESETS: dict[str, SurveyPreset] = {
     "demo": SurveyPreset(
         name="demo",
         ophys=OphysParams(height=128, width=128, n_frames=4000, n_cells=60, overlap_pairs=3, motion_px=1.5),
-        subjects=(SubjectPlan(indicator="GCaMP6f", sessions=3, ecephys_sessions=1),),
+        subjects=(
+            SubjectPlan(indicator="GCaMP6f", sessions=3, ecephys_sessions=1),
+            SubjectPlan(indicator="GCaMP6f", sessions=1, planes=4, crosstalk=(0.05, 0.15, 0.25, 0.1)),
+        ),
         ephys_num_channels=32,
         ephys_duration_s=30.0,
     ),

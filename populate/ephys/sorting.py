@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 import spikeinterface.sorters as ss
 from spikeinterface.core import BaseRecording, BaseSorting, NumpySorting
 from threadpoolctl import threadpool_limits
@@ -18,6 +25,7 @@ from brainobs.populate.ephys.presets import SORTER_PRESETS
 SORTER_PREPROCESSING_OFF = {"apply_preprocessing": False, "skip_kilosort_preprocessing": True}
 
 
+PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent exits
 JOBS_ENV = "BRAINOBS_EPHYS_JOBS"  # cores one SpikeSorting / UnitMetrics job uses (default 1)
 
 
@@ -68,6 +76,7 @@ def run_sorter(
     output_folder: Path,
     *,
     n_jobs: int | None = None,
+    isolated: bool = False,
 ) -> BaseSorting:
     """Sort `recording` into `output_folder` (replaced if present) and return the sorting, held in memory.
 
@@ -75,6 +84,9 @@ def run_sorter(
     when it crashes (the sorter's log stays in output_folder). With n_jobs, BLAS/OpenMP threads are capped
     at n_jobs too, so a worker uses the cores it was given and no more. `recording` is the raw one
     (`preprocessing.sorter_input`): a preset that turns the sorter's own filtering off is refused (ValueError).
+    isolated: run the sorter in a fresh (spawned) child process, so that every byte it held (lupin's in-memory
+    copy of its filtered traces, its peaks and templates) goes back to the system when it returns; the
+    recording must then be picklable (a file-backed one is).
     """
     preset = resolve_sorter_preset(preset)
     skipped = own_preprocessing_off(preset)
@@ -90,16 +102,44 @@ def run_sorter(
     if n_jobs is not None:
         params["job_kwargs"] = {**params.get("job_kwargs", {}), "n_jobs": n_jobs}
     name = preset["sorter_name"]
+    if not isolated:
+        return NumpySorting.from_sorting(_sort(name, recording, output_folder, params, n_jobs))
+    spawn = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_end_with_parent) as pool:
+            spikes, unit_ids = pool.submit(_sorted_spikes, name, recording, output_folder, params, n_jobs).result()
+    except BrokenProcessPool as err:
+        raise SortingFailedError(
+            f"{name}'s process on {recording.get_num_channels()} channels died before returning (killed, e.g. "
+            f"out of memory); see {output_folder}"
+        ) from err
+    return NumpySorting(spikes, recording.sampling_frequency, unit_ids)
+
+
+def _sort(name: str, recording: BaseRecording, output_folder: Path, params: dict, n_jobs: int | None) -> BaseSorting:
     try:
         with threadpool_limits(limits=n_jobs):
-            sorting = ss.run_sorter(
+            return ss.run_sorter(
                 name, recording, folder=str(output_folder), remove_existing_folder=True, verbose=False, **params
             )
     except Exception as err:  # sorters raise anything; report which one, where its log is, and why
         raise SortingFailedError(
             f"{name} failed on {recording.get_num_channels()} channels ({err}); see {output_folder}"
         ) from err
-    return NumpySorting.from_sorting(sorting)
+
+
+def _end_with_parent() -> None:
+    """In the child process, on Linux: be killed when the worker that started it dies, rather than sort on."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _sorted_spikes(
+    name: str, recording: BaseRecording, output_folder: Path, params: dict, n_jobs: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """In the child process: the sorting as its spike vector and unit ids (plain arrays cross the pipe)."""
+    sorting = _sort(name, recording, output_folder, params, n_jobs)
+    return sorting.to_spike_vector(), np.asarray(sorting.unit_ids)
 
 
 def own_preprocessing_off(preset: Mapping | str) -> dict:

@@ -5,13 +5,13 @@ Entry point: `match_container(experiments, params) -> ContainerMatch`; what a ta
 """
 
 from brainobs.populate.matching.container import ContainerMatch, MatchOutcome, RoiLine, match_container
-from brainobs.populate.matching.inputs import ROI, ExperimentROIs, MatchingInputError, MatchingParams
+from brainobs.populate.matching.inputs import ExperimentROIs, MatchingInputError, MatchingParams, RoiPixels
 from brainobs.populate.matching.pairwise import PairMatch, RoiPair
 from brainobs.populate.matching.registration import PairTransform, RegistrationError
 from brainobs.populate.matching.summary import ContainerMatching, cell_specimen_id, match_and_summarize
 
 __all__ = [
-    "ROI",
+    "RoiPixels",
     "ContainerMatch",
     "ContainerMatching",
     "ExperimentROIs",

@@ -12,7 +12,7 @@ class MatchingInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class ROI:
+class RoiPixels:
     """One segmented ROI of an experiment, as the pixel coordinates of its binary footprint.
 
     ys, xs: integer row and column of every pixel in the experiment's own field of view.
@@ -28,7 +28,7 @@ class ROI:
         object.__setattr__(self, "xs", np.asarray(self.xs, dtype=np.int64))
 
     @classmethod
-    def from_mask(cls, cell_roi_id: int, mask: np.ndarray, valid: bool = True) -> ROI:
+    def from_mask(cls, cell_roi_id: int, mask: np.ndarray, valid: bool = True) -> RoiPixels:
         """Build an ROI from a full-FOV boolean mask (any nonzero pixel belongs to the ROI)."""
         ys, xs = np.nonzero(np.asarray(mask))
         return cls(int(cell_roi_id), ys, xs, bool(valid))
@@ -40,7 +40,7 @@ class ExperimentROIs:
 
     experiment_id: int
     average_projection: np.ndarray
-    rois: tuple[ROI, ...] = field(default_factory=tuple)
+    rois: tuple[RoiPixels, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         image = np.asarray(self.average_projection, dtype=float)
@@ -81,7 +81,8 @@ class ExperimentROIs:
                 f"experiment {experiment_id}: {masks.shape[0]} masks, {len(cell_roi_ids)} cell_roi_ids "
                 f"and {len(valid)} valid flags differ in number"
             )
-        rois = tuple(ROI.from_mask(rid, mask, ok) for rid, mask, ok in zip(cell_roi_ids, masks, valid, strict=True))
+        pairs = zip(cell_roi_ids, masks, valid, strict=True)
+        rois = tuple(RoiPixels.from_mask(rid, mask, ok) for rid, mask, ok in pairs)
         return cls(int(experiment_id), average_projection, rois)
 
     @property

@@ -23,7 +23,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from brainobs.populate.matching.inputs import ROI, ExperimentROIs, MatchingParams
+from brainobs.populate.matching.inputs import ExperimentROIs, MatchingParams, RoiPixels
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class PairMatch:
         return float(np.mean([m.cost for m in self.matches])) if self.matches else math.nan
 
 
-def footprints_in_frame(rois: tuple[ROI, ...], matrix: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
+def footprints_in_frame(rois: tuple[RoiPixels, ...], matrix: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
     """Each ROI's footprint after the 2x3 `matrix` (source (x, y, 1) -> target (x, y)), as sorted flat
     indices into a target frame of `shape`; pixels outside the target frame are dropped."""
     inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]

@@ -11,8 +11,9 @@ movie gets the longest odd window it holds (``dff_clamp_long_window``), recorded
 
 ``enhanced`` trades comparability with Allen for accuracy against ground truth (docs/methods.md, "The
 enhanced preset"): suite2p's non-rigid block pass with sub-pixel rigid offsets, 1 s detection bins (suite2p's
-own default for a 1 s indicator time constant) with suite2p's default detection threshold, and an L0 event
-threshold tuned on ground-truth movies. Its extra keys (``registration_subpixel_rigid``) are absent from the
+own default for a 1 s indicator time constant) with suite2p's default detection threshold, and events by
+thresholded OASIS deconvolution tuned on ground-truth movies. Its extra keys (``registration_subpixel_rigid``,
+``events_method``, ``events_rise_time_s``, ``events_min_jump``) are absent from the
 Allen presets, whose hashes therefore stay the same; the code reads them with Allen's behaviour as default.
 """
 
@@ -90,10 +91,13 @@ ENHANCED_OPHYS_PARAMS: dict[str, Any] = {
     "segmentation_threshold_scaling": 1.0,
     # dF/F: synthetic and short movies do not hold the 600 s window
     "dff_clamp_long_window": True,
-    # events: smallest event in noise sigmas, tuned on ground truth (benchmarks/bench_ophys_accuracy --tune, seed
-    # 1): the best mean event F1 over the demo and demo low-photon movies (0.770 and 0.674; Allen's 2.0: 0.789
-    # and 0.584). The pipeline upstream already lifts precision; a lower threshold recovers recall
-    "events_noise_multiplier": 1.25,
+    # events: thresholded OASIS deconvolution with the indicator's rise removed (docs/methods.md, "The enhanced
+    # preset"); rise time, smallest jump and smallest event (noise sigmas) tuned on ground truth, seed 1 only
+    # (python -m benchmarks.bench_ophys_accuracy --tune)
+    "events_method": "oasis",
+    "events_rise_time_s": 0.05,
+    "events_min_jump": 0.5,
+    "events_noise_multiplier": 1.5,
 }
 
 
@@ -105,7 +109,7 @@ OPHYS_PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "enhanced": (
         ENHANCED_OPHYS_PARAMS,
-        "accuracy over Allen comparability: non-rigid sub-pixel registration, 1 s detection bins, tuned events",
+        "accuracy over Allen comparability: non-rigid sub-pixel registration, 1 s detection bins, OASIS events",
     ),
 }
 

@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import median_filter
 
+from brainobs.ingest.movie import MovieError, TiffMovie, frame_statistics, read_raw_frames
 from brainobs.partials import owner, remove_stale
-from brainobs.populate.ophys.movie import MovieError, TiffMovie, frame_statistics, read_raw_frames
 from brainobs.populate.ophys.rigid import compute_reference, rigid_shifts
 
 INT16_MIN, INT16_MAX = -32768, 32767

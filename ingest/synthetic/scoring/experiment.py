@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainobs.populate.scoring.rois import RoiDetectionScore, registration_rmse, score_roi_detection
-from brainobs.populate.scoring.traces import EventScore, event_f1, trace_correlations
+from brainobs.ingest.synthetic.scoring.rois import RoiDetectionScore, registration_rmse, score_roi_detection
+from brainobs.ingest.synthetic.scoring.traces import EventScore, event_f1, trace_correlations
 
 EDGE_MARGIN_PX = 6  # about one cell radius
 
@@ -22,13 +22,15 @@ EDGE_MARGIN_PX = 6  # about one cell radius
 @dataclass(frozen=True)
 class ExperimentScore:
     """registration_rmse_px; detection on the FOV interior; per matched ROI, the Pearson r of its corrected
-    trace with the true calcium; events pooled over matched ROIs (+-2 frames); matches as (position of the
-    ROI in the input order, index of the true cell)."""
+    trace with the true calcium; events pooled over matched ROIs (+-2 frames; an ROI excluded upstream has NaN
+    events and misses every event of its cell), and ``events_traced`` over the matched ROIs that have events
+    (the detector alone); matches as (position of the ROI in the input order, index of the true cell)."""
 
     registration_rmse_px: float
     detection: RoiDetectionScore
     trace_correlations: np.ndarray
     events: EventScore
+    events_traced: EventScore
     matches: list[tuple[int, int]]
 
 
@@ -75,5 +77,8 @@ def score_experiment(
     matches = [(kept[m.detected_index], int(cells[m.truth_index])) for m in detection.matches]
     correlations = trace_correlations(corrected, truth.calcium, matches)
     rows, true_cells = [r for r, _ in matches], [c for _, c in matches]
-    event_score = event_f1(np.asarray(events)[rows], truth.spikes[true_cells])
-    return ExperimentScore(rmse, detection, correlations, event_score, matches)
+    matched_events, matched_spikes = np.asarray(events)[rows], truth.spikes[true_cells]
+    traced = ~np.isnan(np.atleast_2d(matched_events)).all(axis=1)
+    event_score = event_f1(matched_events, matched_spikes)
+    traced_score = event_f1(matched_events[traced], matched_spikes[traced])
+    return ExperimentScore(rmse, detection, correlations, event_score, traced_score, matches)

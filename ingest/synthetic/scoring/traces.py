@@ -2,6 +2,12 @@
 
 - :func:`trace_correlations`: Pearson correlation of each matched ROI's trace with its cell's true calcium.
 - :func:`event_f1`: detected events vs true spikes, one-to-one matches within +-``tolerance_frames``.
+
+What counts as one event (:func:`event_onsets`), on both sides alike: a frame with activity (spikes, or an
+event magnitude > 0) opens an event unless the frame before opened one. Spikes in neighbouring frames can be
+a millisecond apart across the frame boundary, so they are one event, as several spikes in one frame are; a
+detector that spreads one event over two neighbouring frames reports one event. Activity two frames apart
+(at least one frame period) is two events.
 """
 
 from __future__ import annotations
@@ -75,12 +81,21 @@ def match_frames(detected: np.ndarray, true: np.ndarray, tolerance: int) -> int:
     return matched
 
 
+def event_onsets(active: np.ndarray) -> np.ndarray:
+    """Frames that open an event in a boolean (T,) row: active frames whose previous frame opened none."""
+    onsets: list[int] = []
+    for frame in np.flatnonzero(active):
+        if not onsets or frame - onsets[-1] > 1:
+            onsets.append(int(frame))
+    return np.asarray(onsets, dtype=np.int64)
+
+
 def event_f1(events: np.ndarray, true_spikes: np.ndarray, tolerance_frames: int = EVENT_TOLERANCE_FRAMES) -> EventScore:
     """Detected events vs true spikes, pooled over rows.
 
     events: (T,) or (n, T) event magnitudes (a frame with a value > 0 is a detection; NaN rows detect
-    nothing). true_spikes: same shape, spike counts or booleans per frame (a frame with >= 1 spike is one
-    true event). Each detection matches at most one true event within +-``tolerance_frames`` frames.
+    nothing). true_spikes: same shape, spike counts or booleans per frame. Events on both sides are
+    :func:`event_onsets`; each detected event matches at most one true event within +-``tolerance_frames``.
     """
     events = np.atleast_2d(np.asarray(events, dtype=np.float64))
     true_spikes = np.atleast_2d(np.asarray(true_spikes, dtype=np.float64))
@@ -88,8 +103,8 @@ def event_f1(events: np.ndarray, true_spikes: np.ndarray, tolerance_frames: int 
         raise ValueError(f"events {events.shape} and true spikes {true_spikes.shape} differ in shape")
     tp = fp = fn = 0
     for detected_row, true_row in zip(events, true_spikes, strict=True):
-        detected = np.flatnonzero(np.nan_to_num(detected_row) > 0)
-        true = np.flatnonzero(true_row > 0)
+        detected = event_onsets(np.nan_to_num(detected_row) > 0)
+        true = event_onsets(true_row > 0)
         matched = match_frames(detected, true, tolerance_frames)
         tp += matched
         fp += detected.size - matched
