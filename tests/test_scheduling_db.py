@@ -390,7 +390,6 @@ def _tail(folder: Path, chars: int = 2500) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.cluster
 def test_populate_with_three_workers_survives_kill_9_and_a_database_restart(fresh, settings, tmp_path):
     """`tiny` survey, fresh prefix, `brainobs populate --workers 3` with no manual selection. During the
     run three workers that hold different jobs are killed with SIGKILL (each replaced by a new
