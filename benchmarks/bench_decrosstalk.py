@@ -54,24 +54,24 @@ def child_survey(seed: str) -> dict:
         return {"seconds": time.perf_counter() - started, "planes": rows}
 
 
-def trace_correlations(seed: int, root: Path) -> list[tuple[float, float, float]]:
+def unmixing_correlations(seed: int, root: Path) -> list[tuple[float, float, float]]:
     """(crosstalk, median r raw, median r unmixed) of a generated pair's first plane, per crosstalk level."""
     import numpy as np
 
     from brainobs.ingest.synthetic.pairs import true_pair
+    from brainobs.ingest.synthetic.scoring.traces import trace_correlations
     from brainobs.populate.ophys.decrosstalk import DECROSSTALK_PARAMS, decrosstalk_plane, mask_traces
-    from brainobs.populate.ophys.rois import RoiRecord
+    from brainobs.populate.ophys.rois import records_from_masks
 
     def median_r(traces: np.ndarray, calcium: np.ndarray) -> float:
-        return float(np.nanmedian([np.corrcoef(t, c)[0, 1] if np.isfinite(t).all() else np.nan
-                                   for t, c in zip(traces, calcium, strict=True)]))  # fmt: skip
+        return float(np.nanmedian(trace_correlations(traces, calcium, [(i, i) for i in range(len(calcium))])))
 
     rows = []
     for crosstalk in (0.05, 0.1, 0.15, 0.25):
         folder = root / f"pair-{seed}-{crosstalk}"
         folder.mkdir()
         pair = true_pair(folder, (crosstalk, 0.1), seed=seed)
-        rois = [RoiRecord(k, k, *(y.astype("int64") for y in np.nonzero(m)), m.shape) for k, m in enumerate(pair.masks)]
+        rois = records_from_masks(pair.masks)
         result = decrosstalk_plane(pair.signal_movie, pair.paired_movie, rois, DECROSSTALK_PARAMS)
         raw = median_r(mask_traces(pair.signal_movie, rois), pair.calcium)
         rows.append((crosstalk, raw, median_r(result.unmixed, pair.calcium)))
@@ -110,7 +110,7 @@ def main() -> None:
         )
     with tempfile.TemporaryDirectory(prefix="bench-decrosstalk-traces-") as tmp:
         for seed in args.seeds:
-            for crosstalk, raw, unmixed in trace_correlations(seed, Path(tmp)):
+            for crosstalk, raw, unmixed in unmixing_correlations(seed, Path(tmp)):
                 print(
                     f"seed {seed}, crosstalk {crosstalk:.2f} (partner 0.10): true cells' median r with true calcium "
                     f"{raw:.3f} raw, {unmixed:.3f} unmixed",

@@ -29,7 +29,7 @@ from brainobs.ingest.synthetic.presets import INDICATOR_LINES, OphysParams
 from brainobs.populate import qc
 from brainobs.populate.ephys.channels import channel_noise
 from brainobs.populate.ophys.decrosstalk import DECROSSTALK_PARAMS, DecrosstalkResult, decrosstalk_plane
-from brainobs.populate.ophys.rois import RoiRecord
+from brainobs.populate.ophys.rois import records_from_masks
 
 LINE = INDICATOR_LINES["GCaMP6f"]
 N_DISPLAY_FRAMES = 6000
@@ -177,12 +177,4 @@ def paired_plane(root: Path, crosstalk: tuple[float, float], seed: int = 0) -> D
     """A mesoscope pair written by the generator (each plane sees ``crosstalk`` of its partner's light); the
     first plane's true cells decrosstalked against the second, as Decrosstalk does."""
     pair = true_pair(root, crosstalk, PAIR_FRAMES, seed)
-    return decrosstalk_plane(pair.signal_movie, pair.paired_movie, mask_records(pair.masks), DECROSSTALK_PARAMS)
-
-
-def mask_records(masks: np.ndarray) -> list[RoiRecord]:
-    """RoiRecords of (n, H, W) boolean masks."""
-    return [
-        RoiRecord(k, k, *(np.asarray(a, np.int64) for a in np.nonzero(mask)), mask.shape)
-        for k, mask in enumerate(masks)
-    ]
+    return decrosstalk_plane(pair.signal_movie, pair.paired_movie, records_from_masks(pair.masks), DECROSSTALK_PARAMS)

@@ -143,6 +143,14 @@ class PostprocessResult:
     dropped: dict[int, str]
 
 
+def records_from_masks(masks: np.ndarray) -> list[RoiRecord]:
+    """Valid RoiRecords of (n, H, W) boolean masks, in order (roi_index = source_index = position)."""
+    return [
+        RoiRecord(k, k, *(np.asarray(a, np.int64) for a in np.nonzero(mask)), mask.shape)
+        for k, mask in enumerate(np.asarray(masks, bool))
+    ]
+
+
 def aspect_ratio(ypix: np.ndarray, xpix: np.ndarray) -> float:
     """min(h / w, w / h) of the bounding box of the given pixels."""
     height = int(ypix.max() - ypix.min()) + 1
