@@ -4,21 +4,10 @@
 # Installs mariadb-server with apt when run as root and it is missing (no init system needed: mariadbd is
 # started directly with its own datadir, socket and port).
 set -euo pipefail
-dir=${BRAINOBS_MARIADB_DIR:-/tmp/brainobs-mariadb}
-port=${BRAINOBS_MARIADB_PORT:-3307}
-user=brainobs
-password=${BRAINOBS_MARIADB_PASSWORD:-brainobs-test-pw}
-say() { echo "echo '[mariadb] $*' >&2;"; }
+. "$(dirname "$0")/test-server.sh" mariadb 3307
 
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[mariadb] installing mariadb-server with apt" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >&2
-  else
-    say "MariaDB is not installed and cannot be installed here (needs root and apt): MySQL-path tests will not run"
-    exit 0
-  fi
+  install_or_skip mariadb-server MariaDB
 fi
 export PATH="/usr/sbin:$PATH"
 run_as=()

@@ -6,22 +6,11 @@
 # system is needed. As root, the server runs as the `postgres` user. Installs postgresql with apt when run
 # as root and it is missing.
 set -euo pipefail
-dir=${BRAINOBS_POSTGRES_DIR:-/tmp/brainobs-postgres}
-port=${BRAINOBS_POSTGRES_PORT:-5433}
-user=brainobs
-password=${BRAINOBS_POSTGRES_PASSWORD:-brainobs-test-pw}
-say() { echo "echo '[postgres] $*' >&2;"; }
+. "$(dirname "$0")/test-server.sh" postgres 5433
 
 server_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 if [ -z "$(server_bin)" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[postgres] installing postgresql with apt" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
-  else
-    say "PostgreSQL is not installed and cannot be installed here (needs root and apt): its pass will not run"
-    exit 0
-  fi
+  install_or_skip postgresql PostgreSQL
 fi
 bin=$(server_bin)
 as_owner=()

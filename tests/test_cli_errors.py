@@ -1,6 +1,7 @@
 """Errors a user meets at the command line are one line, not a traceback: a database that cannot be
 reached (for every command that needs one), a malformed release tag, a tag released already."""
 
+import json
 import os
 import subprocess
 import sys
@@ -89,13 +90,13 @@ def test_valid_tags_pass_the_check(tmp_path):
 
 
 LOSING_CLIENT = """
-import os, sys
+import json, os, sys
 import brainobs.pipeline
 from brainobs.cli import app
-from tests.test_scheduling_db import _Gate
+from tests.dbgate import Gate
 
-target = sys.argv[1] if sys.argv[1].startswith("/") else (sys.argv[1].split(":")[0], int(sys.argv[1].split(":")[1]))
-gate = _Gate(target)
+target = json.loads(sys.argv[1])
+gate = Gate(target if isinstance(target, str) else tuple(target))
 gate.open()
 os.environ["BRAINOBS_DATABASE_URL"] = sys.argv[2].format(port=gate.port)
 table_status = brainobs.pipeline.table_status
@@ -111,24 +112,17 @@ app(["status"], prog_name="brainobs")
 
 @pytest.mark.db
 def test_connection_lost_mid_command_is_one_line_naming_the_database(database, settings, tmp_path):
-    from brainobs.database import EmbeddedServer
     from tests.conftest import REPO
+    from tests.dbgate import gate_route
 
-    url = settings.database
-    if url.backend == "embedded":
-        target = str(EmbeddedServer(settings.home).status().socket_dir / ".s.PGSQL.5432")
-        gated = "postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
-    else:
-        target = f"{url.host}:{url.port or (5432 if url.backend == 'postgresql' else 3306)}"
-        gated = settings.database_url.replace(f"@{url.host}:{url.port}", "@127.0.0.1:{port}")
-        assert "{port}" in gated, "the test database URL names no port"
+    target, gated = gate_route(settings, embedded_user=f"postgres:{PASSWORD}")
     env = {
         **os.environ,
         "BRAINOBS_HOME": str(settings.home),
         "BRAINOBS_SCHEMA_PREFIX": settings.schema_prefix,
     }
     result = subprocess.run(
-        [sys.executable, "-c", LOSING_CLIENT, target, gated.replace("{PASSWORD}", PASSWORD)],
+        [sys.executable, "-c", LOSING_CLIENT, json.dumps(target), gated],
         env=env,
         cwd=REPO,
         capture_output=True,

@@ -10,21 +10,19 @@ server (tests/run.sh sets it for its MariaDB and PostgreSQL passes).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.dbgate import Gate, gate_route
 
 pytestmark = pytest.mark.db
 SCHEMA_MODULES = ("subject", "acquisition", "behavior", "ophys", "matching", "ephys", "qc", "release", "workers")
@@ -251,75 +249,9 @@ def test_processes_starting_at_once_on_a_fresh_prefix_declare_each_table_once(fr
     assert not any("Duplicate" in o or "already exists" in o for o in outputs)
 
 
-class _Gate:
-    """A TCP port that refuses connections until opened, then forwards each one to the real database."""
-
-    def __init__(self, target):
-        self.target = target  # a (host, port) pair, or the path of a Unix socket
-        self.port = _free_port()
-        self._server: socket.socket | None = None
-        self._links: list[socket.socket] = []
-
-    def open(self) -> None:
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            family = socket.AF_UNIX if isinstance(self.target, str) else socket.AF_INET
-            upstream = socket.socket(family, socket.SOCK_STREAM)
-            upstream.connect(self.target)
-            self._links += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    def cut(self) -> None:
-        """Refuse new connections and sever the open ones, as a server going away does."""
-        self.close()
-        for link in self._links:
-            with contextlib.suppress(OSError):
-                link.shutdown(socket.SHUT_RDWR)
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (source, sink):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_worker_started_before_its_database_waits_for_it(fresh, settings, tmp_path):
-    from brainobs.database import EmbeddedServer
-
-    url = settings.database
-    if url.backend == "embedded":
-        target = str(EmbeddedServer(settings.home).status().socket_dir / ".s.PGSQL.5432")
-        gated = "postgresql://postgres@127.0.0.1:{port}/postgres"
-    else:
-        target = (url.host, url.port or (5432 if url.backend == "postgresql" else 3306))
-        raw = settings.database_url
-        gated = raw.replace(f"{url.host}:{url.port}", "127.0.0.1:{port}") if url.port else None
-        assert gated, "the test database URL names no port"
-    gate = _Gate(target)
+    target, gated = gate_route(settings)
+    gate = Gate(target)
     prefix = fresh("late", gated.format(port=gate.port))
     log = tmp_path / "worker.log"
     worker = prefix.start(log, "worker", "--module", "tests.test_worker_db", "--until-done", "--poll", "0.1")
