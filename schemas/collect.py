@@ -116,6 +116,22 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
         },
         stimulus_timestamps=vsync + sync["monitor_delay"],
         task_parameters=_task_parameters(key, sync["n_display_frames"]),
+        stimulus_templates=_stimulus_templates(key),
+    )
+
+
+def _stimulus_templates(key: dict) -> tuple[bundles.StimulusTemplates, ...]:
+    """The image set's images from Behavior.Template; none when the behavior folder had no templates."""
+    rows = (behavior.Behavior.Template & key).to_dicts(order_by="image_index")
+    if not rows:
+        return ()
+    return (
+        bundles.StimulusTemplates(
+            image_set=rows[0]["image_set"],
+            image_names=tuple(row["image_name"] for row in rows),
+            warped=np.stack([np.asarray(row["warped"]) for row in rows]),
+            unwarped=np.stack([np.asarray(row["unwarped"], float) for row in rows]),
+        ),
     )
 
 

@@ -97,7 +97,9 @@ def behavior_sidecar(session, subject, behavior) -> dict[str, np.ndarray]:
         values[f"trials_{column}"] = trials[column].to_numpy()
     for templates in behavior.stimulus_templates:
         values["template_names"] = np.array(templates.image_names)
+        values["template_names_sorted"] = np.array(sorted(templates.image_names))
         values["template_warped"] = np.asarray(templates.warped, float)
+        values["template_unwarped"] = np.asarray(templates.unwarped, float)
     return values
 
 
@@ -145,7 +147,7 @@ def test_allensdk_reads_every_stream(tmp_path: Path, allensdk_python: Path) -> N
     behavior = BehaviorSessionBundle(
         subject=make_subject(),
         session=make_session("951410080"),
-        behavior=make_behavior(np.random.default_rng(4)),
+        behavior=make_behavior(np.random.default_rng(4), templates=True),
         provenance=make_provenance(),
     )
     files = []
@@ -172,4 +174,5 @@ def test_allensdk_reads_every_stream(tmp_path: Path, allensdk_python: Path) -> N
     )
     assert not problems_of(results), json.dumps(problems_of(results), indent=1)
     assert len(results["ophys.nwb"]) > 35 and len(results["behavior.nwb"]) > 20
-    assert "stimulus_templates.warped" in results["ophys.nwb"]
+    for name in ("ophys.nwb", "behavior.nwb"):
+        assert {"stimulus_templates.warped", "stimulus_templates.unwarped"} <= set(results[name]), results[name]

@@ -10,11 +10,22 @@ import numpy as np
 import pytest
 from pynwb import NWBHDF5IO
 
-from brainobs.export.bundles import source_digest
+from brainobs.export.bundles import BehaviorSessionBundle, StimulusTemplates, source_digest
 from brainobs.export.provenance import read_provenance
 from brainobs.export.validation import inspect_nwb
-from brainobs.export.writer import WriteResult, export_ecephys_session, export_ophys_experiment
-from tests.test_export_bundles import make_ecephys_bundle, make_ophys_bundle
+from brainobs.export.writer import (
+    WriteResult,
+    export_behavior_session,
+    export_ecephys_session,
+    export_ophys_experiment,
+)
+from tests.test_export_bundles import (
+    make_behavior,
+    make_ecephys_bundle,
+    make_ophys_bundle,
+    make_session,
+    make_subject,
+)
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +229,32 @@ def test_a_mesoscope_plane_records_its_group_and_partner(tmp_path: Path) -> None
     with io:
         description = nwbfile.imaging_planes["imaging_plane_1"].description
     assert "imaging plane group 1 order 0 paired with experiment 900004" in description
+
+
+@pytest.mark.parametrize("image_shape", [(2, 3), (12, 16)])
+def test_stimulus_templates_and_the_inspector(tmp_path: Path, image_shape: tuple[int, int]) -> None:
+    """Allen's StimulusTemplate stack of 3 images: read back whole; nwbinspector's time-first orientation check
+    accepts it while no image side exceeds the image count, and reports CRITICAL otherwise (docs/nwb.md)."""
+    rng = np.random.default_rng(5)
+    warped = rng.integers(0, 256, (3, *image_shape)).astype(np.uint8)
+    unwarped = np.where(rng.random(warped.shape) < 0.2, np.nan, warped)
+    templates = StimulusTemplates("A", ("im000", "im001", "im002"), warped, unwarped)
+    bundle = BehaviorSessionBundle(
+        subject=make_subject(),
+        session=make_session("951410080"),
+        behavior=dataclasses.replace(make_behavior(rng), stimulus_templates=(templates,)),
+    )
+    result = export_behavior_session(bundle, tmp_path / "behavior.nwb")
+    io, nwbfile = _read(result.path)
+    with io:
+        stored = nwbfile.stimulus_template["A"]
+        assert type(stored).__name__ == "StimulusTemplate" and stored.data.dtype == np.uint8
+        np.testing.assert_array_equal(stored.data[:], warped)
+        np.testing.assert_array_equal(stored.unwarped[:], unwarped)
+        assert list(stored.control_description[:]) == ["im000", "im001", "im002"]
+    report = inspect_nwb(result.path)
+    failing = [(f.level, f.check, f.location) for f in report.failing]
+    if max(image_shape) <= 3:
+        assert not failing, report.summary()
+    else:
+        assert failing == [("CRITICAL", "check_data_orientation", "/stimulus/templates/A")], report.summary()

@@ -68,11 +68,13 @@ def _behavior_streams(session, expected) -> dict:
     if "template_warped" in expected:
         templates = session.stimulus_templates
 
-        def warped():
+        def images(kind):
             names = list(expected["template_names"])
-            return np.stack([templates.loc[name, "warped"] for name in names]), "template_warped"
+            return np.stack([templates.loc[name, kind] for name in names]), f"template_{kind}"
 
-        streams["stimulus_templates.warped"] = warped
+        streams["stimulus_templates.image_name"] = lambda: (sorted(templates.index), "template_names_sorted")
+        streams["stimulus_templates.warped"] = lambda: images("warped")
+        streams["stimulus_templates.unwarped"] = lambda: images("unwarped")
     return streams
 
 
