@@ -180,8 +180,6 @@ def _trials(trials: pd.DataFrame) -> pd.DataFrame:
         trials[column] = trials[column].astype(float)
     trials["trial_length"] = trials["stop_time"] - trials["start_time"]
     trials["lick_times"] = [np.asarray(times, float).ravel() for times in trials["lick_times"]]
-    if not any(len(times) for times in trials["lick_times"]):  # passive: an empty ragged column breaks readers
-        trials = trials.drop(columns=["lick_times"])
     # response_time and reward_time stay even when NaN throughout (a passive session): AllenSDK needs them
     empty = [c for c in ("change_time", "response_latency", "reward_rate") if trials[c].isna().all()]
     return trials.drop(columns=empty).reset_index(drop=True)

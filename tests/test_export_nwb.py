@@ -258,3 +258,24 @@ def test_stimulus_templates_and_the_inspector(tmp_path: Path, image_shape: tuple
         assert not failing, report.summary()
     else:
         assert failing == [("CRITICAL", "check_data_orientation", "/stimulus/templates/A")], report.summary()
+
+
+def test_a_session_without_licks_keeps_its_empty_lick_times(tmp_path: Path) -> None:
+    """Every row of the ragged lick_times column is empty: the flat values hold one NaN that no row holds, so
+    that nwbinspector's table checks run (they crash on an empty column); readers see empty rows."""
+    behavior = make_behavior(np.random.default_rng(6))
+    trials = behavior.trials.assign(lick_times=[np.zeros(0)] * len(behavior.trials))
+    bundle = BehaviorSessionBundle(
+        subject=make_subject(),
+        session=make_session("951410082"),
+        behavior=dataclasses.replace(behavior, licks=None, trials=trials),
+    )
+    result = export_behavior_session(bundle, tmp_path / "behavior.nwb")
+    io, nwbfile = _read(result.path)
+    with io:
+        rows = nwbfile.trials.to_dataframe()["lick_times"]
+        assert len(rows) == 6 and all(len(times) == 0 for times in rows)
+        assert np.isnan(nwbfile.trials["lick_times"].target.data[:]).all()
+    report = inspect_nwb(result.path)
+    assert report.passed, report.summary()
+    assert not [f for f in report.findings if f.level == "ERROR"], report.summary()
