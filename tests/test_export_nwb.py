@@ -279,3 +279,7 @@ def test_a_session_without_licks_keeps_its_empty_lick_times(tmp_path: Path) -> N
     report = inspect_nwb(result.path)
     assert report.passed, report.summary()
     assert not [f for f in report.findings if f.level == "ERROR"], report.summary()
+    nap = pytest.importorskip("pynapple")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert isinstance(nap.load_file(str(result.path))["trials"], nap.IntervalSet)
