@@ -12,7 +12,8 @@ Layout (Allen Visual Behavior names, where AllenSDK's BehaviorSession reads them
 - /stimulus/templates/<image set>: Allen's StimulusTemplate (warped images, `unwarped`, image names in
   control_description), when the bundle has the images; the series is a stack of images (one per "second",
   starting_time 0, rate 1: they have no times of their own), which nwbinspector's time-first orientation
-  check reports as CRITICAL whenever an image is larger than the number of images.
+  check reports as CRITICAL whenever an image side exceeds the number of images (docs/nwb.md: why no
+  layout satisfies both AllenSDK 2.16.2 and that check).
 - /intervals/stimulus_presentations: one TimeIntervals for all presentations, with a stimulus_block column
   (rather than one table per block: blocks of a single presentation, such as a gray screen, would make
   one-row tables, and parameter columns would be all NaN in most blocks -- both nwbinspector findings).

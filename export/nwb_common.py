@@ -13,7 +13,7 @@ from pynwb import NWBFile, TimeSeries
 
 from brainobs.export.allen_types import BEHAVIOR_OPHYS, allen_class
 from brainobs.export.bundles import BundleError, Provenance, SessionInfo, SubjectInfo
-from brainobs.export.readback import Expectation, ragged
+from brainobs.export.readback import EMPTY_RAGGED_FILL, Expectation, ragged
 
 # Datasets of at least this many bytes are chunked and gzip-compressed (level 4, byte shuffle); smaller ones
 # are stored contiguous, where compression gains nothing.
@@ -146,6 +146,8 @@ def table_columns(
 ) -> tuple[list[VectorData | VectorIndex], dict[str, np.ndarray | list[np.ndarray]]]:
     """VectorData (and VectorIndex for ragged columns) for every column but `skip`, and the stored values.
 
+    A ragged column whose every row is empty stores EMPTY_RAGGED_FILL as its flat values (no row holds it).
+
     Every column needs a description; a missing one raises BundleError naming it.
     """
     undescribed = [str(c) for c in table.columns if c not in descriptions and c not in skip]
@@ -160,6 +162,8 @@ def table_columns(
         stored[name] = values
         if isinstance(values, list):
             flat = np.concatenate(values) if values else np.zeros(0)
+            if values and not flat.size:
+                flat = EMPTY_RAGGED_FILL
             data = VectorData(name=name, description=descriptions[name], data=dataset(flat))
             ends = np.cumsum([len(v) for v in values]).astype(np.int64)
             columns += [data, VectorIndex(name=ragged_index_name(name), data=ends, target=data)]

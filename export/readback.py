@@ -23,6 +23,9 @@ from pynwb import NWBFile
 
 FULL_READ_BYTES = 8 << 20  # arrays up to this size are read back in full
 SAMPLE_BYTES = 2 << 20  # about this much of a larger array is read back, in whole blocks
+# The flat values of a ragged column whose every row is empty: one NaN after the last row's end, which no row
+# holds. nwbinspector 0.7's table checks read `column.data[0]` and crash on an empty column (docs/nwb.md).
+EMPTY_RAGGED_FILL = np.array([np.nan])
 
 
 class VerificationError(ValueError):
@@ -134,9 +137,12 @@ def _shape_problem(stored: Any, value: Any) -> str | None:
     """Shape (and, for numbers, dtype) of what the file holds against the bundle, from metadata only."""
     if isinstance(stored, Ragged):
         ends = np.asarray(stored.ends[()], dtype=np.int64)
-        shape = (len(ends), int(stored.flat.shape[0]))
-        if len(ends) and ends[-1] != shape[1]:
-            return f"row ends reach {ends[-1]}, but the flat values hold {shape[1]}"
+        held = int(stored.flat.shape[0])
+        used = int(ends[-1]) if len(ends) else held
+        filled = used == 0 and held == len(EMPTY_RAGGED_FILL) and np.isnan(stored.flat[0])
+        if used != held and not filled:
+            return f"row ends reach {used}, but the flat values hold {held}"
+        shape = (len(ends), used)
         if shape != _shape(value):
             return f"shape {shape} in the file, {_shape(value)} in the bundle"
         lengths = np.fromiter((len(part) for part in value), dtype=np.int64, count=len(value))
@@ -166,7 +172,7 @@ def _sampled(stored: Any) -> bool:
 def _read(stored: Any) -> Any:
     if isinstance(stored, Ragged):
         ends = np.asarray(stored.ends[()], dtype=np.int64)
-        return np.split(np.asarray(stored.flat[()]), ends[:-1]) if len(ends) else []
+        return np.split(np.asarray(stored.flat[()])[: ends[-1]], ends[:-1]) if len(ends) else []
     return stored[()] if isinstance(stored, h5py.Dataset) else stored
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,8 @@ FORMAT_VERSION = 1
 BLOCK_KINDS = ("change_detection", "gray_screen", "natural_movie", "receptive_field")
 DEFAULT_RESPONSE_WINDOW_S = (0.15, 0.75)
 DEFAULT_RUNNING_RADIUS_FRACTION = 2.0 / 3.0
+TEMPLATES_FILE = "stimulus_templates.npz"
+TEMPLATE_ARRAYS = ("image_names", "warped", "unwarped")
 
 STIMULUS_COLUMNS = (
     "block",
@@ -90,6 +93,18 @@ class SessionInfo:
     task: TaskSettings | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class StimulusImages:
+    """The images of the session's image set (stimulus_templates.npz), in the file's order: `warped` as shown
+    on the monitor (uint8), `unwarped` before warping (float, NaN where not visible after warping); shapes
+    (n_images, height, width)."""
+
+    image_set: str
+    image_names: tuple[str, ...]
+    warped: np.ndarray
+    unwarped: np.ndarray
+
+
 @dataclass(frozen=True)
 class BehaviorFiles:
     """Everything in one behavior folder, validated; frames index `vsync_times`."""
@@ -104,6 +119,7 @@ class BehaviorFiles:
     rewards: pd.DataFrame
     trials: pd.DataFrame
     extra_sync_lines: dict[str, np.ndarray] = field(default_factory=dict)
+    templates: StimulusImages | None = None
 
 
 def read_behavior(folder: str | Path) -> BehaviorFiles:
@@ -126,6 +142,7 @@ def read_behavior(folder: str | Path) -> BehaviorFiles:
         rewards=read_rewards(folder / "rewards.csv", n_frames),
         trials=read_trials(folder / "trials.csv", n_frames),
         extra_sync_lines=sync,
+        templates=read_templates(folder / TEMPLATES_FILE, session),
     )
 
 
@@ -177,6 +194,50 @@ def read_session(path: Path) -> SessionInfo:
         blocks=_parse_blocks(path, raw.get("blocks")),
         task=_parse_task(path, raw["task"]) if "task" in raw else None,
     )
+
+
+def read_templates(path: Path, session: SessionInfo) -> StimulusImages | None:
+    """The optional stimulus_templates.npz: the images of the session's image set; None when absent."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise BehaviorFileError(path, f"not a readable .npz archive of plain arrays ({err})") from err
+    missing = [name for name in TEMPLATE_ARRAYS if name not in arrays]
+    unknown = sorted(set(arrays) - set(TEMPLATE_ARRAYS))
+    if missing or unknown:
+        raise BehaviorFileError(
+            path, f"must hold exactly the arrays {list(TEMPLATE_ARRAYS)}; missing {missing}, unknown {unknown}"
+        )
+    names, warped, unwarped = (arrays[name] for name in TEMPLATE_ARRAYS)
+    if names.ndim != 1 or names.dtype.kind != "U" or not names.size or not all(names):
+        raise BehaviorFileError(
+            path, f"image_names must be a 1-D array of non-empty texts, got {names.dtype} {names.shape}"
+        )
+    if len(set(names.tolist())) != names.size:
+        raise BehaviorFileError(path, "image_names are not unique")
+    if warped.dtype != np.uint8 or warped.ndim != 3 or len(warped) != names.size or 0 in warped.shape:
+        raise BehaviorFileError(
+            path,
+            f"warped must be uint8 of shape ({names.size}, height, width), one image per name; "
+            f"got {warped.dtype} {warped.shape}",
+        )
+    if unwarped.dtype.kind != "f" or unwarped.shape != warped.shape:
+        raise BehaviorFileError(
+            path, f"unwarped must be float of the shape of warped {warped.shape}; got {unwarped.dtype} {unwarped.shape}"
+        )
+    visible = unwarped[~np.isnan(unwarped)]
+    if not (np.isfinite(visible) & (visible >= 0) & (visible <= 255)).all():
+        raise BehaviorFileError(path, "unwarped values must lie in [0, 255] (NaN where not visible)")
+    if not session.image_set:
+        raise BehaviorFileError(path, "session.json names no image_set for these images")
+    shown = {name for block in session.blocks if block.kind == "change_detection" for name in block.image_names}
+    absent = sorted(shown - set(names.tolist()))
+    if absent:
+        raise BehaviorFileError(path, f"no image for {absent}, shown in the change-detection blocks of session.json")
+    return StimulusImages(session.image_set, tuple(names.tolist()), warped, unwarped)
 
 
 def _parse_task(path: Path, raw: object) -> TaskSettings:

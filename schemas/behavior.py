@@ -3,7 +3,8 @@
 SessionSync reads and validates the raw folder, TaskParameters the task configuration of its session.json
 (sessions whose session.json has a `task` object). Behavior runs ``brainobs.populate.behavior.process_behavior``
 once per session; its Part tables hold the products: RunningSpeed, Licks, Rewards, Presentation (one row per
-stimulus presentation), Trial (one row per trial) and Performance.
+stimulus presentation), Trial (one row per trial), Performance, and Template (the image set's images, from
+the folder's optional stimulus_templates.npz).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from brainobs.ingest.behavior_files import read_behavior, read_session
+from brainobs.ingest.behavior_files import StimulusImages, read_behavior, read_session
 from brainobs.populate.behavior.performance import PerformanceSummary
 from brainobs.populate.behavior.session import process_behavior
 from brainobs.schemas import finite_or_none, stores
@@ -225,6 +226,18 @@ class Behavior(dj.Computed):
         dprime_engaged = null : float64
         """
 
+    class Template(dj.Part):
+        definition = """
+        # the images of the session's image set as shown (warped) and unwarped, when the folder has them
+        -> master
+        image_name : varchar(64)
+        ---
+        image_set : varchar(64)
+        image_index : int16               # order of the image in stimulus_templates.npz
+        warped : <npy@main>               # uint8 (height, width), as shown on the monitor
+        unwarped : <npy@main>             # float64 (height, width), NaN where not visible after warping
+        """
+
     def make(self, key):
         result = process_behavior(read_behavior(stores.raw_path((Session & key).fetch1("behavior_dir"))))
         presentations = result.presentations
@@ -242,6 +255,7 @@ class Behavior(dj.Computed):
         self.Presentation.insert({**key, **row} for row in _presentation_rows(presentations))
         self.Trial.insert({**key, **row} for row in _trial_rows(result.trials))
         self.Performance.insert1({**key, **_performance(result.performance)})
+        self.Template.insert({**key, **row} for row in _template_rows(result.templates))
 
 
 def _running(running: pd.DataFrame) -> dict:
@@ -310,6 +324,21 @@ def _trial_rows(trials: pd.DataFrame) -> list[dict]:
             "lick_times": np.asarray(row.lick_times, dtype=np.float64),
         }
         for row in trials.itertuples(index=False)
+    ]
+
+
+def _template_rows(templates: StimulusImages | None) -> list[dict]:
+    if templates is None:
+        return []
+    return [
+        {
+            "image_name": name,
+            "image_set": templates.image_set,
+            "image_index": index,
+            "warped": templates.warped[index],
+            "unwarped": templates.unwarped[index].astype(np.float64),
+        }
+        for index, name in enumerate(templates.image_names)
     ]
 
 

@@ -116,6 +116,22 @@ def behavior_bundle(key: dict) -> bundles.BehaviorBundle | None:
         },
         stimulus_timestamps=vsync + sync["monitor_delay"],
         task_parameters=_task_parameters(key, sync["n_display_frames"]),
+        stimulus_templates=_stimulus_templates(key),
+    )
+
+
+def _stimulus_templates(key: dict) -> tuple[bundles.StimulusTemplates, ...]:
+    """The image set's images from Behavior.Template; none when the behavior folder had no templates."""
+    rows = (behavior.Behavior.Template & key).to_dicts(order_by="image_index")
+    if not rows:
+        return ()
+    return (
+        bundles.StimulusTemplates(
+            image_set=rows[0]["image_set"],
+            image_names=tuple(row["image_name"] for row in rows),
+            warped=np.stack([np.asarray(row["warped"]) for row in rows]),
+            unwarped=np.stack([np.asarray(row["unwarped"], float) for row in rows]),
+        ),
     )
 
 
@@ -164,8 +180,6 @@ def _trials(trials: pd.DataFrame) -> pd.DataFrame:
         trials[column] = trials[column].astype(float)
     trials["trial_length"] = trials["stop_time"] - trials["start_time"]
     trials["lick_times"] = [np.asarray(times, float).ravel() for times in trials["lick_times"]]
-    if not any(len(times) for times in trials["lick_times"]):  # passive: an empty ragged column breaks readers
-        trials = trials.drop(columns=["lick_times"])
     # response_time and reward_time stay even when NaN throughout (a passive session): AllenSDK needs them
     empty = [c for c in ("change_time", "response_latency", "reward_rate") if trials[c].isna().all()]
     return trials.drop(columns=empty).reset_index(drop=True)

@@ -91,13 +91,26 @@ def behavior_sidecar(session, subject, behavior) -> dict[str, np.ndarray]:
         "reporter_line": np.array(subject.reporter_line),
         "equipment_name": np.array(session.equipment_name),
         "session_type": np.array(session.session_type),
-        "n_trials": np.array(len(trials)),
+        # get_performance_metrics(): trial, go, catch, hit, miss, false alarm, correct reject counts; auto and
+        # all rewards; total volume (read_allensdk.PERFORMANCE_COUNTS)
+        "performance": np.array(
+            [
+                len(trials),
+                *(trials[c].sum() for c in ("go", "catch", "hit", "miss", "false_alarm", "correct_reject")),
+                rewards.auto_rewarded.sum() if rewards else 0,
+                len(rewards.timestamps) if rewards else 0,
+                rewards.volume_ml.sum() if rewards else 0.0,
+            ],
+            float,
+        ),
     }
     for column in ("start_time", "change_frame", "response_time", "reward_time", "stimulus_change", "trial_length"):
         values[f"trials_{column}"] = trials[column].to_numpy()
     for templates in behavior.stimulus_templates:
         values["template_names"] = np.array(templates.image_names)
+        values["template_names_sorted"] = np.array(sorted(templates.image_names))
         values["template_warped"] = np.asarray(templates.warped, float)
+        values["template_unwarped"] = np.asarray(templates.unwarped, float)
     return values
 
 
@@ -145,21 +158,26 @@ def test_allensdk_reads_every_stream(tmp_path: Path, allensdk_python: Path) -> N
     behavior = BehaviorSessionBundle(
         subject=make_subject(),
         session=make_session("951410080"),
-        behavior=make_behavior(np.random.default_rng(4)),
+        behavior=make_behavior(np.random.default_rng(4), templates=True),
         provenance=make_provenance(),
     )
+    # a session without a lick: every row of the ragged lick_times column is empty (docs/nwb.md)
+    trials = behavior.behavior.trials.assign(lick_times=[np.zeros(0)] * len(behavior.behavior.trials))
+    lick_free = dataclasses.replace(
+        behavior,
+        session=make_session("951410081"),
+        behavior=dataclasses.replace(behavior.behavior, licks=None, trials=trials, stimulus_templates=()),
+    )
     files = []
-    for kind, bundle, export, sidecar in (
-        ("ophys", ophys, export_ophys_experiment, ophys_sidecar(ophys)),
-        (
-            "behavior",
-            behavior,
-            export_behavior_session,
-            behavior_sidecar(behavior.session, behavior.subject, behavior.behavior),
+    for name, kind, bundle, export, sidecar in (
+        ("ophys", "ophys", ophys, export_ophys_experiment, ophys_sidecar(ophys)),
+        *(
+            (name, "behavior", b, export_behavior_session, behavior_sidecar(b.session, b.subject, b.behavior))
+            for name, b in (("behavior", behavior), ("lick_free", lick_free))
         ),
     ):
-        export(bundle, tmp_path / f"{kind}.nwb")
-        files.append((kind, tmp_path / f"{kind}.nwb", sidecar))
+        export(bundle, tmp_path / f"{name}.nwb")
+        files.append((kind, tmp_path / f"{name}.nwb", sidecar))
     ecephys = make_ecephys_bundle()
     export_ecephys_session(ecephys, tmp_path / "ecephys.nwb")
     files.append(("ecephys", tmp_path / "ecephys.nwb", ecephys_sidecar(ecephys)))
@@ -172,4 +190,6 @@ def test_allensdk_reads_every_stream(tmp_path: Path, allensdk_python: Path) -> N
     )
     assert not problems_of(results), json.dumps(problems_of(results), indent=1)
     assert len(results["ophys.nwb"]) > 35 and len(results["behavior.nwb"]) > 20
-    assert "stimulus_templates.warped" in results["ophys.nwb"]
+    assert results["lick_free.nwb"]["performance"] == results["lick_free.nwb"]["licks"] == "ok"
+    for name in ("ophys.nwb", "behavior.nwb"):
+        assert {"stimulus_templates.warped", "stimulus_templates.unwarped"} <= set(results[name]), results[name]

@@ -156,3 +156,43 @@ def test_session_json_problems(folder):
     assert read_behavior(folder).session.task is None
     path.write_text("{not json")
     _raises(folder, "session.json", "not valid JSON")
+
+
+def test_reads_the_template_images(pristine):
+    templates = read_behavior(pristine).templates
+    assert templates.image_set == "B" and templates.image_names == tuple(f"im{i:03d}" for i in range(8, 16))
+    assert templates.warped.dtype == np.uint8 and templates.warped.shape == (8, 6, 8)
+    visible = ~np.isnan(templates.unwarped)
+    assert 0 < visible.mean() < 1
+    assert np.array_equal(templates.unwarped[visible], templates.warped[visible])
+    assert len({image.tobytes() for image in templates.warped}) == 8  # eight different pictures
+
+
+def _write_templates(folder: Path, **arrays: np.ndarray) -> None:
+    with np.load(folder / "stimulus_templates.npz") as archive:
+        stored = {name: archive[name] for name in archive.files}
+    np.savez(folder / "stimulus_templates.npz", **{**stored, **arrays})
+
+
+def test_template_problems(folder):
+    name = "stimulus_templates.npz"
+    with np.load(folder / name) as archive:
+        names, warped, unwarped = archive["image_names"], archive["warped"], archive["unwarped"]
+    _write_templates(folder, warped=warped.astype(np.float32))
+    _raises(folder, name, "warped must be uint8 of shape (8, height, width)")
+    _write_templates(folder, warped=warped[:7])
+    _raises(folder, name, "one image per name")
+    _write_templates(folder, warped=warped, unwarped=unwarped[:, :, :4])
+    _raises(folder, name, "unwarped must be float of the shape of warped (8, 6, 8)")
+    _write_templates(folder, unwarped=unwarped + 300)
+    _raises(folder, name, "[0, 255]")
+    _write_templates(folder, unwarped=unwarped, image_names=np.array([*names[:7], names[0]]))
+    _raises(folder, name, "image_names are not unique")
+    _write_templates(folder, image_names=np.array([*names[:7], "im099"]))
+    _raises(folder, name, "no image for ['im015']")
+    _write_templates(folder, image_names=names, extra=np.zeros(1))
+    _raises(folder, name, "unknown ['extra']")
+    (folder / name).write_bytes(b"not a zip")
+    _raises(folder, name, "not a readable .npz archive")
+    (folder / name).unlink()
+    assert read_behavior(folder).templates is None

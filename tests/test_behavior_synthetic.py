@@ -24,7 +24,7 @@ def test_same_seed_gives_the_same_bytes(tmp_path):
         write_behavior(tmp_path / name / "raw", tmp_path / name / "truth", seed=7, **kwargs)
     write_behavior(tmp_path / "other" / "raw", tmp_path / "other" / "truth", seed=8, **kwargs)
     one = _all_bytes(tmp_path / "one" / "raw", tmp_path / "one" / "truth")
-    assert len(one) == 7 + 5
+    assert len(one) == 8 + 5  # session.json, six CSV files, stimulus_templates.npz; five truth files
     assert one == _all_bytes(tmp_path / "two" / "raw", tmp_path / "two" / "truth")
     other = _all_bytes(tmp_path / "other" / "raw", tmp_path / "other" / "truth")
     assert one["raw/sync.csv"] != other["raw/sync.csv"] and one["raw/trials.csv"] != other["raw/trials.csv"]

@@ -117,3 +117,12 @@ def test_behavior_parts_hold_process_behavior_output(behavior_session, settings)
     )
     assert performance["dprime"] == pytest.approx(expected.dprime)
     assert performance["total_reward_volume"] == pytest.approx(expected.total_reward_volume_ml)
+    # the image set's images, as the folder gave them, reach the export bundle in the file's order
+    from brainobs.schemas.collect import behavior_bundle
+
+    (templates,) = behavior_bundle(key).stimulus_templates
+    assert templates.image_set == "A" and templates.image_names == direct.templates.image_names
+    assert len(Behavior.Template & key) == 8
+    np.testing.assert_array_equal(templates.warped, direct.templates.warped)
+    assert templates.warped.dtype == np.uint8
+    np.testing.assert_array_equal(templates.unwarped, direct.templates.unwarped)

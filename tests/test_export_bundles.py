@@ -88,7 +88,7 @@ def make_behavior(
     rng: np.random.Generator, duration_s: float = N_FRAMES / FRAME_RATE, templates: bool = False
 ) -> BehaviorBundle:
     """Running at 60 Hz, licks, rewards, two stimulus blocks (flashed images, gray screen) and six trials;
-    with `templates`, the images of the image set (nwbinspector reports their orientation, see nwb_behavior)."""
+    with `templates`, the three images (2 x 3 pixels) of the image set."""
     running_times = _jittered_times(int(duration_s * 60), 60.0, rng, start=0.4)
     speed = np.abs(8.0 * np.sin(running_times / 2.0) + rng.normal(0, 1.0, running_times.size))
     v_in = np.full(running_times.size, 5.0)
@@ -156,8 +156,8 @@ def make_behavior(
     )
     licks = np.array([1.4, 1.5, 2.6, 4.3, 6.0])
     template_names = ("im062", "im065", "im077")
-    warped = rng.uniform(0, 255, (3, 12, 16)).round()
-    unwarped = np.where(np.arange(16) < 12, warped, np.nan)
+    warped = rng.integers(0, 256, (3, 2, 3)).astype(np.uint8)
+    unwarped = np.where(np.arange(3) < 2, warped, np.nan)
     return BehaviorBundle(
         running_speed=RunningSpeedData(running_times, speed, speed_raw=speed_raw, dx=dx, v_sig=v_sig, v_in=v_in),
         licks=LickData(licks, np.round(licks * 60).astype(np.int64)),

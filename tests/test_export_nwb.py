@@ -10,11 +10,22 @@ import numpy as np
 import pytest
 from pynwb import NWBHDF5IO
 
-from brainobs.export.bundles import source_digest
+from brainobs.export.bundles import BehaviorSessionBundle, StimulusTemplates, source_digest
 from brainobs.export.provenance import read_provenance
 from brainobs.export.validation import inspect_nwb
-from brainobs.export.writer import WriteResult, export_ecephys_session, export_ophys_experiment
-from tests.test_export_bundles import make_ecephys_bundle, make_ophys_bundle
+from brainobs.export.writer import (
+    WriteResult,
+    export_behavior_session,
+    export_ecephys_session,
+    export_ophys_experiment,
+)
+from tests.test_export_bundles import (
+    make_behavior,
+    make_ecephys_bundle,
+    make_ophys_bundle,
+    make_session,
+    make_subject,
+)
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +229,57 @@ def test_a_mesoscope_plane_records_its_group_and_partner(tmp_path: Path) -> None
     with io:
         description = nwbfile.imaging_planes["imaging_plane_1"].description
     assert "imaging plane group 1 order 0 paired with experiment 900004" in description
+
+
+@pytest.mark.parametrize("image_shape", [(2, 3), (12, 16)])
+def test_stimulus_templates_and_the_inspector(tmp_path: Path, image_shape: tuple[int, int]) -> None:
+    """Allen's StimulusTemplate stack of 3 images: read back whole; nwbinspector's time-first orientation check
+    accepts it while no image side exceeds the image count, and reports CRITICAL otherwise (docs/nwb.md)."""
+    rng = np.random.default_rng(5)
+    warped = rng.integers(0, 256, (3, *image_shape)).astype(np.uint8)
+    unwarped = np.where(rng.random(warped.shape) < 0.2, np.nan, warped)
+    templates = StimulusTemplates("A", ("im000", "im001", "im002"), warped, unwarped)
+    bundle = BehaviorSessionBundle(
+        subject=make_subject(),
+        session=make_session("951410080"),
+        behavior=dataclasses.replace(make_behavior(rng), stimulus_templates=(templates,)),
+    )
+    result = export_behavior_session(bundle, tmp_path / "behavior.nwb")
+    io, nwbfile = _read(result.path)
+    with io:
+        stored = nwbfile.stimulus_template["A"]
+        assert type(stored).__name__ == "StimulusTemplate" and stored.data.dtype == np.uint8
+        np.testing.assert_array_equal(stored.data[:], warped)
+        np.testing.assert_array_equal(stored.unwarped[:], unwarped)
+        assert list(stored.control_description[:]) == ["im000", "im001", "im002"]
+    report = inspect_nwb(result.path)
+    failing = [(f.level, f.check, f.location) for f in report.failing]
+    if max(image_shape) <= 3:
+        assert not failing, report.summary()
+    else:
+        assert failing == [("CRITICAL", "check_data_orientation", "/stimulus/templates/A")], report.summary()
+
+
+def test_a_session_without_licks_keeps_its_empty_lick_times(tmp_path: Path) -> None:
+    """Every row of the ragged lick_times column is empty: the flat values hold one NaN that no row holds, so
+    that nwbinspector's table checks run (they crash on an empty column); readers see empty rows."""
+    behavior = make_behavior(np.random.default_rng(6))
+    trials = behavior.trials.assign(lick_times=[np.zeros(0)] * len(behavior.trials))
+    bundle = BehaviorSessionBundle(
+        subject=make_subject(),
+        session=make_session("951410082"),
+        behavior=dataclasses.replace(behavior, licks=None, trials=trials),
+    )
+    result = export_behavior_session(bundle, tmp_path / "behavior.nwb")
+    io, nwbfile = _read(result.path)
+    with io:
+        rows = nwbfile.trials.to_dataframe()["lick_times"]
+        assert len(rows) == 6 and all(len(times) == 0 for times in rows)
+        assert np.isnan(nwbfile.trials["lick_times"].target.data[:]).all()
+    report = inspect_nwb(result.path)
+    assert report.passed, report.summary()
+    assert not [f for f in report.findings if f.level == "ERROR"], report.summary()
+    nap = pytest.importorskip("pynapple")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert isinstance(nap.load_file(str(result.path))["trials"], nap.IntervalSet)

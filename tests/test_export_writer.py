@@ -202,3 +202,13 @@ def test_corrupted_ragged_column_is_found(tmp_path: Path, monkeypatch, sample: b
         file["units/spike_times_index"][0] -= 1
     with pytest.raises(VerificationError, match=r"units/spike_times: row lengths differ"):
         writer._read_back(path, expectations, bundle_checksums(expectations))
+
+
+def test_a_ragged_column_may_hold_values_past_its_rows_only_as_the_empty_column_placeholder() -> None:
+    rows = [np.zeros(0), np.zeros(0)]
+    ends = np.array([0, 0])
+    placeholder = Expectation("trials/lick_times", lambda f: readback.Ragged(readback.EMPTY_RAGGED_FILL, ends), rows)
+    readback.verify(None, [placeholder])
+    stray = Expectation("trials/lick_times", lambda f: readback.Ragged(np.array([1.5]), ends), rows)
+    with pytest.raises(VerificationError, match="row ends reach 0, but the flat values hold 1"):
+        readback.verify(None, [stray])

@@ -8,8 +8,11 @@ with changes, catch trials, omissions, warm-up auto-rewards, a mouse that is eng
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +35,9 @@ ENCODER_MAX_VOLTAGE = 5.0
 MOVIE_CLIP_FRAMES = 300  # 10 s clip at 30 Hz, repeated
 RF_GRID_DEG = np.arange(-40.0, 41.0, 10.0)  # 9 x 9 Gabor positions
 RF_ORIENTATIONS_DEG = (0.0, 45.0, 90.0)
+# Template images are small: height x width; each side at most the 8 images of a set, so that nwbinspector's
+# time-first orientation check accepts Allen's StimulusTemplate layout (docs/nwb.md)
+TEMPLATE_SHAPE = (6, 8)
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,33 @@ def _write_raw(folder: Path, sim: _Simulation) -> None:
         "initial_image_name", "change_image_name",
     ]  # fmt: skip
     _write_csv(folder / "trials.csv", sim.trials[schedule_columns])
+    _write_templates(folder / "stimulus_templates.npz", sim.blocks[0]["image_names"])
+
+
+def template_image(name: str) -> np.ndarray:
+    """The synthetic picture of an image name (the same in every session): smooth noise, uint8."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    picture = gaussian_filter1d(gaussian_filter1d(rng.standard_normal(TEMPLATE_SHAPE), 1.0, axis=0), 1.0, axis=1)
+    picture = (picture - picture.min()) / max(float(np.ptp(picture)), 1e-12)
+    return np.round(255 * picture).astype(np.uint8)
+
+
+def _write_templates(path: Path, image_names: list[str]) -> None:
+    """stimulus_templates.npz: each image as shown (`warped`; the synthetic monitor does not warp) and
+    `unwarped`, the same pixels with the screen's corners, not visible after warping, NaN."""
+    warped = np.stack([template_image(name) for name in image_names])
+    rows, columns = np.indices(TEMPLATE_SHAPE)
+    corner = (np.minimum(rows, TEMPLATE_SHAPE[0] - 1 - rows) + np.minimum(columns, TEMPLATE_SHAPE[1] - 1 - columns)) < 1
+    unwarped = np.where(corner, np.nan, warped.astype(np.float64))
+    arrays = {"image_names": np.array(image_names), "warped": warped, "unwarped": unwarped}
+    temporary = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(temporary, "w") as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            # a fixed date: the same arguments give the same bytes
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+    os.replace(temporary, path)
 
 
 def _write_truth(truth_dir: Path, sim: _Simulation, seed: int, ophys_frame_rate: float | None) -> None:

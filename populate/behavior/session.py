@@ -19,12 +19,13 @@ from brainobs.populate.behavior.stimulus import stimulus_presentations
 from brainobs.populate.behavior.trials import compute_trials, lick_table, reward_table
 
 if TYPE_CHECKING:
-    from brainobs.ingest.behavior_files import BehaviorFiles
+    from brainobs.ingest.behavior_files import BehaviorFiles, StimulusImages
 
 
 @dataclass(frozen=True)
 class BehaviorResult:
-    """Running speed, licks, rewards, stimulus presentations, trials and performance of one session."""
+    """Running speed, licks, rewards, stimulus presentations, trials and performance of one session, and the
+    images of its image set as the folder gave them (None without stimulus_templates.npz)."""
 
     running: pd.DataFrame
     licks: pd.DataFrame
@@ -32,6 +33,7 @@ class BehaviorResult:
     presentations: pd.DataFrame
     trials: pd.DataFrame
     performance: PerformanceSummary
+    templates: StimulusImages | None = None
 
 
 def process_behavior(
@@ -66,4 +68,5 @@ def process_behavior(
         presentations=stimulus_presentations(files.stimulus, session.blocks, vsync, delay),
         trials=trials,
         performance=session_performance(trials, rewards, engaged_threshold, passive=session.passive),
+        templates=files.templates,
     )

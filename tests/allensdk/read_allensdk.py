@@ -14,6 +14,20 @@ import warnings
 
 import numpy as np
 
+# get_performance_metrics() values compared with the trials and rewards brainobs wrote
+PERFORMANCE_COUNTS = (
+    "trial_count",
+    "go_trial_count",
+    "catch_trial_count",
+    "hit_trial_count",
+    "miss_trial_count",
+    "false_alarm_trial_count",
+    "correct_reject_trial_count",
+    "auto_reward_count",
+    "total_reward_count",
+    "total_reward_volume",
+)
+
 
 def _same(actual, expected) -> str:
     actual = np.asarray(actual)
@@ -59,7 +73,10 @@ def _behavior_streams(session, expected) -> dict:
         "metadata.reporter_line": lambda: (session.metadata["reporter_line"], "reporter_line"),
         "metadata.equipment_name": lambda: (session.metadata["equipment_name"], "equipment_name"),
         "metadata.session_type": lambda: (session.metadata["session_type"], "session_type"),
-        "performance.trial_count": lambda: (session.get_performance_metrics()["trial_count"], "n_trials"),
+        "performance": lambda: (
+            [float(session.get_performance_metrics()[name]) for name in PERFORMANCE_COUNTS],
+            "performance",
+        ),
     }
     for column in ("start_time", "change_frame", "response_time", "reward_time", "trial_length"):
         streams[f"trials.{column}"] = lambda c=column: (trials[c].to_numpy(), f"trials_{c}")
@@ -68,11 +85,13 @@ def _behavior_streams(session, expected) -> dict:
     if "template_warped" in expected:
         templates = session.stimulus_templates
 
-        def warped():
+        def images(kind):
             names = list(expected["template_names"])
-            return np.stack([templates.loc[name, "warped"] for name in names]), "template_warped"
+            return np.stack([templates.loc[name, kind] for name in names]), f"template_{kind}"
 
-        streams["stimulus_templates.warped"] = warped
+        streams["stimulus_templates.image_name"] = lambda: (sorted(templates.index), "template_names_sorted")
+        streams["stimulus_templates.warped"] = lambda: images("warped")
+        streams["stimulus_templates.unwarped"] = lambda: images("unwarped")
     return streams
 
 
