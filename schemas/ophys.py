@@ -640,6 +640,14 @@ class EventDetection(dj.Computed):
         )
 
 
+def decrosstalk_inputs(key: dict, partner: int) -> tuple[RegisteredMovie, RegisteredMovie, list[rois.RoiRecord], int]:
+    """The plane's and its partner's registered movies, the plane's ROIs and the larger motion border (px)."""
+    movie, border = open_registered(key)
+    paired_movie, paired_border = open_registered({**key, "experiment_id": partner})
+    margin = int(np.ceil(max(*vars(border).values(), *vars(paired_border).values())))
+    return movie, paired_movie, roi_records(key), margin
+
+
 @schema
 class Decrosstalk(dj.Computed):
     definition = """
@@ -685,9 +693,8 @@ class Decrosstalk(dj.Computed):
         return partner, _params(key), len(Segmentation.ROI & key)
 
     def make_compute(self, key, partner, params, n_rois):
-        movie, _border = open_registered(key)
-        paired_movie, _paired_border = open_registered({**key, "experiment_id": partner})
-        return (decrosstalk.decrosstalk_plane(movie, paired_movie, roi_records(key), params),)
+        movie, paired_movie, plane_rois, border = decrosstalk_inputs(key, partner)
+        return (decrosstalk.decrosstalk_plane(movie, paired_movie, plane_rois, params, border),)
 
     def make_insert(self, key, result):
         ids = roi_ids(key)

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.stats import linregress, norm
 from sklearn.decomposition import FastICA
 
+from brainobs.populate.ophys.decrosstalk_image import estimate_pair_crosstalk
 from brainobs.populate.ophys.extraction import apply_to_frames, default_chunk_frames, iter_chunks, mean_weights
 from brainobs.populate.ophys.rois import RoiRecord
 
@@ -157,7 +158,7 @@ def ica_unmix(signal: np.ndarray, crosstalk: np.ndarray, seed: int, tries: int, 
             warnings.simplefilter("ignore")
             ica = FastICA(whiten=False, max_iter=10000, random_state=rng).fit(whitened)
         estimate = np.linalg.solve(whitening, ica.mixing_)
-        mixing = estimate * np.linalg.solve(estimate, np.ones(2))
+        mixing = rows_summing_to_one(estimate)
         if 0 <= mixing[0, 1] <= max_offdiagonal and 0 <= mixing[1, 0] <= max_offdiagonal:
             converged = True
             break
@@ -212,9 +213,14 @@ def _seed(trace: np.ndarray, active: np.ndarray) -> int:
     return int(np.round(np.abs(trace[inactive]).sum())) % 2**32
 
 
-def decrosstalk_traces(signal: np.ndarray, crosstalk: np.ndarray, params: dict[str, Any]) -> DecrosstalkResult:
+def decrosstalk_traces(
+    signal: np.ndarray, crosstalk: np.ndarray, params: dict[str, Any], pair_mixing: np.ndarray | None = None
+) -> DecrosstalkResult:
     """Decrosstalk (n_roi, T) raw traces of the signal plane's ROIs: ``signal`` from its own movie,
-    ``crosstalk`` from the paired plane's movie, with the same masks."""
+    ``crosstalk`` from the paired plane's movie, with the same masks. Without ``pair_mixing`` each ROI is
+    unmixed by its own ICA (Allen); with it (2 x 2, [signal, crosstalk] = pair_mixing @ own light of each
+    plane, the image-based estimate) every ROI is unmixed by that one matrix, and the result's crosstalk is
+    ``pair_mixing[0, 1]``. Clipping and the ghost test are Allen's either way."""
     signal, crosstalk = np.asarray(signal, dtype=float), np.asarray(crosstalk, dtype=float)
     if signal.shape != crosstalk.shape or signal.ndim != 2:
         raise ValueError(f"signal {signal.shape} and crosstalk {crosstalk.shape} traces must both be (n_roi, T)")
@@ -241,13 +247,18 @@ def decrosstalk_traces(signal: np.ndarray, crosstalk: np.ndarray, params: dict[s
         if raw_active.size == 0:
             labels[i].add(INVALID_RAW_ACTIVE)
             continue
-        mixing[i], sources[i], converged[i] = ica_unmix(
-            signal[i],
-            crosstalk[i],
-            _seed(signal[i], raw_active),
-            params["decrosstalk_ica_tries"],
-            params["decrosstalk_max_offdiagonal"],
-        )
+        if pair_mixing is None:
+            mixing[i], sources[i], converged[i] = ica_unmix(
+                signal[i],
+                crosstalk[i],
+                _seed(signal[i], raw_active),
+                params["decrosstalk_ica_tries"],
+                params["decrosstalk_max_offdiagonal"],
+            )
+        else:
+            mixing[i] = rows_summing_to_one(pair_mixing)
+            sources[i] = np.linalg.solve(mixing[i], np.vstack([signal[i], crosstalk[i]]))
+            converged[i] = True
         kept.append(i)
     if not converged.any():
         for i in kept:
@@ -275,8 +286,13 @@ def decrosstalk_traces(signal: np.ndarray, crosstalk: np.ndarray, params: dict[s
         unmixed_ratio[i] = _ratio(unmixed[i], sources[i, 1], own)
         if not is_cell(own, other, window):
             labels[i].add(GHOST)
-    crosstalk_share = float(np.median(mixing[converged, 0, 1]))
-    return DecrosstalkResult(mixing, converged, unmixed, _sorted(labels), raw_ratio, unmixed_ratio, crosstalk_share)
+    share = np.median(mixing[converged, 0, 1]) if pair_mixing is None else pair_mixing[0, 1]
+    return DecrosstalkResult(mixing, converged, unmixed, _sorted(labels), raw_ratio, unmixed_ratio, float(share))
+
+
+def rows_summing_to_one(mixing: np.ndarray) -> np.ndarray:
+    """The same mixing with its sources rescaled so each row sums to 1 (Allen's normalisation)."""
+    return mixing * np.linalg.solve(mixing, np.ones(2))
 
 
 def _sorted(labels: list[set[str]]) -> list[tuple[str, ...]]:
@@ -295,11 +311,17 @@ def mask_traces(movie: Any, rois: Sequence[RoiRecord], chunk_frames: int | None 
 
 
 def decrosstalk_plane(
-    signal_movie: Any, paired_movie: Any, rois: Sequence[RoiRecord], params: dict[str, Any]
+    signal_movie: Any, paired_movie: Any, rois: Sequence[RoiRecord], params: dict[str, Any], border: int = 0
 ) -> DecrosstalkResult:
-    """Decrosstalk the ROIs of the signal plane against its paired plane (both registered movies, same shape)."""
+    """Decrosstalk the ROIs of the signal plane against its paired plane (both registered movies, same shape).
+    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA, the default) or "image" (the pair's mixing estimated
+    from both movies, `decrosstalk_image`; ``border``: the larger motion border of the two planes, px)."""
     if tuple(signal_movie.shape) != tuple(paired_movie.shape):
         raise ValueError(
             f"the paired planes' movies differ in shape: {tuple(signal_movie.shape)} and {tuple(paired_movie.shape)}"
         )
-    return decrosstalk_traces(mask_traces(signal_movie, rois), mask_traces(paired_movie, rois), params)
+    method = params.get("decrosstalk_method", "ica")
+    if method not in ("ica", "image"):
+        raise ValueError(f"decrosstalk_method must be 'ica' or 'image', got {method!r}")
+    pair = estimate_pair_crosstalk(signal_movie, paired_movie, params, border) if method == "image" else None
+    return decrosstalk_traces(mask_traces(signal_movie, rois), mask_traces(paired_movie, rois), params, pair)
