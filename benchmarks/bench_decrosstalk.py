@@ -29,19 +29,15 @@ TABLES = ["MotionCorrection", "Segmentation", "Decrosstalk"]
 
 
 def image_method_labels(plane: dict) -> tuple[float, dict[int, tuple[str, ...]]]:
-    """The image-based method (the `enhanced` preset's) run on the plane's ROIs and movies of the stored row's
-    parameter set: (the pair's estimated crosstalk into this plane, labels per cell_roi_id)."""
-    from brainobs.populate.ophys.decrosstalk import decrosstalk_plane
+    """The image-based method (the `enhanced` preset's decrosstalk keys) run on the plane's ROIs and movies of
+    the stored row's parameter set: (the pair's estimated crosstalk into this plane, labels per cell_roi_id)."""
     from brainobs.populate.ophys.params import ENHANCED_OPHYS_PARAMS
     from brainobs.schemas import ophys
 
     key = {"experiment_id": plane["experiment_id"], "ophys_paramset": plane["ophys_paramset"]}
-    params = {
-        **(ophys.OphysParamSet & key).fetch1("params"),
-        **{k: v for k, v in ENHANCED_OPHYS_PARAMS.items() if "crosstalk" in k},
-    }
-    movie, paired_movie, rois, border = ophys.decrosstalk_inputs(key, plane["paired_experiment_id"])
-    result = decrosstalk_plane(movie, paired_movie, rois, params, border)
+    image = {name: value for name, value in ENHANCED_OPHYS_PARAMS.items() if name.startswith("decrosstalk_")}
+    params = {**(ophys.OphysParamSet & key).fetch1("params"), **image}
+    result = ophys.run_decrosstalk(key, plane["paired_experiment_id"], params)
     return result.crosstalk, dict(zip(ophys.roi_ids(key), result.labels, strict=True))
 
 

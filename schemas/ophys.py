@@ -14,6 +14,7 @@ from __future__ import annotations
 import datajoint as dj
 import numpy as np
 
+from brainobs.ingest.movie import TiffMovie
 from brainobs.populate.ophys import decrosstalk, dff, events, extraction, indicators, neuropil, rois
 from brainobs.populate.ophys.demix import demix_traces
 from brainobs.populate.ophys.params import OPHYS_PRESETS
@@ -640,12 +641,19 @@ class EventDetection(dj.Computed):
         )
 
 
-def decrosstalk_inputs(key: dict, partner: int) -> tuple[RegisteredMovie, RegisteredMovie, list[rois.RoiRecord], int]:
-    """The plane's and its partner's registered movies, the plane's ROIs and the larger motion border (px)."""
-    movie, border = open_registered(key)
-    paired_movie, paired_border = open_registered({**key, "experiment_id": partner})
-    margin = int(np.ceil(max(*vars(border).values(), *vars(paired_border).values())))
-    return movie, paired_movie, roi_records(key), margin
+def run_decrosstalk(key: dict, partner: int, params: dict) -> decrosstalk.DecrosstalkResult:
+    """The core's decrosstalk of the plane against its partner with ``params``: both registered movies, both
+    raw movies (the image-based estimate) and the partner's offset (dy, dx), the median difference of the two
+    planes' registration offsets (the partner's registered frame at p + offset shows this plane's p)."""
+    keys = (key, {**key, "experiment_id": partner})
+    movie, paired_movie = (open_registered(k)[0] for k in keys)
+    raw, paired_raw = (stores.raw_path((Experiment & k).fetch1("movie_file")) for k in keys)
+    (y, x), (paired_y, paired_x) = ((MotionCorrection & k).fetch1("y_offset", "x_offset") for k in keys)
+    offset = tuple(int(np.round(np.median(np.asarray(a) - np.asarray(b)))) for a, b in ((y, paired_y), (x, paired_x)))
+    with TiffMovie(raw) as raw_movie, TiffMovie(paired_raw) as paired_raw_movie:
+        return decrosstalk.decrosstalk_plane(
+            movie, paired_movie, roi_records(key), params, (raw_movie, paired_raw_movie), offset
+        )
 
 
 @schema
@@ -693,8 +701,7 @@ class Decrosstalk(dj.Computed):
         return partner, _params(key), len(Segmentation.ROI & key)
 
     def make_compute(self, key, partner, params, n_rois):
-        movie, paired_movie, plane_rois, border = decrosstalk_inputs(key, partner)
-        return (decrosstalk.decrosstalk_plane(movie, paired_movie, plane_rois, params, border),)
+        return (run_decrosstalk(key, partner, params),)
 
     def make_insert(self, key, result):
         ids = roi_ids(key)

@@ -157,8 +157,25 @@ def test_one_pair_matrix_unmixes_every_roi():
     np.testing.assert_allclose(
         unmixed, np.broadcast_to(dx.rows_summing_to_one(dxi.pair_mixing(0.15, 0.1)), unmixed.shape)
     )
+    movie = np.zeros((5, 8, 8))
     with pytest.raises(ValueError, match="decrosstalk_method"):
-        dx.decrosstalk_plane(np.zeros((5, 8, 8)), np.zeros((5, 8, 8)), [], {**PARAMS, "decrosstalk_method": "nmi"})
+        dx.decrosstalk_plane(movie, movie, [], {**PARAMS, "decrosstalk_method": "nmi"})
+    with pytest.raises(ValueError, match="raw movies"):
+        dx.decrosstalk_plane(movie, movie, [], {**PARAMS, "decrosstalk_method": "image"})
+
+
+def test_partner_masks_move_to_the_same_scan_points():
+    """The partner's registered movie shows this plane's pixel p at p + offset: its traces follow the offset."""
+    from brainobs.populate.ophys.rois import records_from_masks
+
+    mask = np.zeros((1, 8, 8), dtype=bool)
+    mask[0, 0:2, 3:5] = True
+    (moved,) = dx.shifted(records_from_masks(mask), (-1, 2))
+    assert list(zip(moved.ypix, moved.xpix, strict=True)) == [(0, 5), (0, 6)]  # row -1 left the frame
+    paired = np.zeros((4, 8, 8))
+    paired[:, 0, 5:7] = np.arange(4)[:, None]
+    aligned = dx.mask_traces(paired, dx.shifted(records_from_masks(mask), (-1, 2)))
+    np.testing.assert_allclose(aligned[0], np.arange(4))
 
 
 def test_shape_mismatch_is_refused():

@@ -21,6 +21,7 @@ Labels (Allen's names): ``decrosstalk_invalid_raw`` (NaN or empty raw trace), ``
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -310,12 +311,32 @@ def mask_traces(movie: Any, rois: Sequence[RoiRecord], chunk_frames: int | None 
     return traces
 
 
+def shifted(rois: Sequence[RoiRecord], offset: tuple[int, int]) -> list[RoiRecord]:
+    """The ROIs with every pixel moved by ``offset`` (dy, dx); pixels that leave the frame are dropped."""
+    moved = []
+    for roi in rois:
+        height, width = roi.frame_shape
+        ypix, xpix = roi.ypix + offset[0], roi.xpix + offset[1]
+        inside = (ypix >= 0) & (ypix < height) & (xpix >= 0) & (xpix < width)
+        moved.append(dataclasses.replace(roi, ypix=ypix[inside], xpix=xpix[inside]))
+    return moved
+
+
 def decrosstalk_plane(
-    signal_movie: Any, paired_movie: Any, rois: Sequence[RoiRecord], params: dict[str, Any], border: int = 0
+    signal_movie: Any,
+    paired_movie: Any,
+    rois: Sequence[RoiRecord],
+    params: dict[str, Any],
+    raw_pair: tuple[Any, Any] | None = None,
+    partner_offset: tuple[int, int] = (0, 0),
 ) -> DecrosstalkResult:
     """Decrosstalk the ROIs of the signal plane against its paired plane (both registered movies, same shape).
-    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA, the default) or "image" (the pair's mixing estimated
-    from both movies, `decrosstalk_image`; ``border``: the larger motion border of the two planes, px)."""
+
+    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA, the default) or "image": the pair's mixing estimated
+    from ``raw_pair``, the two planes' raw movies (their pixels are the same scan points, whatever each
+    registration did). ``partner_offset``: (dy, dx) such that the paired registered movie at p + offset shows
+    the scan point this plane's registered movie shows at p (the median difference of the two planes'
+    registration offsets); used when ``decrosstalk_align_partner`` is true (Allen: the same masks, unshifted)."""
     if tuple(signal_movie.shape) != tuple(paired_movie.shape):
         raise ValueError(
             f"the paired planes' movies differ in shape: {tuple(signal_movie.shape)} and {tuple(paired_movie.shape)}"
@@ -323,5 +344,10 @@ def decrosstalk_plane(
     method = params.get("decrosstalk_method", "ica")
     if method not in ("ica", "image"):
         raise ValueError(f"decrosstalk_method must be 'ica' or 'image', got {method!r}")
-    pair = estimate_pair_crosstalk(signal_movie, paired_movie, params, border) if method == "image" else None
-    return decrosstalk_traces(mask_traces(signal_movie, rois), mask_traces(paired_movie, rois), params, pair)
+    pair = None
+    if method == "image":
+        if raw_pair is None:
+            raise ValueError("the image-based decrosstalk needs both planes' raw movies (raw_pair)")
+        pair = estimate_pair_crosstalk(*raw_pair, params)
+    paired_rois = shifted(rois, partner_offset) if params.get("decrosstalk_align_partner", False) else rois
+    return decrosstalk_traces(mask_traces(signal_movie, rois), mask_traces(paired_movie, paired_rois), params, pair)

@@ -1,10 +1,12 @@
 """Image-based crosstalk estimate of a mesoscope pair (the `enhanced` preset's decrosstalk, docs/methods.md).
 
 Plane A records ``a + c_ab * b`` and plane B ``b + c_ba * a``, where a and b are the light of each plane's
-own tissue. The pair's two coefficients are estimated once from both registered movies, not per ROI: each
+own tissue, pixel by pixel of the raw frames (both planes are scanned by the same beam at once, so a raw
+pixel of A and the same raw pixel of B are the same scan point; registration, done per plane, need not keep
+that). The pair's two coefficients are estimated once from both raw movies, not per ROI: each
 pixel's trace is high-passed in time (minus its running mean over ``decrosstalk_image_highpass_frames``), which
-leaves the cells' transients, sparse and independent between the planes; the pixels near the edges, where
-registration fills or wraps the frame in the same way in both planes, are left out. The (dA, dB) samples of
+leaves the cells' transients, sparse and independent between the planes; the pixels near the edges are left
+out (on registered movies, registration fills or wraps them alike in both planes). The (dA, dB) samples of
 every kept pixel and frame are whitened, and the rotation of the whitened pair that minimises the mutual
 information of its two outputs is found by a grid search over the angle (for whitened data, minimising the
 mutual information is maximising the summed negentropy, here its log-cosh approximation), from a 2 degree grid
@@ -97,7 +99,7 @@ def estimate_mixing(samples: np.ndarray) -> np.ndarray:
 
 
 def estimate_pair_crosstalk(movie_a: Any, movie_b: Any, params: dict[str, Any], border: int = 0) -> np.ndarray:
-    """The pair's mixing matrix [[1, c_ab], [c_ba, 1]] from both registered movies (T, H, W); ``border``:
-    the registration's motion border in px (the larger of it and ``decrosstalk_image_border_px`` is left out)."""
+    """The pair's mixing matrix [[1, c_ab], [c_ba, 1]] from both raw movies (T, H, W); ``border``: px to leave
+    out at each edge when larger than ``decrosstalk_image_border_px`` (a motion border, on registered movies)."""
     margin = max(int(border), int(params["decrosstalk_image_border_px"]))
     return estimate_mixing(activity_samples(movie_a, movie_b, params, margin))
