@@ -28,19 +28,6 @@ from benchmarks import ingested_survey, load_average, populate, run_child
 TABLES = ["MotionCorrection", "Segmentation", "Decrosstalk"]
 
 
-def image_method_labels(plane: dict) -> tuple[float, dict[int, tuple[str, ...]]]:
-    """The image-based method (the `enhanced` preset's decrosstalk keys) run on the plane's ROIs and movies of
-    the stored row's parameter set: (the pair's estimated crosstalk into this plane, labels per cell_roi_id)."""
-    from brainobs.populate.ophys.params import ENHANCED_OPHYS_PARAMS
-    from brainobs.schemas import ophys
-
-    key = {"experiment_id": plane["experiment_id"], "ophys_paramset": plane["ophys_paramset"]}
-    image = {name: value for name, value in ENHANCED_OPHYS_PARAMS.items() if name.startswith("decrosstalk_")}
-    params = {**(ophys.OphysParamSet & key).fetch1("params"), **image}
-    result = ophys.run_decrosstalk(key, plane["paired_experiment_id"], params)
-    return result.crosstalk, dict(zip(ophys.roi_ids(key), result.labels, strict=True))
-
-
 def child_survey(seed: str) -> dict:
     """One multiplane survey generated, processed and scored, in a temporary folder (run in a fresh process)."""
     from brainobs import api
@@ -57,7 +44,9 @@ def child_survey(seed: str) -> dict:
             populate(settings, TABLES)
             for plane in ophys.Decrosstalk.to_dicts(order_by="experiment_id"):
                 experiment_id = plane["experiment_id"]
-                image_crosstalk, image_labels = image_method_labels(plane)
+                key = {"experiment_id": experiment_id, "ophys_paramset": plane["ophys_paramset"]}
+                image = ophys.decrosstalk_as(key, "enhanced")
+                image_labels = dict(zip(ophys.roi_ids(key), image.labels, strict=True))
                 scores = {
                     name: list(vars(api.score_decrosstalk(experiment_id, summary.out_dir, **options)).values())
                     for name, options in (
@@ -69,7 +58,7 @@ def child_survey(seed: str) -> dict:
                 }
                 rows.append(
                     {"experiment_id": experiment_id, "true": true_crosstalk[experiment_id],
-                     "estimated": plane["crosstalk"], "image estimated": image_crosstalk, **scores}
+                     "estimated": plane["crosstalk"], "image estimated": image.crosstalk, **scores}
                 )  # fmt: skip
         return {"seconds": time.perf_counter() - started, "planes": rows}
 

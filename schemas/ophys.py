@@ -656,6 +656,14 @@ def run_decrosstalk(key: dict, partner: int, params: dict) -> decrosstalk.Decros
         )
 
 
+def decrosstalk_as(key: dict, preset: str) -> decrosstalk.DecrosstalkResult:
+    """The plane's stored Decrosstalk row rerun on the same ROIs and movies with the ``decrosstalk_*``
+    parameters of another preset: two methods compared on the same ROIs (benchmarks, tests)."""
+    partner = (Decrosstalk & key).fetch1("paired_experiment_id")
+    method = {name: value for name, value in OPHYS_PRESETS[preset][0].items() if name.startswith("decrosstalk_")}
+    return run_decrosstalk(key, partner, {**_params(key), **method})
+
+
 @schema
 class Decrosstalk(dj.Computed):
     definition = """

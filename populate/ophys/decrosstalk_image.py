@@ -26,7 +26,7 @@ from brainobs.populate.ophys.extraction import default_chunk_frames
 IMAGE_PARAMS: dict[str, Any] = {
     "decrosstalk_image_highpass_frames": 33,  # running-mean window removed from each pixel's trace (3 s at 11 Hz)
     "decrosstalk_image_border_px": 4,  # px left out at each edge, at least (the motion border when larger)
-    "decrosstalk_image_max_samples": 200_000,  # (pixel, frame) samples drawn for the estimate
+    "decrosstalk_image_max_samples": 100_000,  # (pixel, frame) samples drawn for the estimate
 }
 _ANGLE_STEPS = np.deg2rad([2.0, 0.1, 0.01])  # the grid's step, coarse to fine; each spans +-1 step of the last
 
