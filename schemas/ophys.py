@@ -642,20 +642,18 @@ class EventDetection(dj.Computed):
 
 
 def run_decrosstalk(key: dict, partner: int, params: dict) -> decrosstalk.DecrosstalkResult:
-    """The core's decrosstalk of the plane against its partner with ``params``: both registered movies, both
-    raw movies (only for the image-based estimate) and the partner's offset (dy, dx), the median difference of the two
-    planes' registration offsets (the partner's registered frame at p + offset shows this plane's p)."""
+    """The core's decrosstalk of the plane against its partner with ``params``: both registered movies, and for
+    the image-based method both raw movies and this plane's registration offsets."""
     keys = (key, {**key, "experiment_id": partner})
     movie, paired_movie = (open_registered(k)[0] for k in keys)
-    (y, x), (paired_y, paired_x) = ((MotionCorrection & k).fetch1("y_offset", "x_offset") for k in keys)
-    offset = tuple(int(np.round(np.median(np.asarray(a) - np.asarray(b)))) for a, b in ((y, paired_y), (x, paired_x)))
     plane_rois = roi_records(key)
     if params.get("decrosstalk_method", "ica") != "image":  # Allen's ICA reads the registered movies only
-        return decrosstalk.decrosstalk_plane(movie, paired_movie, plane_rois, params, None, offset)
+        return decrosstalk.decrosstalk_plane(movie, paired_movie, plane_rois, params)
+    offsets = tuple(np.asarray(v) for v in (MotionCorrection & key).fetch1("y_offset", "x_offset"))
     raw, paired_raw = (stores.raw_path((Experiment & k).fetch1("movie_file")) for k in keys)
     with TiffMovie(raw) as raw_movie, TiffMovie(paired_raw) as paired_raw_movie:
         return decrosstalk.decrosstalk_plane(
-            movie, paired_movie, plane_rois, params, (raw_movie, paired_raw_movie), offset
+            movie, paired_movie, plane_rois, params, (raw_movie, paired_raw_movie), offsets
         )
 
 

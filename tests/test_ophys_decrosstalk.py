@@ -164,18 +164,20 @@ def test_one_pair_matrix_unmixes_every_roi():
         dx.decrosstalk_plane(movie, movie, [], {**PARAMS, "decrosstalk_method": "image"})
 
 
-def test_partner_masks_move_to_the_same_scan_points():
-    """The partner's registered movie shows this plane's pixel p at p + offset: its traces follow the offset."""
+def test_partner_traces_follow_this_planes_registration():
+    """Frame t of this plane's registered movie shows raw p + offset[t] at p: the partner's raw movie, moved by
+    the same offsets, gives the traces of the same scan points (edges repeated)."""
     from brainobs.populate.ophys.rois import records_from_masks
 
-    mask = np.zeros((1, 8, 8), dtype=bool)
-    mask[0, 0:2, 3:5] = True
-    (moved,) = dx.shifted(records_from_masks(mask), (-1, 2))
-    assert list(zip(moved.ypix, moved.xpix, strict=True)) == [(0, 5), (0, 6)]  # row -1 left the frame
-    paired = np.zeros((4, 8, 8))
-    paired[:, 0, 5:7] = np.arange(4)[:, None]
-    aligned = dx.mask_traces(paired, dx.shifted(records_from_masks(mask), (-1, 2)))
-    np.testing.assert_allclose(aligned[0], np.arange(4))
+    raw = np.arange(3 * 6 * 6, dtype=float).reshape(3, 6, 6)
+    mask = np.zeros((1, 6, 6), dtype=bool)
+    mask[0, 2, 2:4] = True
+    y_offset, x_offset = np.array([0.0, 1.2, -3.0]), np.array([0.0, -1.0, 2.6])
+    traces = dx.mask_traces_registered_by(raw, records_from_masks(mask), y_offset, x_offset, chunk_frames=2)
+    expected = [raw[0, 2, 2:4].mean(), raw[1, 3, 1:3].mean(), raw[2, 0, 5]]  # frame 2: row -1 -> 0, cols 5, 6 -> 5
+    np.testing.assert_allclose(traces[0], expected)
+    with pytest.raises(ValueError, match="offsets for a movie of 3 frames"):
+        dx.mask_traces_registered_by(raw, records_from_masks(mask), y_offset[:2], x_offset)
 
 
 def test_shape_mismatch_is_refused():

@@ -21,7 +21,6 @@ Labels (Allen's names): ``decrosstalk_invalid_raw`` (NaN or empty raw trace), ``
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -311,15 +310,30 @@ def mask_traces(movie: Any, rois: Sequence[RoiRecord], chunk_frames: int | None 
     return traces
 
 
-def shifted(rois: Sequence[RoiRecord], offset: tuple[int, int]) -> list[RoiRecord]:
-    """The ROIs with every pixel moved by ``offset`` (dy, dx); pixels that leave the frame are dropped."""
-    moved = []
-    for roi in rois:
-        height, width = roi.frame_shape
-        ypix, xpix = roi.ypix + offset[0], roi.xpix + offset[1]
-        inside = (ypix >= 0) & (ypix < height) & (xpix >= 0) & (xpix < width)
-        moved.append(dataclasses.replace(roi, ypix=ypix[inside], xpix=xpix[inside]))
-    return moved
+def mask_traces_registered_by(
+    movie: Any, rois: Sequence[RoiRecord], y_offset: np.ndarray, x_offset: np.ndarray, chunk_frames: int | None = None
+) -> np.ndarray:
+    """(n_roi, T) mask traces of a raw (T, H, W) movie with each frame moved by another plane's registration
+    offsets (rounded; frame t at p shows raw p + offset[t], edges repeated): the scan points that plane's
+    registered movie shows under the masks."""
+    n_frames, height, width = (int(n) for n in movie.shape)
+    if len(y_offset) != n_frames or len(x_offset) != n_frames:
+        raise ValueError(f"{len(y_offset)} y and {len(x_offset)} x offsets for a movie of {n_frames} frames")
+    dy, dx = np.rint(np.asarray(y_offset)).astype(np.int64), np.rint(np.asarray(x_offset)).astype(np.int64)
+    weights = mean_weights([roi.linear_index for roi in rois], height * width)
+    traces = np.zeros((len(rois), n_frames))
+    rows, cols = np.arange(height), np.arange(width)
+    for start, block in iter_chunks(movie, chunk_frames or default_chunk_frames((height, width))):
+        frames = block.reshape(-1, height, width)
+        moved = np.stack(
+            [
+                frame[np.ix_(np.clip(rows + dy[start + k], 0, height - 1), np.clip(cols + dx[start + k], 0, width - 1))]
+                for k, frame in enumerate(frames)
+            ]
+        )
+        traces[:, start : start + len(frames)] = apply_to_frames(weights, moved.reshape(len(frames), -1))
+    traces[[roi.npix == 0 for roi in rois]] = np.nan
+    return traces
 
 
 def decrosstalk_plane(
@@ -328,15 +342,15 @@ def decrosstalk_plane(
     rois: Sequence[RoiRecord],
     params: dict[str, Any],
     raw_pair: tuple[Any, Any] | None = None,
-    partner_offset: tuple[int, int] = (0, 0),
+    offsets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DecrosstalkResult:
     """Decrosstalk the ROIs of the signal plane against its paired plane (both registered movies, same shape).
 
-    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA, the default) or "image": the pair's mixing estimated
-    from ``raw_pair``, the two planes' raw movies (their pixels are the same scan points, whatever each
-    registration did). ``partner_offset``: (dy, dx) such that the paired registered movie at p + offset shows
-    the scan point this plane's registered movie shows at p (the median difference of the two planes'
-    registration offsets); used when ``decrosstalk_align_partner`` is true (Allen: the same masks, unshifted)."""
+    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA on the masks' traces in both registered movies, the
+    default) or "image": the pair's mixing estimated from ``raw_pair``, the two planes' raw movies (a raw pixel
+    of both is the same scan point), and the partner's traces taken from its raw movie moved by this plane's
+    registration ``offsets`` (y, x per frame), so that both traces of an ROI see the same scan points whatever
+    the partner's own registration did."""
     if tuple(signal_movie.shape) != tuple(paired_movie.shape):
         raise ValueError(
             f"the paired planes' movies differ in shape: {tuple(signal_movie.shape)} and {tuple(paired_movie.shape)}"
@@ -344,10 +358,12 @@ def decrosstalk_plane(
     method = params.get("decrosstalk_method", "ica")
     if method not in ("ica", "image"):
         raise ValueError(f"decrosstalk_method must be 'ica' or 'image', got {method!r}")
-    pair = None
-    if method == "image":
-        if raw_pair is None:
-            raise ValueError("the image-based decrosstalk needs both planes' raw movies (raw_pair)")
-        pair = estimate_pair_crosstalk(*raw_pair, params)
-    paired_rois = shifted(rois, partner_offset) if params.get("decrosstalk_align_partner", False) else rois
-    return decrosstalk_traces(mask_traces(signal_movie, rois), mask_traces(paired_movie, paired_rois), params, pair)
+    signal = mask_traces(signal_movie, rois)
+    if method == "ica":
+        return decrosstalk_traces(signal, mask_traces(paired_movie, rois), params)
+    if raw_pair is None or offsets is None:
+        raise ValueError(
+            "the image-based decrosstalk needs both planes' raw movies and this plane's registration offsets"
+        )
+    pair = estimate_pair_crosstalk(*raw_pair, params)
+    return decrosstalk_traces(signal, mask_traces_registered_by(raw_pair[1], rois, *offsets), params, pair)

@@ -14,7 +14,7 @@ enhanced preset"): suite2p's non-rigid block pass with sub-pixel rigid offsets, 
 own default for a 1 s indicator time constant) with suite2p's default detection threshold, and events by
 thresholded OASIS deconvolution tuned on ground-truth movies, and the image-based decrosstalk of mesoscope pairs.
 Its extra keys (``registration_subpixel_rigid``, ``events_method``, ``events_rise_time_s``, ``events_min_jump``,
-``decrosstalk_method``, ``decrosstalk_align_partner``, ``decrosstalk_image_*``) are absent from the
+``decrosstalk_method``, ``decrosstalk_image_*``) are absent from the
 Allen presets, whose hashes therefore stay the same; the code reads them with Allen's behaviour as default.
 """
 
@@ -101,10 +101,10 @@ ENHANCED_OPHYS_PARAMS: dict[str, Any] = {
     "events_min_jump": 0.5,
     "events_noise_multiplier": 1.5,
     # decrosstalk: the pair's mixing estimated once from both raw movies (mutual information of the high-passed
-    # activity minimised), every ROI unmixed by it, the partner's masks moved to the same scan points as this
-    # plane's (the planes are registered separately), then Allen's ghost test (docs/methods.md)
+    # activity minimised), every ROI unmixed by it with the partner's trace from its raw movie moved by this
+    # plane's registration (the same scan points; the planes are registered separately), then Allen's ghost
+    # test (docs/methods.md)
     "decrosstalk_method": "image",
-    "decrosstalk_align_partner": True,
     **IMAGE_PARAMS,
 }
 
