@@ -17,6 +17,10 @@ crosstalk channel; otherwise it is a ghost of a cell of the paired plane.
 Labels (Allen's names): ``decrosstalk_invalid_raw`` (NaN or empty raw trace), ``decrosstalk_invalid_raw_active``
 (no activity in the raw signal), ``decrosstalk_invalid_unmixed`` (NaN unmixed trace, or no ROI converged),
 ``decrosstalk_invalid_unmixed_active`` (no activity in the unmixed signal), ``decrosstalk_ghost``.
+
+The `enhanced` preset's alternative (``decrosstalk_method`` "image", `decrosstalk_image`) replaces the per-ROI ICA
+by one mixing matrix estimated for the pair from both raw movies, and reads each ROI's partner trace at the same
+scan points as its own; clipping, activity and the ghost test stay Allen's.
 """
 
 from __future__ import annotations
