@@ -44,12 +44,21 @@ def child_survey(seed: str) -> dict:
             populate(settings, TABLES)
             for plane in ophys.Decrosstalk.to_dicts(order_by="experiment_id"):
                 experiment_id = plane["experiment_id"]
-                valid = api.score_decrosstalk(experiment_id, summary.out_dir)
-                every = api.score_decrosstalk(experiment_id, summary.out_dir, valid_only=False)
+                key = {"experiment_id": experiment_id, "ophys_paramset": plane["ophys_paramset"]}
+                image = ophys.decrosstalk_as(key, "enhanced")
+                image_labels = dict(zip(ophys.roi_ids(key), image.labels, strict=True))
+                scores = {
+                    name: list(vars(api.score_decrosstalk(experiment_id, summary.out_dir, **options)).values())
+                    for name, options in (
+                        ("valid", {}),
+                        ("all", {"valid_only": False}),
+                        ("image valid", {"labels": image_labels}),
+                        ("image all", {"labels": image_labels, "valid_only": False}),
+                    )
+                }
                 rows.append(
                     {"experiment_id": experiment_id, "true": true_crosstalk[experiment_id],
-                     "estimated": plane["crosstalk"], "valid": list(vars(valid).values()),
-                     "all": list(vars(every).values())}
+                     "estimated": plane["crosstalk"], "image estimated": image.crosstalk, **scores}
                 )  # fmt: skip
         return {"seconds": time.perf_counter() - started, "planes": rows}
 
@@ -90,24 +99,30 @@ def main() -> None:
     if args.child:
         print(json.dumps(child_survey(args.child[1])), flush=True)
         return
-    totals = {"valid": [0, 0, 0, 0], "all": [0, 0, 0, 0]}
+    totals = {name: [0, 0, 0, 0] for name in ("valid", "all", "image valid", "image all")}
+    image_errors = []
     for seed in args.seeds:
         result = run_child("benchmarks.bench_decrosstalk", "survey", seed)
         print(f"multiplane seed {seed}: {result['seconds']:.0f} s (load {load_average()})", flush=True)
         for row in result["planes"]:
             for name in totals:
                 totals[name] = [a + b for a, b in zip(totals[name], row[name], strict=True)]
-            _rois, ghosts, flagged, correct = row["valid"]
+            image_errors.append(abs(row["image estimated"] - row["true"]))
             print(
-                f"  plane {row['experiment_id']}: crosstalk {row['true']:.2f}, estimated {row['estimated']:.3f}; "
-                f"valid ROIs {_rois}: {ghosts} ghosts, {flagged} flagged, {correct} correct "
-                f"(all ROIs: {row['all'][1]} ghosts, {row['all'][2]} flagged, {row['all'][3]} correct)",
+                f"  plane {row['experiment_id']}: crosstalk {row['true']:.2f}, estimated {row['estimated']:.3f} (ICA), "
+                f"{row['image estimated']:.3f} (image)",
                 flush=True,
             )
+            for name in totals:
+                rois, ghosts, flagged, correct = row[name]
+                print(f"    {name} ROIs {rois}: {ghosts} ghosts, {flagged} flagged, {correct} correct", flush=True)
     for name, (rois, ghosts, flagged, correct) in totals.items():
+        method = "image" if name.startswith("image") else "ICA (allen)"
         print(
-            f"total, {name} ROIs ({rois}): ghost precision {_ratio(correct, flagged)} recall {_ratio(correct, ghosts)}"
+            f"total, {method}, {name.removeprefix('image ')} ROIs ({rois}): ghost precision "
+            f"{_ratio(correct, flagged)} recall {_ratio(correct, ghosts)}"
         )
+    print(f"image-based crosstalk: largest error {max(image_errors):.3f} over {len(image_errors)} planes")
     with tempfile.TemporaryDirectory(prefix="bench-decrosstalk-traces-") as tmp:
         for seed in args.seeds:
             for crosstalk, raw, unmixed in unmixing_correlations(seed, Path(tmp)):

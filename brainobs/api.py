@@ -298,14 +298,19 @@ def score_units_against_truth(
 
 
 def score_decrosstalk(
-    experiment_id: int, survey_root: str | Path, ophys_paramset: str | None = None, valid_only: bool = True
+    experiment_id: int,
+    survey_root: str | Path,
+    ophys_paramset: str | None = None,
+    valid_only: bool = True,
+    labels: dict[int, tuple[str, ...]] | None = None,
 ):
     """Ghost detection of one plane of a synthetic mesoscope pair (the ``multiplane`` preset) against the
     truth files under ``survey_root``: which ROIs decrosstalk called ghosts (`decrosstalk_ghost`, or
     `decrosstalk_invalid_unmixed_active`: no activity of its own once the partner's is unmixed) against which
     ROIs are ghosts (a `brainobs.ingest.synthetic.scoring.decrosstalk.GhostScore`); the labels that say
     decrosstalk could not test an ROI (no raw activity, no unmixing) are no verdict. ``valid_only``: score the
-    ROIs segmentation kept valid (the others are excluded whatever decrosstalk says)."""
+    ROIs segmentation kept valid (the others are excluded whatever decrosstalk says). ``labels``: per
+    cell_roi_id, decrosstalk labels to score instead of the stored ones (another method on the same ROIs)."""
     from brainobs.ingest.synthetic.scoring.decrosstalk import ghost_truth, score_ghosts
     from brainobs.ingest.synthetic.truth import TRUTH_DIR
     from brainobs.populate.ophys import decrosstalk
@@ -324,7 +329,11 @@ def score_decrosstalk(
     for i, roi in enumerate(rois):
         masks[i, np.asarray(roi["ypix"]), np.asarray(roi["xpix"])] = True
     verdicts = [{"exclusion_label": label} for label in (decrosstalk.GHOST, decrosstalk.INVALID_UNMIXED_ACTIVE)]
-    flagged_ids = set((ophys.Decrosstalk.ExclusionLabel & key & verdicts).to_arrays("cell_roi_id").tolist())
+    if labels is None:
+        flagged_ids = set((ophys.Decrosstalk.ExclusionLabel & key & verdicts).to_arrays("cell_roi_id").tolist())
+    else:
+        calls = {row["exclusion_label"] for row in verdicts}
+        flagged_ids = {roi_id for roi_id, roi_labels in labels.items() if calls & set(roi_labels)}
     flagged = np.array([roi["cell_roi_id"] in flagged_ids for roi in rois], dtype=bool)
     folder = Path(survey_root) / TRUTH_DIR / "ophys"
     with (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datajoint as dj
 import numpy as np
 
+from brainobs.ingest.movie import TiffMovie
 from brainobs.populate.ophys import decrosstalk, dff, events, extraction, indicators, neuropil, rois
 from brainobs.populate.ophys.demix import demix_traces
 from brainobs.populate.ophys.params import OPHYS_PRESETS
@@ -640,6 +641,30 @@ class EventDetection(dj.Computed):
         )
 
 
+def run_decrosstalk(key: dict, partner: int, params: dict) -> decrosstalk.DecrosstalkResult:
+    """The core's decrosstalk of the plane against its partner with ``params``: both registered movies, and for
+    the image-based method both raw movies and this plane's registration offsets."""
+    keys = (key, {**key, "experiment_id": partner})
+    movie, paired_movie = (open_registered(k)[0] for k in keys)
+    plane_rois = roi_records(key)
+    if params.get("decrosstalk_method", "ica") != "image":  # Allen's ICA reads the registered movies only
+        return decrosstalk.decrosstalk_plane(movie, paired_movie, plane_rois, params)
+    offsets = tuple(np.asarray(v) for v in (MotionCorrection & key).fetch1("y_offset", "x_offset"))
+    raw, paired_raw = (stores.raw_path((Experiment & k).fetch1("movie_file")) for k in keys)
+    with TiffMovie(raw) as raw_movie, TiffMovie(paired_raw) as paired_raw_movie:
+        return decrosstalk.decrosstalk_plane(
+            movie, paired_movie, plane_rois, params, (raw_movie, paired_raw_movie), offsets
+        )
+
+
+def decrosstalk_as(key: dict, preset: str) -> decrosstalk.DecrosstalkResult:
+    """The plane's stored Decrosstalk row rerun on the same ROIs and movies with the ``decrosstalk_*``
+    parameters of another preset: two methods compared on the same ROIs (benchmarks, tests)."""
+    partner = (Decrosstalk & key).fetch1("paired_experiment_id")
+    method = {name: value for name, value in OPHYS_PRESETS[preset][0].items() if name.startswith("decrosstalk_")}
+    return run_decrosstalk(key, partner, {**_params(key), **method})
+
+
 @schema
 class Decrosstalk(dj.Computed):
     definition = """
@@ -685,9 +710,7 @@ class Decrosstalk(dj.Computed):
         return partner, _params(key), len(Segmentation.ROI & key)
 
     def make_compute(self, key, partner, params, n_rois):
-        movie, _border = open_registered(key)
-        paired_movie, _paired_border = open_registered({**key, "experiment_id": partner})
-        return (decrosstalk.decrosstalk_plane(movie, paired_movie, roi_records(key), params),)
+        return (run_decrosstalk(key, partner, params),)
 
     def make_insert(self, key, result):
         ids = roi_ids(key)

@@ -17,6 +17,10 @@ crosstalk channel; otherwise it is a ghost of a cell of the paired plane.
 Labels (Allen's names): ``decrosstalk_invalid_raw`` (NaN or empty raw trace), ``decrosstalk_invalid_raw_active``
 (no activity in the raw signal), ``decrosstalk_invalid_unmixed`` (NaN unmixed trace, or no ROI converged),
 ``decrosstalk_invalid_unmixed_active`` (no activity in the unmixed signal), ``decrosstalk_ghost``.
+
+The `enhanced` preset's alternative (``decrosstalk_method`` "image", `decrosstalk_image`) replaces the per-ROI ICA
+by one mixing matrix estimated for the pair from both raw movies, and reads each ROI's partner trace at the same
+scan points as its own; clipping, activity and the ghost test stay Allen's.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 from scipy.stats import linregress, norm
 from sklearn.decomposition import FastICA
 
+from brainobs.populate.ophys.decrosstalk_image import estimate_pair_crosstalk
 from brainobs.populate.ophys.extraction import apply_to_frames, default_chunk_frames, iter_chunks, mean_weights
 from brainobs.populate.ophys.rois import RoiRecord
 
@@ -157,7 +162,7 @@ def ica_unmix(signal: np.ndarray, crosstalk: np.ndarray, seed: int, tries: int, 
             warnings.simplefilter("ignore")
             ica = FastICA(whiten=False, max_iter=10000, random_state=rng).fit(whitened)
         estimate = np.linalg.solve(whitening, ica.mixing_)
-        mixing = estimate * np.linalg.solve(estimate, np.ones(2))
+        mixing = rows_summing_to_one(estimate)
         if 0 <= mixing[0, 1] <= max_offdiagonal and 0 <= mixing[1, 0] <= max_offdiagonal:
             converged = True
             break
@@ -212,9 +217,14 @@ def _seed(trace: np.ndarray, active: np.ndarray) -> int:
     return int(np.round(np.abs(trace[inactive]).sum())) % 2**32
 
 
-def decrosstalk_traces(signal: np.ndarray, crosstalk: np.ndarray, params: dict[str, Any]) -> DecrosstalkResult:
+def decrosstalk_traces(
+    signal: np.ndarray, crosstalk: np.ndarray, params: dict[str, Any], pair_mixing: np.ndarray | None = None
+) -> DecrosstalkResult:
     """Decrosstalk (n_roi, T) raw traces of the signal plane's ROIs: ``signal`` from its own movie,
-    ``crosstalk`` from the paired plane's movie, with the same masks."""
+    ``crosstalk`` from the paired plane's movie, with the same masks. Without ``pair_mixing`` each ROI is
+    unmixed by its own ICA (Allen); with it (2 x 2, [signal, crosstalk] = pair_mixing @ own light of each
+    plane, the image-based estimate) every ROI is unmixed by that one matrix, and the result's crosstalk is
+    ``pair_mixing[0, 1]``. Clipping and the ghost test are Allen's either way."""
     signal, crosstalk = np.asarray(signal, dtype=float), np.asarray(crosstalk, dtype=float)
     if signal.shape != crosstalk.shape or signal.ndim != 2:
         raise ValueError(f"signal {signal.shape} and crosstalk {crosstalk.shape} traces must both be (n_roi, T)")
@@ -241,13 +251,18 @@ def decrosstalk_traces(signal: np.ndarray, crosstalk: np.ndarray, params: dict[s
         if raw_active.size == 0:
             labels[i].add(INVALID_RAW_ACTIVE)
             continue
-        mixing[i], sources[i], converged[i] = ica_unmix(
-            signal[i],
-            crosstalk[i],
-            _seed(signal[i], raw_active),
-            params["decrosstalk_ica_tries"],
-            params["decrosstalk_max_offdiagonal"],
-        )
+        if pair_mixing is None:
+            mixing[i], sources[i], converged[i] = ica_unmix(
+                signal[i],
+                crosstalk[i],
+                _seed(signal[i], raw_active),
+                params["decrosstalk_ica_tries"],
+                params["decrosstalk_max_offdiagonal"],
+            )
+        else:
+            mixing[i] = rows_summing_to_one(pair_mixing)
+            sources[i] = np.linalg.solve(mixing[i], np.vstack([signal[i], crosstalk[i]]))
+            converged[i] = True
         kept.append(i)
     if not converged.any():
         for i in kept:
@@ -275,8 +290,13 @@ def decrosstalk_traces(signal: np.ndarray, crosstalk: np.ndarray, params: dict[s
         unmixed_ratio[i] = _ratio(unmixed[i], sources[i, 1], own)
         if not is_cell(own, other, window):
             labels[i].add(GHOST)
-    crosstalk_share = float(np.median(mixing[converged, 0, 1]))
-    return DecrosstalkResult(mixing, converged, unmixed, _sorted(labels), raw_ratio, unmixed_ratio, crosstalk_share)
+    share = np.median(mixing[converged, 0, 1]) if pair_mixing is None else pair_mixing[0, 1]
+    return DecrosstalkResult(mixing, converged, unmixed, _sorted(labels), raw_ratio, unmixed_ratio, float(share))
+
+
+def rows_summing_to_one(mixing: np.ndarray) -> np.ndarray:
+    """The same mixing with its sources rescaled so each row sums to 1 (Allen's normalisation)."""
+    return mixing * np.linalg.solve(mixing, np.ones(2))
 
 
 def _sorted(labels: list[set[str]]) -> list[tuple[str, ...]]:
@@ -294,12 +314,60 @@ def mask_traces(movie: Any, rois: Sequence[RoiRecord], chunk_frames: int | None 
     return traces
 
 
+def mask_traces_registered_by(
+    movie: Any, rois: Sequence[RoiRecord], y_offset: np.ndarray, x_offset: np.ndarray, chunk_frames: int | None = None
+) -> np.ndarray:
+    """(n_roi, T) mask traces of a raw (T, H, W) movie with each frame moved by another plane's registration
+    offsets (rounded; frame t at p shows raw p + offset[t], edges repeated): the scan points that plane's
+    registered movie shows under the masks."""
+    n_frames, height, width = (int(n) for n in movie.shape)
+    if len(y_offset) != n_frames or len(x_offset) != n_frames:
+        raise ValueError(f"{len(y_offset)} y and {len(x_offset)} x offsets for a movie of {n_frames} frames")
+    dy, dx = np.rint(np.asarray(y_offset)).astype(np.int64), np.rint(np.asarray(x_offset)).astype(np.int64)
+    weights = mean_weights([roi.linear_index for roi in rois], height * width)
+    traces = np.zeros((len(rois), n_frames))
+    rows, cols = np.arange(height), np.arange(width)
+    for start, block in iter_chunks(movie, chunk_frames or default_chunk_frames((height, width))):
+        frames = block.reshape(-1, height, width)
+        moved = np.stack(
+            [
+                frame[np.ix_(np.clip(rows + dy[start + k], 0, height - 1), np.clip(cols + dx[start + k], 0, width - 1))]
+                for k, frame in enumerate(frames)
+            ]
+        )
+        traces[:, start : start + len(frames)] = apply_to_frames(weights, moved.reshape(len(frames), -1))
+    traces[[roi.npix == 0 for roi in rois]] = np.nan
+    return traces
+
+
 def decrosstalk_plane(
-    signal_movie: Any, paired_movie: Any, rois: Sequence[RoiRecord], params: dict[str, Any]
+    signal_movie: Any,
+    paired_movie: Any,
+    rois: Sequence[RoiRecord],
+    params: dict[str, Any],
+    raw_pair: tuple[Any, Any] | None = None,
+    offsets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DecrosstalkResult:
-    """Decrosstalk the ROIs of the signal plane against its paired plane (both registered movies, same shape)."""
+    """Decrosstalk the ROIs of the signal plane against its paired plane (both registered movies, same shape).
+
+    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA on the masks' traces in both registered movies, the
+    default) or "image": the pair's mixing estimated from ``raw_pair``, the two planes' raw movies (a raw pixel
+    of both is the same scan point), and the partner's traces taken from its raw movie moved by this plane's
+    registration ``offsets`` (y, x per frame), so that both traces of an ROI see the same scan points whatever
+    the partner's own registration did."""
     if tuple(signal_movie.shape) != tuple(paired_movie.shape):
         raise ValueError(
             f"the paired planes' movies differ in shape: {tuple(signal_movie.shape)} and {tuple(paired_movie.shape)}"
         )
-    return decrosstalk_traces(mask_traces(signal_movie, rois), mask_traces(paired_movie, rois), params)
+    method = params.get("decrosstalk_method", "ica")
+    if method not in ("ica", "image"):
+        raise ValueError(f"decrosstalk_method must be 'ica' or 'image', got {method!r}")
+    signal = mask_traces(signal_movie, rois)
+    if method == "ica":
+        return decrosstalk_traces(signal, mask_traces(paired_movie, rois), params)
+    if raw_pair is None or offsets is None:
+        raise ValueError(
+            "the image-based decrosstalk needs both planes' raw movies and this plane's registration offsets"
+        )
+    pair = estimate_pair_crosstalk(*raw_pair, params)
+    return decrosstalk_traces(signal, mask_traces_registered_by(raw_pair[1], rois, *offsets), params, pair)

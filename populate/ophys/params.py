@@ -12,8 +12,9 @@ movie gets the longest odd window it holds (``dff_clamp_long_window``), recorded
 ``enhanced`` trades comparability with Allen for accuracy against ground truth (docs/methods.md, "The
 enhanced preset"): suite2p's non-rigid block pass with sub-pixel rigid offsets, 1 s detection bins (suite2p's
 own default for a 1 s indicator time constant) with suite2p's default detection threshold, and events by
-thresholded OASIS deconvolution tuned on ground-truth movies. Its extra keys (``registration_subpixel_rigid``,
-``events_method``, ``events_rise_time_s``, ``events_min_jump``) are absent from the
+thresholded OASIS deconvolution tuned on ground-truth movies, and the image-based decrosstalk of mesoscope pairs.
+Its extra keys (``registration_subpixel_rigid``, ``events_method``, ``events_rise_time_s``, ``events_min_jump``,
+``decrosstalk_method``, ``decrosstalk_image_*``) are absent from the
 Allen presets, whose hashes therefore stay the same; the code reads them with Allen's behaviour as default.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from brainobs.populate.ophys.decrosstalk import DECROSSTALK_PARAMS
+from brainobs.populate.ophys.decrosstalk_image import IMAGE_PARAMS
 from brainobs.populate.ophys.dff import LONG_WINDOW_S, SHORT_WINDOW_S
 from brainobs.populate.ophys.neuropil import FOLDS, SMOOTHING
 from brainobs.populate.ophys.rois import ASPECT_RATIO_THRESHOLD, BINARY_QUANTILE, NPIXEL_THRESHOLD
@@ -98,6 +100,12 @@ ENHANCED_OPHYS_PARAMS: dict[str, Any] = {
     "events_rise_time_s": 0.05,
     "events_min_jump": 0.5,
     "events_noise_multiplier": 1.5,
+    # decrosstalk: the pair's mixing estimated once from both raw movies (mutual information of the high-passed
+    # activity minimised), every ROI unmixed by it with the partner's trace from its raw movie moved by this
+    # plane's registration (the same scan points; the planes are registered separately), then Allen's ghost
+    # test (docs/methods.md)
+    "decrosstalk_method": "image",
+    **IMAGE_PARAMS,
 }
 
 
