@@ -11,10 +11,12 @@ movie gets the longest odd window it holds (``dff_clamp_long_window``), recorded
 
 ``enhanced`` trades comparability with Allen for accuracy against ground truth (docs/methods.md, "The
 enhanced preset"): suite2p's non-rigid block pass with sub-pixel rigid offsets, 1 s detection bins (suite2p's
-own default for a 1 s indicator time constant) with suite2p's default detection threshold, and events by
-thresholded OASIS deconvolution tuned on ground-truth movies. Its extra keys (``registration_subpixel_rigid``,
-``events_method``, ``events_rise_time_s``, ``events_min_jump``) are absent from the
-Allen presets, whose hashes therefore stay the same; the code reads them with Allen's behaviour as default.
+own default for a 1 s indicator time constant) with suite2p's default detection threshold, traces for ROIs
+on the motion border, neuropil contamination ratios by baseline regression, and events by thresholded OASIS
+deconvolution tuned on ground-truth movies. Its extra keys (``registration_subpixel_rigid``,
+``traces_keep_motion_border``, ``neuropil_method``, ``events_method``, ``events_rise_time_s``,
+``events_min_jump``) are absent from the Allen presets, whose hashes therefore stay the same; the code reads
+them with Allen's behaviour as default.
 """
 
 from __future__ import annotations
@@ -89,6 +91,12 @@ ENHANCED_OPHYS_PARAMS: dict[str, Any] = {
     # default threshold_scaling
     "segmentation_bin_duration_s": 1.0,
     "segmentation_threshold_scaling": 1.0,
+    # traces: ROIs crossing the motion border (within the largest shift of the frame's edge) keep their traces
+    # and their label; Allen gives them NaN traces, so their cells' events are lost
+    "traces_keep_motion_border": True,
+    # neuropil: r is the slope of the ROI trace against its neuropil trace over frames without transients
+    # (docs/methods.md, "The enhanced preset"); Allen's smoothness search underestimates r
+    "neuropil_method": "baseline_regression",
     # dF/F: synthetic and short movies do not hold the 600 s window
     "dff_clamp_long_window": True,
     # events: thresholded OASIS deconvolution with the indicator's rise removed (docs/methods.md, "The enhanced
@@ -109,7 +117,8 @@ OPHYS_PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "enhanced": (
         ENHANCED_OPHYS_PARAMS,
-        "accuracy over Allen comparability: non-rigid sub-pixel registration, 1 s detection bins, OASIS events",
+        "accuracy over Allen comparability: non-rigid sub-pixel registration, 1 s detection bins, "
+        "baseline-regression neuropil, OASIS events",
     ),
 }
 
