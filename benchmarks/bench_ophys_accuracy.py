@@ -14,7 +14,8 @@ clamped to the short synthetic movie), ``brainobs.schemas.ophys.select_paramset`
 ``enhanced`` too, MotionCorrection .. EventDetection are populated for both, and each is scored with
 ``brainobs.api.score_against_truth``. Then ``suite2p.run_s2p`` runs with its defaults (``fs`` the movie's
 frame rate, torch on the CPU) and is scored the same way (rigid offsets plus the mean non-rigid block shift;
-corrected trace F - 0.7 Fneu; suite2p has no binary events, so no event F1). Scores: registration RMSE (px),
+corrected trace F - 0.7 Fneu; suite2p has no binary events, so no event F1). Scores: registration RMSE (px; the
+whole-frame offsets against the true displacement averaged over the frame, ``scoring.experiment.frame_displacement``),
 ROI recall / precision / F1 over every ROI (centroids within 4 px and IoU >= 0.5, FOV interior), median
 correlation of corrected traces with the true calcium, and event F1 against the true spikes (+-2 frames;
 activity in neighbouring frames is one event, ``brainobs.ingest.synthetic.scoring.traces``): over every matched ROI

@@ -375,7 +375,8 @@ class Fluorescence(dj.Computed):
 
     def make_compute(self, key, params, n_rois):
         movie, border = open_registered(key)
-        return (extraction.extract_traces(movie, roi_records(key), border),)
+        keep = bool(params.get("traces_keep_motion_border", False))
+        return (extraction.extract_traces(movie, roi_records(key), border, keep_motion_border=keep),)
 
     def make_insert(self, key, result):
         ids = roi_ids(key)
@@ -439,7 +440,8 @@ class Demixing(dj.Computed):
         for row in (Fluorescence.ExclusionLabel & key).to_dicts():
             labels[position[row["cell_roi_id"]]].add(row["exclusion_label"])
         traces = stack(Fluorescence.Trace, key, "roi_trace")
-        return (demix_traces(movie, records, traces, labels),)
+        keep = bool(params.get("traces_keep_motion_border", False))
+        return (demix_traces(movie, records, traces, labels, keep_motion_border=keep),)
 
     def make_insert(self, key, result):
         if result is None:
@@ -501,9 +503,7 @@ class NeuropilCorrection(dj.Computed):
         neuropil_traces = stack(Fluorescence.Trace, key, "neuropil_trace")
         if demixed.size == 0:
             return (None,)
-        result = neuropil.estimate_neuropil(
-            demixed, neuropil_traces, lam=params["neuropil_lambda"], folds=params["neuropil_folds"]
-        )
+        result = neuropil.correct_neuropil(demixed, neuropil_traces, params)
         return (result,)
 
     def make_insert(self, key, result):

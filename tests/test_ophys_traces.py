@@ -8,7 +8,7 @@ from scipy.ndimage import binary_dilation
 
 from brainobs.populate.ophys.demix import demix_traces, rolling_negative_transient, two_hop_neighbours
 from brainobs.populate.ophys.extraction import extract_traces, neuropil_masks
-from brainobs.populate.ophys.neuropil import FoldError, estimate_neuropil
+from brainobs.populate.ophys.neuropil import FoldError, correct_neuropil, estimate_neuropil, regress_neuropil
 from brainobs.populate.ophys.rois import MotionBorder, RoiRecord
 
 NO_BORDER = MotionBorder()
@@ -93,6 +93,12 @@ def test_exclusion_labels_and_nan_traces():
     assert result.excluded.tolist() == [False, True, True, True]
     assert np.isnan(result.roi_traces[1:]).all() and np.isnan(result.neuropil_traces[1:]).all()
     np.testing.assert_allclose(result.roi_traces[0], 1.0)
+    kept = extract_traces(movie, rois, NO_BORDER, keep_motion_border=True)  # enhanced: the border ROI keeps a trace
+    assert kept.exclusion_labels == result.exclusion_labels and kept.excluded.tolist() == [False, True, False, True]
+    np.testing.assert_allclose(kept.roi_traces[2], 1.0)
+    demixed = demix_traces(movie, rois, kept.roi_traces, keep_motion_border=True)
+    assert not np.isnan(demixed.demixed_traces[2]).any()
+    assert np.isnan(demix_traces(movie, rois, kept.roi_traces).demixed_traces[2]).all()
     walled_result = extract_traces(movie, [record(0, walled), record(1, inner)], NO_BORDER)
     assert walled_result.exclusion_labels[1] == ("empty_neuropil_mask",)
     assert np.isnan(walled_result.roi_traces[1]).all()
@@ -314,3 +320,27 @@ def test_chain_from_suite2p_rois_to_events_scores_well():
     match = [(i, i) for i in range(4)]
     assert np.all(trace_correlations(dff.dff, calcium_true, match) > 0.95)
     assert event_f1(events.events, spikes).f1 > 0.85
+
+
+def test_baseline_regression_recovers_r_under_slow_neuropil_and_the_parameter_set_names_the_method():
+    rng = np.random.default_rng(8)
+    n_frames = 4000
+    slow = np.convolve(rng.normal(0, 1, n_frames + 400), np.ones(120) / np.sqrt(120), "valid")[:n_frames]
+    r_values = np.array([0.5, 0.7, 0.9])
+    fn = np.array([150.0 + 15.0 * slow + rng.normal(0, 2.0, n_frames) for _ in r_values])
+    cells = np.array([200.0 + 80.0 * calcium(rng, n_frames, rate=0.01, decay=0.97) for _ in r_values])
+    fm = cells + r_values[:, None] * fn + rng.normal(0, 2.0, fn.shape)
+    regressed = regress_neuropil(fm, fn)
+    assert np.all(np.abs(regressed.r - r_values) <= 0.05), regressed.r
+    np.testing.assert_allclose(regressed.corrected, fm - regressed.r[:, None] * fn)
+    assert not regressed.filled.any() and (regressed.rmse > 0).all()
+    allen = estimate_neuropil(fm, fn)
+    params = {"neuropil_lambda": 0.05, "neuropil_folds": 4}
+    np.testing.assert_array_equal(correct_neuropil(fm, fn, params).r, allen.r)
+    np.testing.assert_array_equal(
+        correct_neuropil(fm, fn, {**params, "neuropil_method": "baseline_regression"}).r, regressed.r
+    )
+    with pytest.raises(ValueError, match="neuropil_method"):
+        correct_neuropil(fm, fn, {**params, "neuropil_method": "fixed"})
+    nan = np.full(n_frames, np.nan)
+    assert np.isnan(regress_neuropil(np.array([nan]), fn[:1]).r).all()

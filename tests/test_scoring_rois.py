@@ -132,3 +132,25 @@ def test_footprints_follow_the_registration_reference() -> None:
     assert abs(rows.mean() - 18) < 0.3 and abs(cols.mean() - 23) < 0.3
     flipped = footprints_in_reference_frame(_disk(20, 20, 4)[None], estimated_y, estimated_x, -true_y, -true_x, -1)
     np.testing.assert_allclose(flipped, moved)
+
+
+def test_frame_displacement_adds_the_mean_of_the_non_rigid_field() -> None:
+    from types import SimpleNamespace
+
+    from brainobs.ingest.synthetic.ophys import NONRIGID_GRID, interpolation_matrix
+    from brainobs.ingest.synthetic.scoring.experiment import frame_displacement
+
+    shifts = np.array([0.0, 1.0, -2.0])
+    constant = np.full((3, NONRIGID_GRID, NONRIGID_GRID), 0.25)
+    ramp = np.zeros((3, NONRIGID_GRID, NONRIGID_GRID))
+    ramp[:, :, 2] = 1.0  # right-hand control points move 1 px: 0 over the left half, rising to 1 at the right edge
+    truth = SimpleNamespace(
+        footprints=np.zeros((1, 41, 81)), shifts_y=shifts, shifts_x=-shifts, nonrigid_y=constant, nonrigid_x=ramp
+    )
+    y, x = frame_displacement(truth)
+    np.testing.assert_allclose(y, shifts + 0.25)
+    field = interpolation_matrix(NONRIGID_GRID, 41) @ ramp[0] @ interpolation_matrix(NONRIGID_GRID, 81).T
+    np.testing.assert_allclose(x, -shifts + field.mean())
+    assert field.mean() == pytest.approx(0.25, abs=0.01)
+    still = SimpleNamespace(**{**vars(truth), "nonrigid_y": 0 * constant, "nonrigid_x": 0 * ramp})
+    np.testing.assert_array_equal(frame_displacement(still)[0], shifts)

@@ -367,7 +367,7 @@ def _shift(canvas: np.ndarray, pad: int, dy: float, dx: float, shape: tuple[int,
     )
 
 
-def _interpolation_matrix(n_points: int, length: int) -> np.ndarray:
+def interpolation_matrix(n_points: int, length: int) -> np.ndarray:
     """(length, n_points) weights interpolating n_points control values linearly over length pixels,
     the first at pixel 0 and the last at pixel length - 1."""
     position = np.arange(length) * (n_points - 1) / (length - 1)
@@ -380,7 +380,7 @@ def _frames(p, view: _SessionView, f0, calcium, components, scale, motion, nonri
     ch, cw = p.height + 2 * view.pad, p.width + 2 * view.pad
     cell_term = view.profiles.T.multiply(view.vessel[:, None]).tocsr()
     background = view.neuropil * view.occlusion
-    wy, wx = _interpolation_matrix(NONRIGID_GRID, p.height), _interpolation_matrix(NONRIGID_GRID, p.width)
+    wy, wx = interpolation_matrix(NONRIGID_GRID, p.height), interpolation_matrix(NONRIGID_GRID, p.width)
     grid = np.mgrid[0 : p.height, 0 : p.width].astype(float) + view.pad
     for t in range(calcium.shape[1]):
         brightness = f0 if focus is None else f0 * focus[:, t]

@@ -2,8 +2,8 @@
 docs/methods.md).
 
 For each frame t, over the ROIs taking part (all ROIs except those labelled ``union``, ``duplicate`` or
-``motion_border`` and those whose trace holds NaN), with M the (k x n_pixels) binary mask matrix, F_t the
-frame and trace_t the ROI traces (means over the masks):
+``motion_border`` (unless ``keep_motion_border``) and those whose trace holds NaN), with M the (k x n_pixels)
+binary mask matrix, F_t the frame and trace_t the ROI traces (means over the masks):
 
     (M diag(F_t) M^T) d = trace_t * npix,      demixed_t = trace_t * d
 
@@ -152,11 +152,13 @@ def demix_traces(
     roi_traces: np.ndarray,
     exclusion_labels: Sequence[Iterable[str]] | None = None,
     chunk_frames: int | None = None,
+    keep_motion_border: bool = False,
 ) -> DemixResult:
     """Demix (n_roi, T) ROI traces extracted from the (T, height, width) ``movie`` with masks ``rois``.
 
     ``exclusion_labels`` (one iterable per ROI) default to each record's labels; pass the labels of all
-    stages (e.g. union/duplicate from a classifier) when they live elsewhere.
+    stages (e.g. union/duplicate from a classifier) when they live elsewhere. ``keep_motion_border``: ROIs
+    labelled ``motion_border`` take part (the ``enhanced`` preset's ``traces_keep_motion_border``).
     """
     roi_traces = np.asarray(roi_traces, dtype=np.float64)
     n_roi, n_frames = len(rois), int(movie.shape[0])
@@ -165,8 +167,9 @@ def demix_traces(
     labels = [set(r.exclusion_labels) for r in rois] if exclusion_labels is None else [set(x) for x in exclusion_labels]
     if len(labels) != n_roi:
         raise ValueError(f"{len(labels)} label sets for {n_roi} ROIs")
+    not_demixed = NOT_DEMIXED_LABELS - {"motion_border"} if keep_motion_border else NOT_DEMIXED_LABELS
     demixable = np.array(
-        [not (labels[i] & NOT_DEMIXED_LABELS) and not np.isnan(roi_traces[i]).any() for i in range(n_roi)], dtype=bool
+        [not (labels[i] & not_demixed) and not np.isnan(roi_traces[i]).any() for i in range(n_roi)], dtype=bool
     )
     frame_shape = (int(movie.shape[1]), int(movie.shape[2]))
     n_pixels = frame_shape[0] * frame_shape[1]

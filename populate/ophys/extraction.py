@@ -6,7 +6,9 @@ dilated 13 times with a 3x3 structuring element, minus the union of ALL ROI mask
 Exclusion labels added here: ``empty_roi_mask`` (the ROI has no pixels), ``empty_neuropil_mask`` (nothing
 is left of its neuropil mask), ``zero_pixels`` (every pixel of the ROI is 0 in every frame, e.g. an ROI in
 the blank margin of a registered movie). An excluded ROI -- one with any of these labels or with the
-``motion_border`` label from post-processing -- gets all-NaN ROI and neuropil traces.
+``motion_border`` label from post-processing -- gets all-NaN ROI and neuropil traces; with
+``keep_motion_border`` (the ``enhanced`` preset's ``traces_keep_motion_border``) a ``motion_border`` ROI keeps
+its traces, and its label.
 
 The movie is read in chunks of frames (any (T, height, width) array-like that slices along frames: numpy
 array, ``np.memmap``, h5py dataset), so memory stays bounded (about 128 MiB of float32 frames at a time).
@@ -125,11 +127,13 @@ def extract_traces(
     rois: Sequence[RoiRecord],
     motion_border: Any,
     chunk_frames: int | None = None,
+    keep_motion_border: bool = False,
 ) -> ExtractionResult:
     """ROI and neuropil traces of ``rois`` from a (T, height, width) motion-corrected movie.
 
     ``rois`` are post-processed ROI records (:func:`brainobs.populate.ophys.rois.postprocess_rois`) on
-    the movie's frame shape; ``motion_border`` in px (a MotionBorder or equivalent).
+    the movie's frame shape; ``motion_border`` in px (a MotionBorder or equivalent). ``keep_motion_border``:
+    ROIs labelled ``motion_border`` get traces too (module docstring).
     """
     if len(movie.shape) != 3:
         raise ValueError(f"movie must be (frames, height, width), got shape {movie.shape}")
@@ -147,7 +151,8 @@ def extract_traces(
             labels[i].add("empty_roi_mask")
         if neuropil[i][0].size == 0:
             labels[i].add("empty_neuropil_mask")
-    usable = [not (labels[i] | set(roi.exclusion_labels)) & TRACE_EXCLUDING_LABELS for i, roi in enumerate(rois)]
+    excluding = TRACE_EXCLUDING_LABELS - {"motion_border"} if keep_motion_border else TRACE_EXCLUDING_LABELS
+    usable = [not (labels[i] | set(roi.exclusion_labels)) & excluding for i, roi in enumerate(rois)]
     empty = np.zeros(0, dtype=np.int64)
     roi_sets = [roi.linear_index if ok else empty for roi, ok in zip(rois, usable, strict=True)]
     neuropil_sets = [ys * width + xs if ok else empty for (ys, xs), ok in zip(neuropil, usable, strict=True)]
@@ -163,8 +168,7 @@ def extract_traces(
         if usable[i] and not lit[i]:
             labels[i].add("zero_pixels")
     excluded = np.array(
-        [bool((labels[i] | set(roi.exclusion_labels)) & TRACE_EXCLUDING_LABELS) for i, roi in enumerate(rois)],
-        dtype=bool,
+        [bool((labels[i] | set(roi.exclusion_labels)) & excluding) for i, roi in enumerate(rois)], dtype=bool
     )
     roi_traces, neuropil_traces = traces[:n_roi], traces[n_roi:]
     roi_traces[excluded] = np.nan

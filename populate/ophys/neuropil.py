@@ -13,6 +13,12 @@ the pass repeated; otherwise the next range is ``[rs[i-1], rs[i+1]]`` with the s
 Experiment level: when any r > 1, every r > 1 is replaced by the mean of the experiment's r values in
 (0, 1] when at least 5 ROIs have one, else by 0.7; their F_C is recomputed, and the RMSE of every ROI is
 recomputed at its final r. Rows with NaN (excluded ROIs) give NaN r, RMSE and F_C.
+
+:func:`regress_neuropil` is the ``enhanced`` preset's alternative (``neuropil_method = "baseline_regression"``):
+r is the slope of F_M against F_N over the frames without calcium transients, found by refitting
+``F_M = r F_N + b`` (least squares) on the frames whose residual of the previous fit is at or below its median,
+``REGRESSION_ITERATIONS`` times, starting from all frames. :func:`correct_neuropil` runs the method a
+parameter set names.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ R_MAX = 100.0  # upward range extension stops here (Allen has no bound; only a d
 UNCONVERGED_R = 1.0
 MIN_CONVERGED_ROIS = 5
 FALLBACK_R = 0.7
+METHODS = ("allen", "baseline_regression")
+REGRESSION_ITERATIONS = 5
 
 
 @dataclass(frozen=True)
@@ -145,3 +153,55 @@ def estimate_neuropil(
         corrected[filled] = fm_all[filled] - fill * fn_all[filled]
         rmse = np.array([float(e(r[i])) if e is not None else np.nan for i, e in enumerate(errors)])
     return NeuropilResult(r, rmse, r_estimated, corrected, error_estimated, evaluations, filled)
+
+
+def baseline_slope(roi_trace: np.ndarray, neuropil_trace: np.ndarray, iterations: int = REGRESSION_ITERATIONS) -> float:
+    """Slope r of ``F_M = r F_N + b`` over the frames without transients (module docstring); 0 for a flat F_N."""
+    baseline = np.ones(roi_trace.size, dtype=bool)
+    slope = 0.0
+    for _ in range(iterations):
+        fn, fm = neuropil_trace[baseline], roi_trace[baseline]
+        spread = fn - fn.mean()
+        denominator = float(np.dot(spread, spread))
+        if denominator == 0:
+            return 0.0
+        slope = float(np.dot(spread, fm - fm.mean())) / denominator
+        residual = roi_trace - slope * neuropil_trace
+        baseline = residual <= np.median(residual)
+    return slope
+
+
+def regress_neuropil(
+    roi_traces: np.ndarray, neuropil_traces: np.ndarray, lam: float = SMOOTHING, folds: int = FOLDS
+) -> NeuropilResult:
+    """Contamination ratios by baseline regression (module docstring) and corrected traces of (n_roi, T) ROI
+    (F_M) and neuropil (F_N) traces. Negative r -> 0; r = 0 when ``F_M - r F_N`` has a mean <= 0, as in
+    :func:`estimate_neuropil`; rmse is Allen's fold error at r (``lam``, ``folds``); nothing is filled."""
+    fm_all = np.atleast_2d(np.asarray(roi_traces, dtype=np.float64))
+    fn_all = np.atleast_2d(np.asarray(neuropil_traces, dtype=np.float64))
+    if fm_all.shape != fn_all.shape or fm_all.ndim != 2:
+        raise ValueError(f"ROI traces {fm_all.shape} and neuropil traces {fn_all.shape} must both be (n_roi, T)")
+    r = np.full(fm_all.shape[0], np.nan)
+    rmse = np.full(fm_all.shape[0], np.nan)
+    corrected = np.full_like(fm_all, np.nan)
+    for i, (fm, fn) in enumerate(zip(fm_all, fn_all, strict=True)):
+        if np.isnan(fm).any() or np.isnan(fn).any():
+            continue
+        r[i] = max(baseline_slope(fm, fn), 0.0)
+        corrected[i] = fm - r[i] * fn
+        if corrected[i].mean() <= 0:
+            r[i], corrected[i] = 0.0, fm
+        rmse[i] = float(FoldError(fm, fn, lam, folds)(r[i]))
+    none = np.zeros(fm_all.shape[0], dtype=np.int64)
+    return NeuropilResult(r, rmse, r.copy(), corrected, rmse.copy(), none, none.astype(bool))
+
+
+def correct_neuropil(roi_traces: np.ndarray, neuropil_traces: np.ndarray, params: dict) -> NeuropilResult:
+    """Neuropil correction by the method an ophys parameter set names: ``neuropil_method`` "allen" (absent:
+    Allen's, :func:`estimate_neuropil`) or "baseline_regression" (:func:`regress_neuropil`), with
+    ``neuropil_lambda`` and ``neuropil_folds``."""
+    method = params.get("neuropil_method", "allen")
+    if method not in METHODS:
+        raise ValueError(f"unknown neuropil_method {method!r}; choose one of {', '.join(METHODS)}")
+    run = estimate_neuropil if method == "allen" else regress_neuropil
+    return run(roi_traces, neuropil_traces, lam=params["neuropil_lambda"], folds=params["neuropil_folds"])

@@ -11,10 +11,11 @@ movie gets the longest odd window it holds (``dff_clamp_long_window``), recorded
 
 ``enhanced`` trades comparability with Allen for accuracy against ground truth (docs/methods.md, "The
 enhanced preset"): suite2p's non-rigid block pass with sub-pixel rigid offsets, 1 s detection bins (suite2p's
-own default for a 1 s indicator time constant) with suite2p's default detection threshold, and events by
-thresholded OASIS deconvolution tuned on ground-truth movies, and the image-based decrosstalk of mesoscope pairs.
-Its extra keys (``registration_subpixel_rigid``, ``events_method``, ``events_rise_time_s``, ``events_min_jump``,
-``decrosstalk_method``, ``decrosstalk_image_*``) are absent from the
+own default for a 1 s indicator time constant) with suite2p's default detection threshold, traces for ROIs
+on the motion border, neuropil contamination ratios by baseline regression, events by thresholded OASIS
+deconvolution tuned on ground-truth movies, and the image-based decrosstalk of mesoscope pairs. Its extra keys
+(``registration_subpixel_rigid``, ``traces_keep_motion_border``, ``neuropil_method``, ``events_method``,
+``events_rise_time_s``, ``events_min_jump``, ``decrosstalk_method``, ``decrosstalk_image_*``) are absent from the
 Allen presets, whose hashes therefore stay the same; the code reads them with Allen's behaviour as default.
 """
 
@@ -84,13 +85,20 @@ ENHANCED_OPHYS_PARAMS: dict[str, Any] = {
     # the mean of the block shifts), which is what the pass applies to the frame on average
     "registration_nonrigid": True,
     "registration_subpixel_rigid": True,
-    # suite2p's default batch: the non-rigid pass holds every block of a batch as complex spectra; on a 512 px
-    # movie, 500-frame batches peaked at 13.4 GB (600 frames registered), 100-frame batches at 3.6 GB
-    "registration_batch_size": 100,
+    # the non-rigid pass holds every block of a batch as complex spectra: registering 600 frames of a 512 px
+    # movie peaked at 13.4 GB with 500-frame batches, 3.4 GB with 100 (suite2p's default), 1.7 GB with 25
+    # (and took 51 s with 100, 43 s with 25)
+    "registration_batch_size": 25,
     # detection: 1 s bins keep ~65 bins in a 2000-frame movie at 31 Hz (Allen's 3.7 s leave 17); suite2p's
     # default threshold_scaling
     "segmentation_bin_duration_s": 1.0,
     "segmentation_threshold_scaling": 1.0,
+    # traces: ROIs crossing the motion border (within the largest shift of the frame's edge) keep their traces
+    # and their label; Allen gives them NaN traces, so their cells' events are lost
+    "traces_keep_motion_border": True,
+    # neuropil: r is the slope of the ROI trace against its neuropil trace over frames without transients
+    # (docs/methods.md, "The enhanced preset"); Allen's smoothness search underestimates r
+    "neuropil_method": "baseline_regression",
     # dF/F: synthetic and short movies do not hold the 600 s window
     "dff_clamp_long_window": True,
     # events: thresholded OASIS deconvolution with the indicator's rise removed (docs/methods.md, "The enhanced
@@ -117,7 +125,8 @@ OPHYS_PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "enhanced": (
         ENHANCED_OPHYS_PARAMS,
-        "accuracy over Allen comparability: non-rigid sub-pixel registration, 1 s detection bins, OASIS events",
+        "accuracy over Allen comparability: non-rigid sub-pixel registration, 1 s detection bins, "
+        "baseline-regression neuropil, OASIS events",
     ),
 }
 

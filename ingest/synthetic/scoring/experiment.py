@@ -4,6 +4,12 @@ The truth lists only cells whose centre lies inside the field of view, so cells 
 not scoreable: ROIs and true cells are both kept only when their centroid lies ``EDGE_MARGIN_PX`` or more
 inside the frame. A registered frame shows FOV position p at p + c, with c = true shift - estimated offset
 (a constant, the reference image's position), so ROIs are moved by -c into the truth's coordinates.
+
+Registration is scored on whole-frame offsets (what every method stores: Allen's rigid shift, suite2p's rigid
+shift plus its mean block shift, the enhanced sub-pixel offset) against the true displacement of the frame's
+content averaged over the field of view (:func:`frame_displacement`): the rigid shift plus the mean of the
+non-rigid field where the movie has one. The non-rigid field itself (how each block moves about that mean) is
+not scored.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brainobs.ingest.synthetic.ophys import NONRIGID_GRID, interpolation_matrix
 from brainobs.ingest.synthetic.scoring.rois import RoiDetectionScore, registration_rmse, score_roi_detection
 from brainobs.ingest.synthetic.scoring.traces import EventScore, event_f1, trace_correlations
 
@@ -32,6 +39,18 @@ class ExperimentScore:
     events: EventScore
     events_traced: EventScore
     matches: list[tuple[int, int]]
+
+
+def frame_displacement(truth) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) y and x displacement of each frame's content averaged over the field of view: the true rigid
+    shift plus the mean over pixels of the non-rigid field (control points interpolated as the generator
+    does; zero without a non-rigid field)."""
+    height, width = truth.footprints.shape[1:]
+    wy = interpolation_matrix(NONRIGID_GRID, height).mean(axis=0)
+    wx = interpolation_matrix(NONRIGID_GRID, width).mean(axis=0)
+    mean_y = np.einsum("i,tij,j->t", wy, np.asarray(truth.nonrigid_y, np.float64), wx)
+    mean_x = np.einsum("i,tij,j->t", wy, np.asarray(truth.nonrigid_x, np.float64), wx)
+    return np.asarray(truth.shifts_y, np.float64) + mean_y, np.asarray(truth.shifts_x, np.float64) + mean_x
 
 
 def interior(centroids: np.ndarray, shape: tuple[int, int], margin: float = EDGE_MARGIN_PX) -> np.ndarray:
@@ -69,9 +88,10 @@ def score_experiment(
     shape: tuple[int, int],
 ) -> ExperimentScore:
     """Score one experiment: ``rois`` as in `interior_footprints`, ``corrected`` and ``events`` (n_roi, T) in
-    the same order, the rigid offsets applied, its `OphysTruth` and frame ``shape``."""
+    the same order, the whole-frame offsets (scored against :func:`frame_displacement`), its `OphysTruth` and
+    frame ``shape``."""
     y_offset, x_offset = np.asarray(y_offset), np.asarray(x_offset)
-    rmse = registration_rmse(y_offset, x_offset, truth.shifts_y, truth.shifts_x)
+    rmse = registration_rmse(y_offset, x_offset, *frame_displacement(truth))
     kept, footprints, cells = interior_footprints(rois, truth, y_offset, x_offset, shape)
     detection = score_roi_detection(footprints, truth.footprints[cells], shape)
     matches = [(kept[m.detected_index], int(cells[m.truth_index])) for m in detection.matches]
