@@ -105,3 +105,39 @@ def test_peak_offset_finds_the_vertex_of_a_sampled_gaussian():
     # a sample that is not positive falls back to the parabola; a flat or dipping triple gives 0
     assert rigid.peak_offset(np.array([-0.1]), np.array([1.0]), np.array([0.5]))[0] > 0
     assert rigid.peak_offset(np.array([1.0]), np.array([1.0]), np.array([1.0]))[0] == 0.0
+
+
+PHOTONS = 4.0  # background photons per pixel
+
+
+def dim_subpixel_frames(n_frames: int, size: int = 96, seed: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dim Poisson frames (a few photons per pixel) of one soft-blob field moved by sub-pixel (dy, dx) in
+    [-2, 2] (Fourier shift); returns (frames, the noiseless field as reference, shifts)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    field = np.full((size, size), PHOTONS)
+    for y, x in rng.uniform(8, size - 8, (30, 2)):
+        field += 3 * PHOTONS * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8.0)
+    shifts = rng.uniform(-2, 2, (n_frames, 2))
+    fy, fx = np.fft.fftfreq(size)[:, None], np.fft.fftfreq(size)[None, :]
+    spectrum = np.fft.fft2(field)
+    frames = np.empty((n_frames, size, size), np.int16)
+    for i, (dy, dx) in enumerate(shifts):
+        moved = np.fft.ifft2(spectrum * np.exp(-2j * np.pi * (fy * dy + fx * dx))).real
+        frames[i] = rng.poisson(np.clip(moved, 0, None))
+    return frames, np.round(field).astype(np.int16), shifts
+
+
+def test_partial_whitening_locates_dim_frames_better_than_phase_correlation():
+    frames, reference, truth = dim_subpixel_frames(200)
+    settings = {**SETTINGS, "norm_frames": False}  # the noiseless reference would clip the noisy frames
+
+    def error(whitening: float) -> float:
+        dy, dx, _ = rigid.rigid_shifts(frames, reference, settings, subpixel=True, whitening=whitening)
+        return float(np.sqrt(np.mean((dy - truth[:, 0]) ** 2 + (dx - truth[:, 1]) ** 2)))
+
+    phase, partial = error(1.0), error(0.25)
+    assert partial < 0.85 * phase, (partial, phase)
+    # whitening 1 is suite2p's phase correlation, unchanged
+    dy, dx, _ = rigid.rigid_shifts(frames, reference, settings, whitening=1.0)
+    np.testing.assert_array_equal((dy, dx), rigid.rigid_shifts(frames, reference, settings)[:2])

@@ -14,9 +14,10 @@ enhanced preset"): suite2p's non-rigid block pass with sub-pixel rigid offsets, 
 own default for a 1 s indicator time constant) with suite2p's default detection threshold, traces for ROIs
 on the motion border, neuropil contamination ratios by baseline regression, events by thresholded OASIS
 deconvolution tuned on ground-truth movies, and the image-based decrosstalk of mesoscope pairs. Its extra keys
-(``registration_subpixel_rigid``, ``traces_keep_motion_border``, ``neuropil_method``, ``events_method``,
-``events_rise_time_s``, ``events_min_jump``, ``decrosstalk_method``, ``decrosstalk_image_*``) are absent from the
-Allen presets, whose hashes therefore stay the same; the code reads them with Allen's behaviour as default.
+(``registration_subpixel_rigid``, ``registration_subpixel_whitening``, ``traces_keep_motion_border``,
+``neuropil_method``, ``events_method``, ``events_rise_time_s``, ``events_min_jump``, ``decrosstalk_method``,
+``decrosstalk_image_*``) are absent from the Allen presets, whose hashes therefore stay the same; the code reads
+them with Allen's behaviour as default.
 """
 
 from __future__ import annotations
@@ -82,9 +83,13 @@ ALLEN_OPHYS_PARAMS: dict[str, Any] = {
 ENHANCED_OPHYS_PARAMS: dict[str, Any] = {
     **ALLEN_OPHYS_PARAMS,
     # registration: suite2p's non-rigid pass; the rigid offsets stored are sub-pixel (integer rigid shift plus
-    # the mean of the block shifts), which is what the pass applies to the frame on average
+    # the fraction of a second whole-frame pass), what the pass applies to the frame on average
     "registration_nonrigid": True,
     "registration_subpixel_rigid": True,
+    # the sub-pixel pass divides the spectra by their magnitude ** 0.25, not the whole magnitude: at low photon
+    # counts phase correlation's full whitening lets noise at weak spatial frequencies move the peak (chosen on
+    # seed 1 among 1, 0.75, 0.5, 0.25: docs/methods.md, "The enhanced preset")
+    "registration_subpixel_whitening": 0.25,
     # the non-rigid pass holds every block of a batch as complex spectra: registering 600 frames of a 512 px
     # movie peaked at 13.4 GB with 500-frame batches, 3.4 GB with 100 (suite2p's default), 1.7 GB with 25
     # (and took 51 s with 100, 43 s with 25)

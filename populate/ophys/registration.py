@@ -13,8 +13,9 @@ Steps of `register_movie`:
 5. offsets cleaned: x and y detrended with a median filter of ``int(3 s * fs)`` frames, residuals clipped
    to ``int(0.05 * frame size)`` px; the non-rigid block shifts of every frame whose rigid shift
    changed (clipped or empty) are set to zero; with ``registration_subpixel_rigid`` (``enhanced`` preset)
-   the offsets returned are sub-pixel: a second whole-frame pass refines each peak (`rigid.peak_offset`)
-   and its fraction, averaged with the mean block shift, is added to the integer shift (`subpixel_offsets`);
+   the offsets returned are sub-pixel: a second whole-frame pass, partially whitened
+   (``registration_subpixel_whitening``, `rigid.rigid_shifts`), refines each peak (`rigid.peak_offset`) and
+   its fraction is added to the integer shift (`subpixel_offsets`);
    the movie itself is moved by the integer shift and, with the non-rigid pass, by the block shifts, which
    carry the fraction;
 6. the movie is shifted with the cleaned offsets and written once (see `register_movie` for the format),
@@ -169,19 +170,12 @@ def clean_offsets(
     return y_clean, x_clean, clipped
 
 
-def subpixel_offsets(
-    offset: np.ndarray, raw: np.ndarray, refined: np.ndarray, block_offset: np.ndarray | None, keep: np.ndarray
-) -> np.ndarray:
-    """Cleaned integer ``offset`` plus a sub-pixel fraction on the frames in ``keep``.
-
-    The fraction is that of the whole-frame phase correlation (``refined`` minus suite2p's integer ``raw``
-    shift, when they agree within half a pixel); with a non-rigid pass it is averaged with the frame's mean
-    block shift (``block_offset``, frames x blocks), a second estimate of the same residual whose noise is
-    partly independent (on the 64 px test movies the average's error is 10 % below either's)."""
+def subpixel_offsets(offset: np.ndarray, raw: np.ndarray, refined: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Cleaned integer ``offset`` plus, on the frames in ``keep``, the sub-pixel correction of a whole-frame
+    correlation: ``refined`` minus suite2p's integer ``raw`` shift, where they agree within a pixel (a true
+    residual of up to half a pixel, estimated by two noisy peaks, can round the other way in either)."""
     fraction = np.asarray(refined, np.float64) - np.asarray(raw, np.float64)
-    fraction = np.where(np.abs(fraction) <= 0.5, fraction, 0.0)
-    if block_offset is not None:
-        fraction = 0.5 * (fraction + np.asarray(block_offset, np.float64).mean(axis=1))
+    fraction = np.where(np.abs(fraction) <= 1.0, fraction, 0.0)
     return np.asarray(offset, np.float64) + np.where(keep, fraction, 0.0)
 
 
@@ -400,10 +394,11 @@ def register_movie(
         elapsed["write"] = time.perf_counter() - clock
         if params.get("registration_subpixel_rigid", False):
             clock = time.perf_counter()
-            y_fine, x_fine, _ = rigid_shifts(frames, reference, _suite2p_settings(params), subpixel=True)
+            whitening = params.get("registration_subpixel_whitening", 1.0)
+            y_fine, x_fine, _ = rigid_shifts(frames, reference, _suite2p_settings(params), True, whitening)
             keep = is_valid & ~clipped
-            y_offset = subpixel_offsets(y_offset, y_raw, y_fine, y_block, keep)
-            x_offset = subpixel_offsets(x_offset, x_raw, x_fine, x_block, keep)
+            y_offset = subpixel_offsets(y_offset, y_raw, y_fine, keep)
+            x_offset = subpixel_offsets(x_offset, x_raw, x_fine, keep)
             elapsed["subpixel"] = time.perf_counter() - clock
 
     return RegistrationResult(

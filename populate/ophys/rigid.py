@@ -49,14 +49,18 @@ def _tapered(frames: np.ndarray, mask_mul: np.ndarray, mask_offset: np.ndarray, 
 
 
 @numba.njit(parallel=True, cache=True)
-def _whiten_against(spectrum: np.ndarray, reference: np.ndarray) -> None:
-    """spectrum = spectrum / (|spectrum| + EPS) * reference, in place (phase correlation's cross spectrum)."""
+def _whiten_against(spectrum: np.ndarray, reference: np.ndarray, power: float) -> None:
+    """spectrum = spectrum / (|spectrum| ** power + EPS) * reference, in place (phase correlation's cross
+    spectrum when power is 1)."""
     eps = np.float32(EPS)
     for k in numba.prange(spectrum.shape[0]):
         for i in range(spectrum.shape[1]):
             for j in range(spectrum.shape[2]):
                 re, im = spectrum[k, i, j].real, spectrum[k, i, j].imag
-                scale = np.float32(1.0) / (np.sqrt(re * re + im * im) + eps)
+                magnitude = np.sqrt(re * re + im * im)
+                if power != 1.0:
+                    magnitude = magnitude**power
+                scale = np.float32(1.0) / (magnitude + eps)
                 ref_re, ref_im = reference[i, j].real, reference[i, j].imag
                 spectrum[k, i, j] = complex((re * ref_re - im * ref_im) * scale, (re * ref_im + im * ref_re) * scale)
 
@@ -76,14 +80,21 @@ def peak_offset(below: np.ndarray, peak: np.ndarray, above: np.ndarray) -> np.nd
 
 
 def phase_correlate(
-    frames: Any, filters: tuple, max_shift: int, clip: tuple[float, float] | None = None, subpixel: bool = False
+    frames: Any,
+    filters: tuple,
+    max_shift: int,
+    clip: tuple[float, float] | None = None,
+    subpixel: bool = False,
+    whitening: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer (dy, dx) shifts and peak correlation of each frame against a reference; with ``subpixel``,
     float shifts refined by `peak_offset` on the correlation map around the integer peak, per axis.
 
     ``frames``: int16, sliced along frames (an array, or a movie read a batch at a time). ``filters`` are
-    suite2p's (maskMul, maskOffset, cfRefImg) of the reference (``compute_filters_and_norm``); frames are
-    clipped to ``clip`` (suite2p's norm_frames range) first; shifts are searched within +-``max_shift`` px.
+    suite2p's (maskMul, maskOffset, cfRefImg) of the reference (``compute_filters_and_norm``), the reference
+    spectrum whitened to the same ``whitening`` power as the frames' (1: phase correlation; `rigid_shifts`);
+    frames are clipped to ``clip`` (suite2p's norm_frames range) first; shifts are searched within
+    +-``max_shift`` px.
     A positive dy means the frame's content sits lower than the reference's; rolling the frame by (-dy, -dx)
     aligns it. Only the rows of the correlation map inside the search window are transformed back.
     """
@@ -106,7 +117,7 @@ def phase_correlate(
             batch_frames = np.clip(batch_frames, *clip)
         _tapered(np.ascontiguousarray(batch_frames), mask_mul, mask_offset, tapered)
         spectrum = scipy.fft.rfft2(tapered, workers=workers)
-        _whiten_against(spectrum, half_spectrum)
+        _whiten_against(spectrum, half_spectrum, float(whitening))
         spectrum = scipy.fft.ifft(spectrum, axis=1, workers=workers, overwrite_x=True)
         spectrum = np.concatenate((spectrum[:, height - max_shift :], spectrum[:, : max_shift + 1]), axis=1)
         correlation = scipy.fft.irfft(spectrum, n=width, axis=2, workers=workers)
@@ -194,12 +205,17 @@ def compute_reference(stack: np.ndarray, settings: dict[str, Any]) -> np.ndarray
     return reference
 
 
-def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any], subpixel: bool = False) -> tuple:
+def rigid_shifts(
+    frames: Any, reference: np.ndarray, settings: dict[str, Any], subpixel: bool = False, whitening: float = 1.0
+) -> tuple:
     """suite2p ``register_frames``'s rigid shifts (dy, dx, peak correlation) of every frame of ``frames``
     (int16, sliced along frames) against ``reference``; float shifts refined to sub-pixel with ``subpixel``
     (the integer part, rounded, is suite2p's shift).
 
-    ``settings``: ``norm_frames``, ``smooth_sigma``, ``spatial_taper``, ``maxregshift``."""
+    ``settings``: ``norm_frames``, ``smooth_sigma``, ``spatial_taper``, ``maxregshift``. ``whitening`` below 1
+    divides the frame's and the reference's spectra by their magnitude to that power instead of the whole
+    magnitude (1, suite2p's phase correlation; 0, plain cross-correlation): partial whitening, which keeps more
+    of the weight that strong spatial frequencies carry when photon noise dominates the weak ones."""
     from suite2p.registration.register import compute_filters_and_norm
 
     masks_and_norm = compute_filters_and_norm(
@@ -207,5 +223,10 @@ def rigid_shifts(frames: Any, reference: np.ndarray, settings: dict[str, Any], s
         device=torch.device("cpu"),
     )  # fmt: skip
     filters, (rmin, rmax) = masks_and_norm[:3], masks_and_norm[-2:]
+    clip = (rmin, rmax) if rmin > -np.inf else None
+    if whitening != 1.0:  # suite2p's spectrum is conj(R) / |R| * gaussian: give back |R| ** (1 - whitening)
+        clipped = np.clip(reference, *clip) if clip else reference
+        magnitude = np.abs(np.fft.fft2(np.asarray(clipped, np.float64))) ** (1.0 - whitening)
+        filters = (*filters[:2], filters[2] * torch.from_numpy(magnitude))
     max_shift = search_window(settings["maxregshift"], reference.shape)
-    return phase_correlate(frames, filters, max_shift, clip=(rmin, rmax) if rmin > -np.inf else None, subpixel=subpixel)
+    return phase_correlate(frames, filters, max_shift, clip=clip, subpixel=subpixel, whitening=whitening)
