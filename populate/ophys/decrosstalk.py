@@ -242,6 +242,7 @@ def decrosstalk_traces(
     raw_ratio = np.full(n_roi, np.nan)
     unmixed_ratio = np.full(n_roi, np.nan)
     kept = []
+    pair = None if pair_mixing is None else rows_summing_to_one(np.asarray(pair_mixing, dtype=float))
     for i in range(n_roi):
         if n_frames == 0 or not (np.isfinite(signal[i]).all() and np.isfinite(crosstalk[i]).all()):
             labels[i].add(INVALID_RAW)
@@ -251,7 +252,7 @@ def decrosstalk_traces(
         if raw_active.size == 0:
             labels[i].add(INVALID_RAW_ACTIVE)
             continue
-        if pair_mixing is None:
+        if pair is None:
             mixing[i], sources[i], converged[i] = ica_unmix(
                 signal[i],
                 crosstalk[i],
@@ -260,8 +261,8 @@ def decrosstalk_traces(
                 params["decrosstalk_max_offdiagonal"],
             )
         else:
-            mixing[i] = rows_summing_to_one(pair_mixing)
-            sources[i] = np.linalg.solve(mixing[i], np.vstack([signal[i], crosstalk[i]]))
+            mixing[i] = pair
+            sources[i] = np.linalg.solve(pair, np.vstack([signal[i], crosstalk[i]]))
             converged[i] = True
         kept.append(i)
     if not converged.any():

@@ -25,7 +25,7 @@ from brainobs.populate.ophys.extraction import default_chunk_frames
 
 IMAGE_PARAMS: dict[str, Any] = {
     "decrosstalk_image_highpass_frames": 33,  # running-mean window removed from each pixel's trace (3 s at 11 Hz)
-    "decrosstalk_image_border_px": 4,  # px left out at each edge, at least (the motion border when larger)
+    "decrosstalk_image_border_px": 4,  # px left out at each edge of the raw frames
     "decrosstalk_image_max_samples": 100_000,  # (pixel, frame) samples drawn for the estimate
 }
 _ANGLE_STEPS = np.deg2rad([2.0, 0.1, 0.01])  # the grid's step, coarse to fine; each spans +-1 step of the last
@@ -98,8 +98,8 @@ def estimate_mixing(samples: np.ndarray) -> np.ndarray:
     return pair_mixing(column_b[0] / column_b[1], column_a[1] / column_a[0])
 
 
-def estimate_pair_crosstalk(movie_a: Any, movie_b: Any, params: dict[str, Any], border: int = 0) -> np.ndarray:
-    """The pair's mixing matrix [[1, c_ab], [c_ba, 1]] from both raw movies (T, H, W); ``border``: px to leave
-    out at each edge when larger than ``decrosstalk_image_border_px`` (a motion border, on registered movies)."""
-    margin = max(int(border), int(params["decrosstalk_image_border_px"]))
-    return estimate_mixing(activity_samples(movie_a, movie_b, params, margin))
+def estimate_pair_crosstalk(movie_a: Any, movie_b: Any, params: dict[str, Any]) -> np.ndarray:
+    """The pair's mixing matrix [[1, c_ab], [c_ba, 1]] from both raw movies (T, H, W), leaving out
+    ``decrosstalk_image_border_px`` px at each edge."""
+    border = int(params["decrosstalk_image_border_px"])
+    return estimate_mixing(activity_samples(movie_a, movie_b, params, border))
