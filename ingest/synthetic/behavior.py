@@ -8,10 +8,8 @@ with changes, catch trials, omissions, warm-up auto-rewards, a mouse that is eng
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +25,7 @@ from brainobs.ingest.synthetic.behavior_task import (
     HIT_VOLUME_ML,
     simulate_task,
 )
+from brainobs.ingest.synthetic.truth import write_npz
 
 DISPLAY_RATE_HZ = 60.0
 WHEEL_RADIUS_CM = 6.5 * 2.54 / 2
@@ -205,15 +204,7 @@ def _write_templates(path: Path, image_names: list[str]) -> None:
     rows, columns = np.indices(TEMPLATE_SHAPE)
     corner = (np.minimum(rows, TEMPLATE_SHAPE[0] - 1 - rows) + np.minimum(columns, TEMPLATE_SHAPE[1] - 1 - columns)) < 1
     unwarped = np.where(corner, np.nan, warped.astype(np.float64))
-    arrays = {"image_names": np.array(image_names), "warped": warped, "unwarped": unwarped}
-    temporary = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(temporary, "w") as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.save(buffer, array)
-            # a fixed date: the same arguments give the same bytes
-            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
-    os.replace(temporary, path)
+    write_npz(path, image_names=np.array(image_names), warped=warped, unwarped=unwarped)
 
 
 def _write_truth(truth_dir: Path, sim: _Simulation, seed: int, ophys_frame_rate: float | None) -> None:
