@@ -58,13 +58,16 @@ def child_pipeline(manifest: Path, home: Path, paramset: str) -> dict:
 
     with ingested_survey(manifest, home, "benchophys_") as settings:
         load = load_average()
-        started = time.perf_counter()
-        populate(dataclasses.replace(settings, ophys_paramset=paramset), OPHYS_TABLES)
-        seconds = time.perf_counter() - started
+        per_table = {}
+        for table in OPHYS_TABLES:
+            started = time.perf_counter()
+            populate(dataclasses.replace(settings, ophys_paramset=paramset), [table])
+            per_table[table] = round(time.perf_counter() - started, 1)
+        seconds = sum(per_table.values())
         if len(EventDetection()) != 1:
             raise RuntimeError("EventDetection has no row")
         n_rois = int(Segmentation.fetch1("n_rois"))
-        return {"seconds": seconds, "peak_bytes": peak_bytes(), "load": load, "n_rois": n_rois}
+        return {"seconds": seconds, "per_table": per_table, "peak_bytes": peak_bytes(), "load": load, "n_rois": n_rois}
 
 
 def child_suite2p(movie_folder: Path, out: Path) -> dict:
@@ -157,6 +160,7 @@ def main() -> None:
                 f"after {load_average()})",
                 flush=True,
             )
+            print("  per table: " + ", ".join(f"{name} {s:.1f} s" for name, s in ours["per_table"].items()), flush=True)
             print(f"peak memory / movie bytes: ours {ours['peak_bytes'] / movie_bytes:.2f}x (target <= 3)", flush=True)
             if "suite2p" not in args.skip:
                 bare = run_child("benchmarks.bench_ophys", "suite2p", movie.parent, Path(tmp) / "s2p")

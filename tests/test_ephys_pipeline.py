@@ -82,9 +82,12 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
         assert preset == "kilosort4", problems
         pytest.skip("; ".join(problems))
     _, recording, truth, truth_units, raw = tiny
+    mapped_before = _shared_memory_mapped()
     started = time.perf_counter()
-    sorting = run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1, isolated=True)  # as SpikeSorting
+    sorting = run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1)  # as SpikeSorting
     elapsed = time.perf_counter() - started
+    # what the sorter held is back with the system (lupin's shared-memory trace cache is no longer mapped)
+    assert _shared_memory_mapped() <= mapped_before
     # the folder names the raw file as the sorter's input: brainobs's filters are not applied before it
     dumped = si.load(tmp_path / "sorter" / "spikeinterface_recording.json")
     np.testing.assert_array_equal(dumped.get_traces(end_frame=3000), raw.get_traces(end_frame=3000))
@@ -97,7 +100,7 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
 
 
 def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, monkeypatch):
-    """SpikeSorting's one core call: the sorter (isolated) on the raw traces in output_dir/sorter, then the units
+    """SpikeSorting's one core call: the sorter on the raw traces in output_dir/sorter, then the units
     and the SortingAnalyzer (replacing a stale one) from brainobs's own chain."""
     from brainobs.populate.ephys import spike_sorting as core
     from brainobs.populate.ephys.presets import NOISE_TEMPLATE_PARAMS, PREPROCESSING_PRESETS, SORTER_PRESETS
@@ -121,7 +124,7 @@ def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, mo
     units = core.spike_sorting(raw, params, tmp_path, n_jobs=1)
     ((handed, preset, folder, kwargs),) = calls
     assert handed is raw and preset == params["sorter"] and folder == tmp_path / core.SORTER_FOLDER
-    assert kwargs == {"n_jobs": 1, "isolated": True}
+    assert kwargs == {"n_jobs": 1}
     assert list(units.columns) == list(UNIT_COLUMNS)
     assert units["unit_id"].tolist() == truth_units["unit_id"].tolist()
     assert (units["num_spikes"] + units["duplicates_removed"]).sum() == truth.to_spike_vector().size
@@ -131,14 +134,20 @@ def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, mo
     assert "CommonReferenceRecording" in str(analyzer.recording.to_dict())  # brainobs's chain, not the raw file
 
 
-def test_isolated_sorter_failure_names_the_sorter_and_folder(tiny, tmp_path):
-    """The sorter's child process reports its crash as the in-process call does."""
+def test_sorter_failure_names_the_sorter_and_folder(tiny, tmp_path):
     from brainobs.populate.ephys.sorting import SortingFailedError
 
     raw = tiny[4]
     preset = {"sorter_name": "lupin", "params": {"no_such_parameter": 1}}
     with pytest.raises(SortingFailedError, match=r"(?s)lupin failed on 16 channels .*no_such_parameter.*; see "):
-        run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1, isolated=True)
+        run_sorter(sorter_input(raw), preset, tmp_path / "sorter", n_jobs=1)
+
+
+def _shared_memory_mapped() -> set[str]:
+    """The POSIX shared-memory segments (/dev/shm, semaphores aside) this process maps, unlinked ones included."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[5] for line in maps if "/dev/shm/" in line}
+    return {path for path in paths if not path.startswith("/dev/shm/sem.")}
 
 
 def test_units_without_spikes_give_empty_tables(tiny):

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import importlib.util
-import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import numpy as np
 import spikeinterface.sorters as ss
 from spikeinterface.core import BaseRecording, BaseSorting, NumpySorting
 from threadpoolctl import threadpool_limits
@@ -23,9 +20,9 @@ from brainobs.populate.ephys.presets import SORTER_PRESETS
 # sorter parameter -> the value that skips the sorter's internal filter (SpikeInterface's lupin, tridesclous2,
 # spykingcircus2, simple; kilosort4)
 SORTER_PREPROCESSING_OFF = {"apply_preprocessing": False, "skip_kilosort_preprocessing": True}
-
-
-PR_SET_PDEATHSIG = 1  # Linux prctl option: the signal a process gets when its parent exits
+# module globals in which SpikeInterface keeps a worker's context after a pass run in the calling process
+# (n_jobs=1): lupin's split step leaves its cached traces, features and peaks in itersplit_tools._ctx
+WORKER_CONTEXTS = (("spikeinterface.sortingcomponents.clustering.itersplit_tools", "_ctx"),)
 JOBS_ENV = "BRAINOBS_EPHYS_JOBS"  # cores one SpikeSorting / UnitMetrics job uses (default 1)
 
 
@@ -71,12 +68,7 @@ def sorter_problems(preset: Mapping | str) -> list[str]:
 
 
 def run_sorter(
-    recording: BaseRecording,
-    preset: Mapping | str,
-    output_folder: Path,
-    *,
-    n_jobs: int | None = None,
-    isolated: bool = False,
+    recording: BaseRecording, preset: Mapping | str, output_folder: Path, *, n_jobs: int | None = None
 ) -> BaseSorting:
     """Sort `recording` into `output_folder` (replaced if present) and return the sorting, held in memory.
 
@@ -84,9 +76,8 @@ def run_sorter(
     when it crashes (the sorter's log stays in output_folder). With n_jobs, BLAS/OpenMP threads are capped
     at n_jobs too, so a worker uses the cores it was given and no more. `recording` is the raw one
     (`preprocessing.sorter_input`): a preset that turns the sorter's own filtering off is refused (ValueError).
-    isolated: run the sorter in a fresh (spawned) child process, so that every byte it held (lupin's in-memory
-    copy of its filtered traces, its peaks and templates) goes back to the system when it returns; the
-    recording must then be picklable (a file-backed one is).
+    The sorter runs in this process (its imports and compiled kernels serve the waveform passes after it);
+    when it returns, the memory it held is handed back (`release_sorter_memory`).
     """
     preset = resolve_sorter_preset(preset)
     skipped = own_preprocessing_off(preset)
@@ -102,44 +93,33 @@ def run_sorter(
     if n_jobs is not None:
         params["job_kwargs"] = {**params.get("job_kwargs", {}), "n_jobs": n_jobs}
     name = preset["sorter_name"]
-    if not isolated:
-        return NumpySorting.from_sorting(_sort(name, recording, output_folder, params, n_jobs))
-    spawn = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_end_with_parent) as pool:
-            spikes, unit_ids = pool.submit(_sorted_spikes, name, recording, output_folder, params, n_jobs).result()
-    except BrokenProcessPool as err:
-        raise SortingFailedError(
-            f"{name}'s process on {recording.get_num_channels()} channels died before returning (killed, e.g. "
-            f"out of memory); see {output_folder}"
-        ) from err
-    return NumpySorting(spikes, recording.sampling_frequency, unit_ids)
-
-
-def _sort(name: str, recording: BaseRecording, output_folder: Path, params: dict, n_jobs: int | None) -> BaseSorting:
     try:
         with threadpool_limits(limits=n_jobs):
-            return ss.run_sorter(
+            sorting = ss.run_sorter(
                 name, recording, folder=str(output_folder), remove_existing_folder=True, verbose=False, **params
             )
+        return NumpySorting.from_sorting(sorting)
     except Exception as err:  # sorters raise anything; report which one, where its log is, and why
         raise SortingFailedError(
             f"{name} failed on {recording.get_num_channels()} channels ({err}); see {output_folder}"
         ) from err
+    finally:
+        release_sorter_memory()
 
 
-def _end_with_parent() -> None:
-    """In the child process, on Linux: be killed when the worker that started it dies, rather than sort on."""
+def release_sorter_memory() -> None:
+    """Hand back what a sorter held once it has returned: SpikeInterface's worker contexts left in module
+    globals (`WORKER_CONTEXTS`; lupin's shared-memory copy of its whitened traces stays mapped through one) are
+    emptied, unreachable objects collected and, with glibc, freed heap pages returned to the system
+    (malloc_trim), so the waveform passes after the sorter do not add their memory to the sorter's."""
+    for module_name, attribute in WORKER_CONTEXTS:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(getattr(module, attribute, None), dict):
+            setattr(module, attribute, {})
+    gc.collect()
     if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _sorted_spikes(
-    name: str, recording: BaseRecording, output_folder: Path, params: dict, n_jobs: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """In the child process: the sorting as its spike vector and unit ids (plain arrays cross the pipe)."""
-    sorting = _sort(name, recording, output_folder, params, n_jobs)
-    return sorting.to_spike_vector(), np.asarray(sorting.unit_ids)
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def own_preprocessing_off(preset: Mapping | str) -> dict:

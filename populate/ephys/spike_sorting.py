@@ -23,15 +23,15 @@ def spike_sorting(raw: BaseRecording, params: Mapping, output_dir: Path, *, n_jo
     row per unit (`pipeline.UNIT_COLUMNS`); the sorter's files go to output_dir/sorter, the SortingAnalyzer to
     output_dir/analyzer (both replaced if present).
 
-    The sorter runs in a child process (`sorting.run_sorter`, isolated) and filters the raw traces itself; only
-    once it has exited, and its memory is back with the system, is brainobs's chain computed, held in memory
-    within BRAINOBS_EPHYS_CACHE_BYTES (`preprocessing.held_in_memory`, lazy chunked reads above it), for every
-    pass of the curation (`pipeline.curate_units`; metrics are UnitMetrics's). Uses n_jobs cores throughout.
+    The sorter (`sorting.run_sorter`, in this process) filters the raw traces itself; only once it has
+    returned, and its memory is back with the system, is brainobs's chain computed, held in memory within
+    BRAINOBS_EPHYS_CACHE_BYTES (`preprocessing.held_in_memory`, lazy chunked reads above it), for every pass
+    of the curation (`pipeline.curate_units`; metrics are UnitMetrics's). Uses n_jobs cores throughout.
     """
     analyzer_folder = output_dir / ANALYZER_FOLDER
     if analyzer_folder.exists():
         shutil.rmtree(analyzer_folder)
-    sorting = run_sorter(sorter_input(raw), params["sorter"], output_dir / SORTER_FOLDER, n_jobs=n_jobs, isolated=True)
+    sorting = run_sorter(sorter_input(raw), params["sorter"], output_dir / SORTER_FOLDER, n_jobs=n_jobs)
     recording = preprocess(raw, params["preprocessing"])
     with held_in_memory(recording, n_jobs=n_jobs) as traces:
         curated = curate_units(
