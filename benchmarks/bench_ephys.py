@@ -10,7 +10,7 @@ malloc variables (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=17179869184, MALLOC
 
 - ours: the manifest is ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, EphysRecording
   is populated (not timed) and paired with the preset's SortingParamSet row, then SpikeSorting (the sorter
-  on the raw traces in a child process, then duplicate removal, brainobs's preprocessing held in memory, mean
+  on the raw traces in the worker's process, then duplicate removal, brainobs's preprocessing held in memory, mean
   waveforms, amplitudes, SortingAnalyzer, rows) and UnitMetrics (the 23 Allen metrics) are populated and
   timed one after the other, with BRAINOBS_EPHYS_JOBS set to the core count; the sorter's own run time (its
   spikeinterface_log.json) is printed next to SpikeSorting's, so the rest is what brainobs adds;
@@ -19,12 +19,12 @@ malloc variables (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=17179869184, MALLOC
   sorter and parameters, n_jobs and BLAS/OpenMP threads set to the core count. No brainobs preprocessing.
 
 Both sortings are scored against the generated truth (``score_sorting``; ours from the stored Unit rows,
-after duplicate removal, through ``api.score_units_against_truth``): well-detected units at accuracy >= 0.8,
-false positives, mean accuracy. Each (preset, cores) pair runs --repeats times, ours and bare alternating;
-the ratios are of the medians, the spread is max - min over the repeats. Peak memory is `PeakMemory`'s, the
-same for both: the measured process and its descendants (the sorter's process, job workers), without the
-PostgreSQL server. Targets: SpikeSorting / bare <= 1.1 (SpikeSorting + UnitMetrics is printed too), peak
-memory ours / bare <= 1.2, equal accuracy within the spread. The default presets are the CPU ones
+after duplicate removal, through ``api.score_units_against_truth``, and the sorter's own output folder beside
+them): well-detected units at accuracy >= 0.8, false positives, mean accuracy. Each (preset, cores) pair
+runs --repeats times, ours and bare alternating; the ratios are of the medians, the spread is max - min over
+the repeats. Peak memory is `PeakMemory`'s, the same for both: the measured process and its descendants (job
+workers), without the PostgreSQL server. Targets: SpikeSorting / bare <= 1.1 (SpikeSorting + UnitMetrics is
+printed too), peak memory ours / bare <= 1.2, equal accuracy within the spread. The default presets are the CPU ones
 (cpu_default is lupin with the same parameters, so `lupin` is measured once). --quick: lupin only,
 64 channels x 10 s, 1 core, 2 repeats.
 """
@@ -47,7 +47,7 @@ from brainobs.populate.ephys.sorting import sorter_problems
 
 
 class PeakMemory:
-    """The peak memory of this process and its descendants (the sorter's process, job workers), the embedded
+    """The peak memory of this process and its descendants (job workers, a sorter's own processes), the embedded
     PostgreSQL server left out: the largest of (a) their summed proportional set sizes (Pss: shared pages, such
     as a sorter's shared-memory cache, split among the processes that map them), sampled every 0.2 s, and (b)
     the exact ru_maxrss of this process and of its largest finished child. Linux only."""
@@ -131,10 +131,24 @@ def child_pipeline(manifest: Path, home: Path, preset: str, cores: int) -> dict:
         seconds["sorter"] = json.loads(log.read_text())["run_time"]
         score = api.score_units_against_truth(sorting["session_id"], manifest.parent, sorting["probe_name"],
                                               sorting["sorting_paramset"])  # fmt: skip
+        own = sorter_own_score(manifest, log.parent)
         return {
             "seconds": seconds, "peak_bytes": peaks["UnitMetrics"], "peaks": peaks, "load": load,
-            "n_units": int(sorting["n_units"]), "accuracy": score.summary(),
+            "n_units": int(sorting["n_units"]), "accuracy": score.summary(), "sorter_accuracy": own,
         }  # fmt: skip
+
+
+def sorter_own_score(manifest: Path, sorter_folder: Path) -> dict:
+    """The sorter's own output (its folder, before brainobs's curation) scored against the truth."""
+    import spikeinterface.sorters as ss
+    import yaml
+
+    from brainobs.ingest.synthetic.ephys import load_probe_truth
+    from brainobs.ingest.synthetic.scoring.ephys import score_sorting
+
+    probe_row = yaml.safe_load(manifest.read_text())["probe_insertions"][0]
+    truth, truth_units = load_probe_truth(manifest.parent, probe_row["session_id"], probe_row["probe_name"])
+    return score_sorting(ss.read_sorter_folder(sorter_folder), truth, truth_units).summary()
 
 
 def paramset_for(preset: str) -> str:
@@ -245,7 +259,8 @@ def measure(label: str, preset: str, cores: int, manifest: Path, work: Path, rep
             f"{run['seconds']['sorter']:.1f} s of it), UnitMetrics "
             f"{run['seconds']['UnitMetrics']:.1f} s, peak memory {run['peaks']['SpikeSorting'] / 1e9:.2f} GB after "
             f"SpikeSorting, {run['peak_bytes'] / 1e9:.2f} GB in all, "
-            f"{_accuracy(run['accuracy'])} (load before {run['load']})",
+            f"{_accuracy(run['accuracy'])}; the sorter's own output: {_accuracy(run['sorter_accuracy'])} (load "
+            f"before {run['load']})",
             flush=True,
         )
         run = run_child("benchmarks.bench_ephys", "bare", manifest, work / f"bare{repeat}", preset, cores)
@@ -270,7 +285,7 @@ def measure(label: str, preset: str, cores: int, manifest: Path, work: Path, rep
     own = [r["seconds"]["SpikeSorting"] - r["seconds"]["sorter"] for r in ours]
     share = [o / r["seconds"]["sorter"] for o, r in zip(own, ours, strict=True)]
     print(
-        f"[{label}] SpikeSorting beyond the sorter's own run time (child start, preprocessing, curation, rows): "
+        f"[{label}] SpikeSorting beyond the sorter's own run time (preprocessing, curation, rows): "
         f"{statistics.median(own):.1f} s, {statistics.median(share):.0%} of the sorter's time in the same run "
         f"({min(share):.0%}-{max(share):.0%}; less load-bound than the ratio to bare)",
         flush=True,

@@ -204,8 +204,8 @@ def report(variant: str, result: dict) -> None:
         name = f"bare suite2p (run_s2p {r['note']})" if method == "suite2p" else method
         print(
             f"| {name} | {_cell(r['recall'])} | {_cell(r['precision'])} | {_cell(r['f1'])} ({r['matched']}/"
-            f"{r['cells']}, {r['rois']}) | {_cell(r['rmse'], 3)} | {_cell(r['trace_r'])} | {_cell(r['event_f1'])} "
-            f"({_cell(r['event_precision'])}, {_cell(r['event_recall'])}) | {_cell(r['traced_f1'])} "
+            f"{r['cells']}, {r['rois']}) | {_cell(r['rmse'], 3)} | {_cell(r['trace_r'])} | {_cell(r['event_f1'], 3)} "
+            f"({_cell(r['event_precision'])}, {_cell(r['event_recall'])}) | {_cell(r['traced_f1'], 3)} "
             f"({_cell(r['traced_precision'])}, {_cell(r['traced_recall'])}) |",
             flush=True,
         )

@@ -119,6 +119,35 @@ def test_silhouette_is_worst_pair():
     assert np.isnan(two).all()  # one spike per unit: no pair with more than 2 spikes
 
 
+def test_silhouette_equals_scikit_learn_pair_by_pair():
+    """Distances within a cluster computed once and dot products over shared PC columns give scikit-learn's
+    silhouette_score of every pair: units on distant channels, one unit of a single spike, one not sampled."""
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(3)
+    n_units, n_channels = 7, 40
+    templates = np.repeat(np.arange(n_units), [30, 25, 40, 1, 20, 35, 1])  # seed 3 samples unit 3, not unit 6
+    ind = np.stack([(np.arange(8) + 5 * t) % n_channels for t in range(n_units)]).astype(np.uint32)
+    pcs = rng.normal(size=(templates.size, 3, 8)).astype(np.float32) + templates[:, None, None]
+    scores = am.silhouette_scores(templates, templates, pcs, ind, np.random.RandomState(3), max_spikes=120)
+
+    picked = np.random.RandomState(3).permutation(templates.size)[:120]
+    space = np.zeros((picked.size, n_channels * 3))
+    for pc in range(3):
+        space[np.arange(picked.size)[:, None], ind[templates[picked]].astype(int) + n_channels * pc] = pcs[picked, pc]
+    labels = templates[picked]
+    assert (labels == 3).sum() == 1 and not (labels == 6).any()
+    expected = np.full(n_units, np.inf)
+    for a in range(n_units):
+        for b in range(a + 1, n_units):
+            pair = np.isin(labels, (a, b))
+            if pair.sum() > 2 and len(np.unique(labels[pair])) > 1:
+                score = silhouette_score(space[pair], labels[pair])
+                expected[a], expected[b] = min(expected[a], score), min(expected[b], score)
+    expected[np.isinf(expected)] = np.nan  # unit 6: no pair
+    np.testing.assert_allclose(scores, expected, rtol=1e-12, atol=1e-14)
+
+
 def test_nearest_neighbours_count_three_not_four():
     """Allen's n_neighbors=4 includes the spike itself: 3 neighbours. A unit of 4 tight spikes next to 4
     far ones: each spike's 3 neighbours are its own unit's (hit rate 1); with 4 true neighbours one would

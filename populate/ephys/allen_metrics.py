@@ -19,7 +19,6 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.distance import cdist
 from scipy.stats import chi2
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from sklearn.metrics import silhouette_score as pair_silhouette
 from sklearn.neighbors import NearestNeighbors
 
 from brainobs.populate.ephys.presets import ALLEN_METRIC_PARAMS as P
@@ -291,7 +290,9 @@ def silhouette_scores(
     """Per cluster (sorted ids): its worst silhouette score against any other cluster (NaN without a pair).
 
     Up to max_spikes random spikes are placed in whole-probe PC space (channel + n_channels * pc); each pair
-    of clusters is scored on its spikes alone (pairs with at most 2 spikes or one label skipped)."""
+    of clusters is scored on its spikes alone, as scikit-learn's silhouette_score of the pair (pairs with at
+    most 2 spikes or one label skipped). Each cluster's distances within itself are computed once and reused
+    for all its pairs, and a pair's dot products run over the PC columns both clusters use."""
     n_spikes = len(spike_clusters)
     picked = rng.permutation(n_spikes)[:max_spikes]
     n_pcs, n_channels = pc_features.shape[1], int(np.max(pc_feature_ind)) + 1
@@ -303,19 +304,54 @@ def silhouette_scores(
     labels = spike_clusters[picked]
     space = space[: len(labels)]
     cluster_ids = np.unique(spike_clusters)
+    members = [np.flatnonzero(labels == cluster) for cluster in cluster_ids]
+    squared = np.einsum("ij,ij->i", space, space)
+    used = [np.flatnonzero((space[rows] != 0).any(axis=0)) for rows in members]
+    within = [
+        _distances(space, squared, rows, rows, dims).sum(axis=1) for rows, dims in zip(members, used, strict=True)
+    ]
     scores = np.full((len(cluster_ids), len(cluster_ids)), np.nan)
-    for a, first in enumerate(cluster_ids):
-        for b, second in enumerate(cluster_ids):
-            if second <= first:
-                continue
-            pair = np.isin(labels, (first, second))
-            if pair.sum() > 2 and len(np.unique(labels[pair])) > 1:
-                scores[a, b] = pair_silhouette(space[pair], labels[pair])
+    for a in range(len(cluster_ids)):
+        for b in range(a + 1, len(cluster_ids)):
+            rows_a, rows_b = members[a], members[b]
+            if rows_a.size and rows_b.size and rows_a.size + rows_b.size > 2:
+                across = _distances(space, squared, rows_a, rows_b, np.intersect1d(used[a], used[b]))
+                samples = np.concatenate(
+                    [
+                        _silhouette_samples(within[a], rows_a.size, across.sum(axis=1), rows_b.size),
+                        _silhouette_samples(within[b], rows_b.size, across.sum(axis=0), rows_a.size),
+                    ]
+                )
+                scores[a, b] = samples.mean()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.array(
             [np.nanmin([np.nanmin(scores[:, i]), np.nanmin(scores[i, :])]) for i in range(len(cluster_ids))]
         )
+
+
+def _distances(
+    space: np.ndarray, squared: np.ndarray, rows: np.ndarray, cols: np.ndarray, dims: np.ndarray
+) -> np.ndarray:
+    """Euclidean distances between spikes ``rows`` and ``cols`` of ``space``, computed as scikit-learn's
+    euclidean_distances does (-2 x.y + |x|^2 + |y|^2, clipped at 0, a spike's distance to itself 0), with the
+    dot products over ``dims``, the only columns where both sides may be non-zero."""
+    d2 = -2 * (space[np.ix_(rows, dims)] @ space[np.ix_(cols, dims)].T)
+    d2 += squared[rows][:, None]
+    d2 += squared[cols][None, :]
+    np.maximum(d2, 0, out=d2)
+    if rows is cols:
+        np.fill_diagonal(d2, 0)
+    return np.sqrt(d2)
+
+
+def _silhouette_samples(within: np.ndarray, n_own: int, across: np.ndarray, n_other: int) -> np.ndarray:
+    """scikit-learn's per-spike silhouette for two clusters: (b - a) / max(a, b), with a the mean distance to
+    the spike's own cluster (itself left out), b to the other; 0 for a cluster of one spike."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = within / (n_own - 1)
+        other = across / n_other
+        return np.nan_to_num((other - own) / np.maximum(own, other))
 
 
 TRAIN_COLUMNS = (
