@@ -175,7 +175,7 @@ def ica_unmix(signal: np.ndarray, crosstalk: np.ndarray, seed: int, tries: int, 
 
 def _rolling_inactive(trace: np.ndarray, inactive: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Centred rolling mean and std (ddof 1) over the inactive frames; the window is shifted inside the trace
-    at its ends and is the whole trace when shorter."""
+    at its ends and is the whole trace when shorter; NaN where the window holds too few inactive frames."""
     n = trace.size
     window = min(window, n)
     values = np.where(inactive, trace, 0.0)
@@ -185,22 +185,22 @@ def _rolling_inactive(trace: np.ndarray, inactive: np.ndarray, window: int) -> t
     start = np.clip(np.arange(n) - window // 2, 0, n - window)
     stop = start + window
     count = (counts[stop] - counts[start]).astype(float)
-    mean = (sums[stop] - sums[start]) / count
-    variance = ((squares[stop] - squares[start]) / count - mean**2) * count / np.maximum(count - 1, 1)
-    return mean, np.sqrt(np.maximum(variance, 0.0))
+    mean = np.where(count > 0, sums[stop] - sums[start], np.nan) / np.maximum(count, 1)
+    variance = ((squares[stop] - squares[start]) / np.maximum(count, 1) - mean**2) * count / np.maximum(count - 1, 1)
+    return mean, np.where(count > 1, np.sqrt(np.maximum(variance, 0.0)), np.nan)
 
 
 def clip_dips(trace: np.ndarray, active: np.ndarray, window: int, sigmas: float) -> np.ndarray:
-    """Clip the unmixed trace from below at the rolling mean - ``sigmas`` std of its inactive frames (the
-    rolling mean where that threshold is not positive)."""
+    """Clip the unmixed trace from below at the rolling mean - ``sigmas`` std of its inactive frames, as Allen
+    does: a negative threshold is kept, and frames whose window holds fewer than two inactive frames are not
+    clipped (Allen's threshold there is NaN, replaced by -999)."""
     inactive = np.ones(trace.size, dtype=bool)
     inactive[active] = False
     if not inactive.any():
         inactive[:] = True
     mean, std = _rolling_inactive(trace, inactive, window)
     threshold = mean - sigmas * std
-    threshold = np.where(threshold > 0, threshold, mean)
-    return np.maximum(trace, threshold)
+    return np.where(np.isfinite(threshold), np.maximum(trace, threshold), trace)
 
 
 def _ratio(signal: np.ndarray, crosstalk: np.ndarray, active: np.ndarray) -> float:
