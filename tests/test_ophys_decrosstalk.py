@@ -123,6 +123,13 @@ def test_invalid_raw_traces_and_unconverged_rois_take_the_mean_matrix():
     assert all(dx.INVALID_UNMIXED in labels for labels in strict.labels if dx.INVALID_RAW not in labels)
 
 
+def test_the_last_ica_run_never_converges_as_in_allens_loop():
+    signal, crosstalk = plane_pair(np.random.default_rng(5), 3000, 0.15, 0.1)
+    assert dx.ica_unmix(signal[0], crosstalk[0], 7, tries=2, max_offdiagonal=0.3)[2]
+    mixing, _, converged = dx.ica_unmix(signal[0], crosstalk[0], 7, tries=1, max_offdiagonal=0.3)
+    assert not converged and 0 <= mixing[0, 1] <= 0.3  # in bounds, but Allen never checks its last run
+
+
 @pytest.mark.parametrize(("c_ab", "c_ba"), [(0.25, 0.05), (0.0, 0.15)])
 def test_image_estimate_recovers_a_known_pair_mixing(c_ab, c_ba):
     """Sparse independent activity of two planes mixed with known coefficients, as (dA, dB) samples."""

@@ -49,7 +49,7 @@ DECROSSTALK_PARAMS: dict[str, Any] = {
     "decrosstalk_event_kernel": 5,  # frames whose log tail probabilities are summed
     "decrosstalk_event_threshold": 14.0,  # summed -log tail probability that makes an event (Allen th_ag)
     "decrosstalk_event_padding": 20,  # frames added each side of an event bout (Allen len_ne)
-    "decrosstalk_ica_tries": 11,  # FastICA runs before an ROI is declared not converged
+    "decrosstalk_ica_tries": 11,  # FastICA runs before an ROI is declared not converged (the last never counts)
     "decrosstalk_max_offdiagonal": 0.3,  # converged: both off-diagonal mixing terms in [0, this]
     "decrosstalk_clip_window": 1980,  # frames, rolling window of the clipping threshold
     "decrosstalk_clip_sigmas": 2.0,  # clip below rolling mean - this many rolling std of inactive frames
@@ -150,20 +150,21 @@ def ica_unmix(signal: np.ndarray, crosstalk: np.ndarray, seed: int, tries: int, 
 
     The mixing matrix maps the sources to the raw traces with rows summing to 1; the ICA is run again with
     the same random stream until both off-diagonal terms lie in [0, max_offdiagonal], at most ``tries``
-    times. The first source is the signal: the ICA's first output when it correlates more with the raw
+    times; as in Allen's loop (which checks a run before it starts the next), the last run is never accepted.
+    The first source is the signal: the ICA's first output when it correlates more with the raw
     signal than with the raw crosstalk trace, else the second (Allen's source assignment)."""
     pair = np.column_stack([signal, crosstalk])
     whitened, whitening = _whiten(pair)
     rng = np.random.RandomState(seed)
     mixing = np.eye(2)
     converged = False
-    for _ in range(tries):
+    for run in range(tries):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ica = FastICA(whiten=False, max_iter=10000, random_state=rng).fit(whitened)
         estimate = np.linalg.solve(whitening, ica.mixing_)
         mixing = rows_summing_to_one(estimate)
-        if 0 <= mixing[0, 1] <= max_offdiagonal and 0 <= mixing[1, 0] <= max_offdiagonal:
+        if run < tries - 1 and 0 <= mixing[0, 1] <= max_offdiagonal and 0 <= mixing[1, 0] <= max_offdiagonal:
             converged = True
             break
     sources = np.linalg.solve(mixing, pair.T)
