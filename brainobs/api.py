@@ -307,11 +307,13 @@ def score_decrosstalk(
     """Ghost detection of one plane of a synthetic mesoscope pair (the ``multiplane`` preset) against the
     truth files under ``survey_root``: which ROIs decrosstalk called ghosts (`decrosstalk_ghost`, or
     `decrosstalk_invalid_unmixed_active`: no activity of its own once the partner's is unmixed) against which
-    ROIs are ghosts (a `brainobs.ingest.synthetic.scoring.decrosstalk.GhostScore`); the labels that say
+    ROIs are ghosts (a `brainobs.ingest.synthetic.scoring.decrosstalk.GhostScore`, the true footprints of both
+    planes moved onto this plane's registered movie); the labels that say
     decrosstalk could not test an ROI (no raw activity, no unmixing) are no verdict. ``valid_only``: score the
     ROIs segmentation kept valid (the others are excluded whatever decrosstalk says). ``labels``: per
     cell_roi_id, decrosstalk labels to score instead of the stored ones (another method on the same ROIs)."""
     from brainobs.ingest.synthetic.scoring.decrosstalk import ghost_truth, score_ghosts
+    from brainobs.ingest.synthetic.scoring.rois import footprints_in_reference_frame
     from brainobs.ingest.synthetic.truth import TRUTH_DIR
     from brainobs.populate.ophys import decrosstalk
     from brainobs.schemas import ophys
@@ -340,12 +342,14 @@ def score_decrosstalk(
         np.load(folder / f"experiment_{experiment_id}.npz") as own,
         np.load(folder / f"experiment_{partner_id}.npz") as other,
     ):
+        # both planes' light as this plane's registered movie shows it (the pair shares the true motion)
+        offsets = (*(ophys.MotionCorrection & key).fetch1("y_offset", "x_offset"), own["shifts_y"], own["shifts_x"])
         truth = ghost_truth(
             masks,
-            own["footprints"],
-            own["f0"] * own["dff_per_spike"],
-            other["footprints"],
-            other["f0"] * other["dff_per_spike"],
+            footprints_in_reference_frame(own["footprints"], *offsets),
+            own["f0"][:, None] * own["calcium"],
+            footprints_in_reference_frame(other["footprints"], *offsets),
+            other["f0"][:, None] * other["calcium"],
             float(own["crosstalk"]),
         )
     return score_ghosts(flagged, truth)

@@ -65,6 +65,19 @@ def test_clip_dips_raises_the_trace_to_the_inactive_floor():
     assert (clipped >= trace).all() and (clipped[trace > 5.0] == trace[trace > 5.0]).all()
 
 
+def test_clip_dips_keeps_a_negative_floor_and_skips_windows_without_inactive_frames():
+    rng = np.random.default_rng(4)
+    trace = rng.normal(0, 1.0, 400)  # a floor of about -2: Allen clips there, not at the mean
+    trace[50] = -10.0
+    clipped = dx.clip_dips(trace, np.arange(0), window=1980, sigmas=2.0)
+    floor = trace.mean() - 2 * trace.std(ddof=1)
+    assert floor < 0 and clipped[50] == pytest.approx(floor)
+    assert (clipped[trace >= floor] == trace[trace >= floor]).all()
+    active = np.arange(100, 400)  # windows of 50 frames from frame 125 on see no inactive frame
+    unclipped = dx.clip_dips(trace, active, window=50, sigmas=2.0)
+    assert (unclipped[130:] == trace[130:]).all() and (unclipped[:50] >= trace[:50]).all()
+
+
 def plane_pair(rng: np.random.Generator, n_frames: int, c_into_a: float, c_into_b: float):
     """Raw traces of plane A's ROIs: 4 own cells and 3 ghosts of plane B's cells, from both movies."""
     own = [calcium(rng, n_frames) for _ in range(4)]
@@ -108,6 +121,13 @@ def test_invalid_raw_traces_and_unconverged_rois_take_the_mean_matrix():
     strict = dx.decrosstalk_traces(signal, crosstalk, {**PARAMS, "decrosstalk_max_offdiagonal": 0.0})
     assert not strict.converged.any()
     assert all(dx.INVALID_UNMIXED in labels for labels in strict.labels if dx.INVALID_RAW not in labels)
+
+
+def test_the_last_ica_run_never_converges_as_in_allens_loop():
+    signal, crosstalk = plane_pair(np.random.default_rng(5), 3000, 0.15, 0.1)
+    assert dx.ica_unmix(signal[0], crosstalk[0], 7, tries=2, max_offdiagonal=0.3)[2]
+    mixing, _, converged = dx.ica_unmix(signal[0], crosstalk[0], 7, tries=1, max_offdiagonal=0.3)
+    assert not converged and 0 <= mixing[0, 1] <= 0.3  # in bounds, but Allen never checks its last run
 
 
 @pytest.mark.parametrize(("c_ab", "c_ba"), [(0.25, 0.05), (0.0, 0.15)])

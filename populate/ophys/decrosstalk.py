@@ -49,7 +49,7 @@ DECROSSTALK_PARAMS: dict[str, Any] = {
     "decrosstalk_event_kernel": 5,  # frames whose log tail probabilities are summed
     "decrosstalk_event_threshold": 14.0,  # summed -log tail probability that makes an event (Allen th_ag)
     "decrosstalk_event_padding": 20,  # frames added each side of an event bout (Allen len_ne)
-    "decrosstalk_ica_tries": 11,  # FastICA runs before an ROI is declared not converged
+    "decrosstalk_ica_tries": 11,  # FastICA runs before an ROI is declared not converged (the last never counts)
     "decrosstalk_max_offdiagonal": 0.3,  # converged: both off-diagonal mixing terms in [0, this]
     "decrosstalk_clip_window": 1980,  # frames, rolling window of the clipping threshold
     "decrosstalk_clip_sigmas": 2.0,  # clip below rolling mean - this many rolling std of inactive frames
@@ -150,20 +150,21 @@ def ica_unmix(signal: np.ndarray, crosstalk: np.ndarray, seed: int, tries: int, 
 
     The mixing matrix maps the sources to the raw traces with rows summing to 1; the ICA is run again with
     the same random stream until both off-diagonal terms lie in [0, max_offdiagonal], at most ``tries``
-    times. The first source is the signal: the ICA's first output when it correlates more with the raw
+    times; as in Allen's loop (which checks a run before it starts the next), the last run is never accepted.
+    The first source is the signal: the ICA's first output when it correlates more with the raw
     signal than with the raw crosstalk trace, else the second (Allen's source assignment)."""
     pair = np.column_stack([signal, crosstalk])
     whitened, whitening = _whiten(pair)
     rng = np.random.RandomState(seed)
     mixing = np.eye(2)
     converged = False
-    for _ in range(tries):
+    for run in range(tries):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ica = FastICA(whiten=False, max_iter=10000, random_state=rng).fit(whitened)
         estimate = np.linalg.solve(whitening, ica.mixing_)
         mixing = rows_summing_to_one(estimate)
-        if 0 <= mixing[0, 1] <= max_offdiagonal and 0 <= mixing[1, 0] <= max_offdiagonal:
+        if run < tries - 1 and 0 <= mixing[0, 1] <= max_offdiagonal and 0 <= mixing[1, 0] <= max_offdiagonal:
             converged = True
             break
     sources = np.linalg.solve(mixing, pair.T)
@@ -175,7 +176,7 @@ def ica_unmix(signal: np.ndarray, crosstalk: np.ndarray, seed: int, tries: int, 
 
 def _rolling_inactive(trace: np.ndarray, inactive: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Centred rolling mean and std (ddof 1) over the inactive frames; the window is shifted inside the trace
-    at its ends and is the whole trace when shorter."""
+    at its ends and is the whole trace when shorter; NaN where the window holds too few inactive frames."""
     n = trace.size
     window = min(window, n)
     values = np.where(inactive, trace, 0.0)
@@ -185,22 +186,22 @@ def _rolling_inactive(trace: np.ndarray, inactive: np.ndarray, window: int) -> t
     start = np.clip(np.arange(n) - window // 2, 0, n - window)
     stop = start + window
     count = (counts[stop] - counts[start]).astype(float)
-    mean = (sums[stop] - sums[start]) / count
-    variance = ((squares[stop] - squares[start]) / count - mean**2) * count / np.maximum(count - 1, 1)
-    return mean, np.sqrt(np.maximum(variance, 0.0))
+    mean = np.where(count > 0, sums[stop] - sums[start], np.nan) / np.maximum(count, 1)
+    variance = ((squares[stop] - squares[start]) / np.maximum(count, 1) - mean**2) * count / np.maximum(count - 1, 1)
+    return mean, np.where(count > 1, np.sqrt(np.maximum(variance, 0.0)), np.nan)
 
 
 def clip_dips(trace: np.ndarray, active: np.ndarray, window: int, sigmas: float) -> np.ndarray:
-    """Clip the unmixed trace from below at the rolling mean - ``sigmas`` std of its inactive frames (the
-    rolling mean where that threshold is not positive)."""
+    """Clip the unmixed trace from below at the rolling mean - ``sigmas`` std of its inactive frames, as Allen
+    does: a negative threshold is kept, and frames whose window holds fewer than two inactive frames are not
+    clipped (Allen's threshold there is NaN, replaced by -999)."""
     inactive = np.ones(trace.size, dtype=bool)
     inactive[active] = False
     if not inactive.any():
         inactive[:] = True
     mean, std = _rolling_inactive(trace, inactive, window)
     threshold = mean - sigmas * std
-    threshold = np.where(threshold > 0, threshold, mean)
-    return np.maximum(trace, threshold)
+    return np.where(np.isfinite(threshold), np.maximum(trace, threshold), trace)
 
 
 def _ratio(signal: np.ndarray, crosstalk: np.ndarray, active: np.ndarray) -> float:

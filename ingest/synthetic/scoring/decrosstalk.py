@@ -1,9 +1,11 @@
 """Ghost detection scored against the synthetic truth of a mesoscope pair (docs/methods.md).
 
-The truth of an ROI of plane A: it is a ghost when the calcium activity its mask sees from the cells of the
-paired plane B, scaled by B's crosstalk into A, exceeds the activity it sees from A's own cells. A cell's
-activity in a mask is its resting brightness x dF/F per spike x its footprint averaged over the mask. An ROI
-is flagged when decrosstalk gave it any label (a ghost, or no activity of its own after unmixing).
+The truth of an ROI of plane A: it is a ghost when it lies on cells of the paired plane B (at least half of
+its pixels inside their footprints at >= 0.5, the cells' masks) and the activity its mask sees from B's cells,
+scaled by B's crosstalk into A, varies more than the activity it sees from A's own cells. A plane's activity in
+a mask is the trace sum over its cells of footprint averaged over the mask x resting brightness x true dF/F
+(the calcium, saturation included); its spread is the standard deviation over time. Which decrosstalk labels
+count as a ghost call is `brainobs.api.score_decrosstalk`'s choice.
 """
 
 from __future__ import annotations
@@ -39,26 +41,36 @@ class GhostScore:
         )
 
 
-def _activity_in_masks(masks: np.ndarray, footprints: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(n_roi,) summed weight x mean footprint over each mask; masks (n_roi, H, W) bool, footprints (n, H, W)."""
+def _mask_means(masks: np.ndarray, footprints: np.ndarray) -> np.ndarray:
+    """(n_roi, n_cell) each cell's footprint averaged over each mask; masks (n_roi, H, W) bool."""
     flat_masks = masks.reshape(len(masks), -1).astype(float)
     sizes = np.maximum(flat_masks.sum(axis=1), 1.0)
-    flat_footprints = footprints.reshape(len(footprints), -1)
-    return (flat_masks @ flat_footprints.T / sizes[:, None]) @ weights
+    return flat_masks @ footprints.reshape(len(footprints), -1).T / sizes[:, None]
+
+
+def _activity_spread(masks: np.ndarray, footprints: np.ndarray, activity: np.ndarray) -> np.ndarray:
+    """(n_roi,) standard deviation over time of the summed activity (n_cell, T) that each mask sees."""
+    if len(footprints) == 0:
+        return np.zeros(len(masks))
+    return (_mask_means(masks, footprints) @ activity).std(axis=1)
 
 
 def ghost_truth(
     masks: np.ndarray,
     own_footprints: np.ndarray,
-    own_weights: np.ndarray,
+    own_activity: np.ndarray,
     partner_footprints: np.ndarray,
-    partner_weights: np.ndarray,
+    partner_activity: np.ndarray,
     crosstalk: float,
 ) -> np.ndarray:
-    """(n_roi,) bool: the partner's leaked activity in the mask exceeds the own plane's cells' activity."""
-    own = _activity_in_masks(masks, own_footprints, own_weights)
-    leaked = crosstalk * _activity_in_masks(masks, partner_footprints, partner_weights)
-    return leaked > own
+    """(n_roi,) bool: the mask lies on the partner's cells and their leaked activity varies more than the own
+    plane's cells' activity. Activities are (n_cell, T) traces in the same units (brightness x dF/F)."""
+    partner_cells = (np.asarray(partner_footprints) >= 0.5).any(axis=0)
+    sizes = np.maximum(masks.reshape(len(masks), -1).sum(axis=1), 1)
+    on_partner = (masks & partner_cells).reshape(len(masks), -1).sum(axis=1) >= 0.5 * sizes
+    own = _activity_spread(masks, own_footprints, own_activity)
+    leaked = crosstalk * _activity_spread(masks, partner_footprints, partner_activity)
+    return on_partner & (leaked > own)
 
 
 def score_ghosts(flagged: np.ndarray, truth: np.ndarray) -> GhostScore:
