@@ -101,7 +101,6 @@ def run_sorter(
             sorting = ss.run_sorter(
                 name, recording, folder=str(output_folder), remove_existing_folder=True, verbose=False, **params
             )
-        return NumpySorting.from_sorting(sorting)
     except Exception as err:  # sorters raise anything; report which one, where its log is, and why
         raise SortingFailedError(
             f"{name} failed on {recording.get_num_channels()} channels ({err}); see {output_folder}"
@@ -109,6 +108,7 @@ def run_sorter(
     finally:
         gc.unfreeze()
         release_sorter_memory()
+    return NumpySorting.from_sorting(sorting)
 
 
 def release_sorter_memory() -> None:
