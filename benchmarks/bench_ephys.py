@@ -112,6 +112,8 @@ def child_pipeline(manifest: Path, home: Path, preset: str, cores: int) -> dict:
     from brainobs.schemas.ephys import EphysRecording, SortingParamSet, SortingSelection, SpikeSorting, UnitMetrics
     from brainobs.schemas.params import select_new
 
+    if home.exists():  # a populated database would make SpikeSorting a no-op
+        raise RuntimeError(f"{home} exists: each run needs a fresh BRAINOBS_HOME")
     os.environ["BRAINOBS_EPHYS_JOBS"] = str(cores)
     with ingested_survey(manifest, home, "benchephys_") as settings:
         populate(settings, ["EphysRecording"])
@@ -251,7 +253,7 @@ def main() -> None:
             for preset in args.preset:
                 for cores in args.cores:
                     label = f"{preset}, {channels} ch, {cores} core{'s' if cores > 1 else ''}"
-                    measure(label, preset, cores, manifest, Path(tmp) / preset, args.repeats)
+                    measure(label, preset, cores, manifest, Path(tmp) / f"{preset}-{cores}", args.repeats)
 
 
 def measure(label: str, preset: str, cores: int, manifest: Path, work: Path, repeats: int) -> None:

@@ -38,6 +38,7 @@ schema = dj.Schema()
 DEFAULT_PARAMSET = "cpu_default"
 PARAMSET_DESCRIPTIONS = {
     DEFAULT_PARAMSET: "CPU default (lupin)",
+    "lupin_filter_once": "lupin on brainobs's traces: its Bessel 150-7000 Hz filter run once for sorting and waveforms",
     "tridesclous2": "tridesclous2 (needs hdbscan: pip install 'brainobs[sorters]')",
     "spykingcircus2": "spykingcircus2, motion correction off (needs hdbscan: pip install 'brainobs[sorters]')",
     "kilosort4": "Kilosort4 (needs a GPU and kilosort: pip install 'brainobs[kilosort]')",
@@ -48,7 +49,7 @@ OUTSIDE_BRAIN = ("", "unknown", "root", "out of brain")
 def sorting_params(sorter: str) -> dict:
     """Every parameter of one sorting preset: preprocessing, sorter, duplicates, waveforms, metrics."""
     return {
-        "preprocessing": PREPROCESSING_PRESETS["allen"],
+        "preprocessing": PREPROCESSING_PRESETS[SORTER_PRESETS[sorter].get("preprocessing", "allen")],
         "sorter": SORTER_PRESETS[sorter],
         "duplicate_removal": DUPLICATE_REMOVAL,
         "mean_waveform": MEAN_WAVEFORM,

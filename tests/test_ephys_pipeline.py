@@ -18,11 +18,12 @@ from brainobs.populate.ephys.preprocessing import (
     CACHE_ENV,
     HeldRecording,
     available_memory,
+    held_for_sorter,
     held_in_memory,
     preprocess,
     sorter_input,
 )
-from brainobs.populate.ephys.sorting import run_sorter, sorter_problems
+from brainobs.populate.ephys.sorting import run_sorter, shares_traces, sorter_problems
 
 FS = 30000.0
 T_START = 100.0
@@ -227,6 +228,102 @@ def test_sorter_reads_the_raw_recording_with_its_own_filter_on(tiny, tmp_path, m
     shifted = raw.clone()
     shifted.set_property("inter_sample_shift", np.linspace(0, 0.5, raw.get_num_channels()))
     assert "PhaseShiftRecording" in str(sorter_input(shifted).to_dict())
+
+
+def test_traces_held_for_the_sorter_are_whitened_then_unwhitened_in_place(tiny):
+    """One filter pass serves both: the sorter reads whitened traces, the waveform passes the same arrays
+    multiplied back by the inverse whitening matrix, equal to the lazy preprocessed chain."""
+    import spikeinterface.preprocessing as spre
+
+    _, _, _, _, raw = tiny
+    recording = preprocess(raw, "lupin")
+    chain = str(recording.to_dict(recursive=True))
+    assert "BandpassFilterRecording" in chain and "CommonReferenceRecording" not in chain  # 16 < 32 channels
+    frames = {"start_frame": 1000, "end_frame": 31000}
+    with held_for_sorter(recording, radius_um=100.0, seed=0) as held:
+        whitened = held.whitened
+        lazy = spre.whiten(recording, dtype="float32", mode="local", radius_um=100.0, seed=0)
+        np.testing.assert_allclose(held.W, np.asarray(lazy._kwargs["W"]), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(whitened.get_traces(**frames), lazy.get_traces(**frames), atol=1e-3)
+        covariance = np.cov(whitened.get_traces().T)
+        assert np.allclose(np.diag(covariance), 1.0, atol=0.3)  # whitened: unit variance on every channel
+        traces = held.unwhiten()
+        assert isinstance(traces, HeldRecording)
+        np.testing.assert_allclose(traces.get_traces(**frames), recording.get_traces(**frames), atol=0.01)
+        assert np.shares_memory(traces.get_traces(end_frame=10), whitened.get_traces(end_frame=10))  # in place
+    too_small = recording.get_num_samples() * recording.get_num_channels() * 4 - 1
+    with held_for_sorter(recording, radius_um=100.0, seed=0, max_bytes=too_small) as held:
+        assert held is None  # the sorter then filters the raw traces itself
+
+
+@pytest.mark.parametrize("gain", [1.0, 1e-3])
+def test_whitening_matrix_is_spikeinterfaces(tiny, gain):
+    """Both regularisations: eps 1e-16 for uV traces, and the one SpikeInterface derives from the median square
+    of traces scaled below 1."""
+    import spikeinterface.preprocessing as spre
+
+    from brainobs.populate.ephys.preprocessing import whitening_matrix
+
+    _, recording, _, _, _ = tiny
+    scaled = spre.scale(recording, gain=gain, dtype="float32")
+    theirs = spre.whiten(scaled, dtype="float32", mode="local", radius_um=100.0, seed=3)
+    ours = whitening_matrix(scaled, radius_um=100.0, seed=3)
+    np.testing.assert_allclose(ours, np.asarray(theirs._kwargs["W"]), rtol=1e-6)
+
+
+def test_unwhitening_that_does_not_give_the_traces_back_is_refused(tiny):
+    _, _, _, _, raw = tiny
+    recording = preprocess(raw, "lupin")
+    with held_for_sorter(recording, radius_um=100.0, seed=0) as held:
+        held.W = held.W * 2.0  # not the matrix the traces were whitened with
+        assert held.unwhiten() is None
+
+
+def test_a_sharing_preset_turns_the_sorters_filter_off_only_for_held_traces(tiny, tmp_path, monkeypatch):
+    import spikeinterface.sorters as ss
+
+    _, _, truth, _, raw = tiny
+    seen = {}
+
+    def fake_run_sorter(name, rec, **kwargs):
+        seen.update(name=name, params=kwargs)
+        return truth
+
+    monkeypatch.setattr(ss, "run_sorter", fake_run_sorter)
+    assert shares_traces("lupin_filter_once") and not shares_traces("cpu_default")
+    run_sorter(raw, "lupin_filter_once", tmp_path / "raw", n_jobs=1)  # too large to hold: the sorter filters
+    assert seen["params"].get("apply_preprocessing", True) is True
+    run_sorter(raw, "lupin_filter_once", tmp_path / "held", n_jobs=1, preprocessed=True)
+    assert seen["params"]["apply_preprocessing"] is False and seen["params"]["seed"] == 0
+    with pytest.raises(ValueError, match="filters the raw traces itself"):
+        run_sorter(raw, "cpu_default", tmp_path / "no", n_jobs=1, preprocessed=True)
+
+
+@pytest.mark.slow
+def test_filter_once_preset_sorts_the_held_traces(tiny, tmp_path):
+    """lupin on brainobs's held, whitened traces finds the truth as lupin on the raw file does; its folder
+    opens later (the held input is recorded as its lazy chain)."""
+    import json
+
+    import spikeinterface.sorters as ss
+
+    from brainobs.populate.ephys.spike_sorting import SORTER_FOLDER, spike_sorting
+    from brainobs.schemas.ephys import sorting_params
+
+    _, _, truth, truth_units, raw = tiny
+    units = spike_sorting(raw, sorting_params("lupin_filter_once"), tmp_path, n_jobs=1)
+    folder = tmp_path / SORTER_FOLDER
+    sorter_params = json.loads((folder / "spikeinterface_params.json").read_text())["sorter_params"]
+    assert sorter_params["apply_preprocessing"] is False
+    read_back = ss.read_sorter_folder(folder)  # registers the recorded input: it must load in a new process too
+    recorded = si.load(folder / "spikeinterface_recording.json")
+    assert type(recorded).__name__ == "WhitenRecording" and read_back.has_recording()
+    assert "BandpassFilterRecording" in str(recorded.to_dict(recursive=True))
+    score = score_sorting(read_back, truth, truth_units)
+    assert score.fraction_high_snr_well_detected >= 0.7
+    assert len(units) and (units["quality"] == "good").sum() >= 3
+    for waveform in units["mean_waveform"]:
+        assert waveform.shape == (82, 16) and np.isfinite(waveform).all()
 
 
 def test_curation_on_held_traces_equals_lazy(tiny, tmp_path):

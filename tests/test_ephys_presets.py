@@ -122,3 +122,15 @@ def test_preprocess_chain():
     assert "PhaseShift" in repr(preprocess(recording, "bandpass").get_parent().get_parent())
     with pytest.raises(ValueError, match="filter must be one of"):
         preprocess(recording, {"filter": "lowpass", "freq_min": 1, "common_reference": None})
+
+
+def test_filter_once_preset_is_lupins_own_chain():
+    """lupin_filter_once hands lupin brainobs's traces: they must be lupin's own filter and whitening."""
+    lupin = ss.get_default_sorter_params("lupin")
+    preset, chain = SORTER_PRESETS["lupin_filter_once"], PREPROCESSING_PRESETS["lupin"]
+    assert preset["preprocessing"] == "lupin" and preset["sorter_name"] == "lupin"
+    assert preset["shared_whitening_radius_um"] == lupin["whitening_radius_um"]
+    assert (chain["freq_min"], chain["freq_max"]) == (lupin["freq_min"], lupin["freq_max"])
+    assert (chain["filter"], chain["ftype"], chain["filter_order"]) == ("bandpass", "bessel", 2)
+    assert chain["common_reference"] == "median" and chain["reference_min_channels"] == 32
+    assert not lupin["apply_motion_correction"]  # lupin corrects motion only on its own chain

@@ -1,6 +1,9 @@
-"""Preprocessing: what the sorter reads (the raw traces; it filters them itself) and brainobs's own chain
-for waveforms, amplitudes and PCs (scale to uV, phase shift, high-pass or band-pass, common median reference),
-held in memory up to a bound."""
+"""Preprocessing: what the sorter reads and brainobs's own chain for waveforms, amplitudes and PCs (scale to uV,
+phase shift, high-pass or band-pass, common median reference), held in memory up to a bound.
+
+A sorter reads either the raw traces (it filters them itself) or, for a preset that shares its filtering
+(`sorting.shares_traces`), brainobs's chain whitened as the sorter would (`held_for_sorter`): the traces are
+then filtered once, and unwhitened in place for the waveform passes."""
 
 from __future__ import annotations
 
@@ -8,10 +11,12 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import spikeinterface.preprocessing as spre
-from spikeinterface.core import BaseRecording
+from spikeinterface.core import BaseRecording, get_random_data_chunks
 from spikeinterface.core.numpyextractors import NumpyRecordingSegment
 
 from brainobs.populate.ephys.presets import PREPROCESSING_PRESETS
@@ -20,11 +25,16 @@ FILTERS = ("highpass", "bandpass")
 CACHE_MAX_BYTES = 8 * 2**30  # default bound on the float32 bytes of a preprocessed recording held in memory
 CACHE_ENV = "BRAINOBS_EPHYS_CACHE_BYTES"  # overrides CACHE_MAX_BYTES; 0 always reads lazily, chunk by chunk
 REFERENCES = ("median", "average", None)
+UNWHITEN_CHUNK_SAMPLES = 30_000  # samples (un)whitened per step (one temporary chunk of this many rows)
+WHITENING_EPS = 1e-16  # SpikeInterface's whitening regularisation for traces whose median square is at least 1
+UNWHITEN_TOLERANCE = 1e-3  # the largest error of unwhitened traces, as a fraction of their standard deviation
 
 
 def preprocess(recording: BaseRecording, params: Mapping | str = "allen") -> BaseRecording:
     """A lazy float32 uV recording: phase shift (only when the recording has inter-sample shifts, e.g.
-    SpikeGLX Neuropixels), then the filter, then the common reference across all channels."""
+    SpikeGLX Neuropixels), then the filter (`ftype`, default Butterworth, of `filter_order`, default 5, run
+    forward and backward), then the common reference across all channels (only from
+    `reference_min_channels` channels on, default 0)."""
     params = PREPROCESSING_PRESETS[params] if isinstance(params, str) else params
     if params["filter"] not in FILTERS:
         raise ValueError(f"filter must be one of {FILTERS}, got {params['filter']!r}")
@@ -33,22 +43,24 @@ def preprocess(recording: BaseRecording, params: Mapping | str = "allen") -> Bas
     rec = spre.scale_to_uV(recording) if recording.has_scaleable_traces() else spre.astype(recording, "float32")
     if has_inter_sample_shift(rec):
         rec = spre.phase_shift(rec)
+    design = {"ftype": params.get("ftype", "butter"), "filter_order": params.get("filter_order", 5)}
     if params["filter"] == "highpass":
-        rec = spre.highpass_filter(rec, freq_min=params["freq_min"])
+        rec = spre.highpass_filter(rec, freq_min=params["freq_min"], **design)
     else:
-        rec = spre.bandpass_filter(rec, freq_min=params["freq_min"], freq_max=params["freq_max"])
-    if params["common_reference"] is not None:
+        rec = spre.bandpass_filter(rec, freq_min=params["freq_min"], freq_max=params["freq_max"], **design)
+    referenced = rec.get_num_channels() >= params.get("reference_min_channels", 0)
+    if params["common_reference"] is not None and referenced:
         rec = spre.common_reference(rec, reference="global", operator=params["common_reference"])
     return rec
 
 
 def sorter_input(recording: BaseRecording) -> BaseRecording:
-    """The recording a sorter reads: the raw traces, phase-shifted when the channels were not sampled together.
+    """The raw recording a sorter that filters on its own reads, phase-shifted when the channels were not
+    sampled together (the phase shift is no sorter's own step).
 
-    Every sorter preset filters, references and whitens on its own (lupin: 2nd-order Bessel band-pass
-    150-7000 Hz, common median reference from 32 channels, local whitening), so brainobs's chain (`preprocess`)
-    is not applied before it: each sample is filtered once for sorting, as a bare ``run_sorter`` on the raw
-    file does, and once by `preprocess` for the waveform passes. The phase shift is no sorter's own step.
+    Such a sorter (lupin: 2nd-order Bessel band-pass 150-7000 Hz, common median reference from 32 channels,
+    local whitening) filters each sample once for sorting, as a bare ``run_sorter`` on the raw file does, and
+    `preprocess` once more for the waveform passes. A preset that shares its filtering reads `held_for_sorter`.
     """
     return spre.phase_shift(recording) if has_inter_sample_shift(recording) else recording
 
@@ -126,14 +138,122 @@ def held_in_memory(
     memory is yielded as it is, lazy: each pass then filters the chunks it reads, with the same results, in
     bounded memory. Leaving the block drops the key: the traces are freed once nothing else refers to them.
     """
-    max_bytes = cache_max_bytes() if max_bytes is None else max_bytes
-    size = recording.get_total_samples() * recording.get_num_channels() * recording.get_dtype().itemsize
-    if size > min(max_bytes, available_memory() // 4):
+    key = _hold(recording, max_bytes, n_jobs)
+    if key is None:
         yield recording
         return
-    key = uuid.uuid4().hex
-    _HELD[key] = recording.save(format="memory", n_jobs=n_jobs, progress_bar=False)
     try:
         yield HeldRecording(key)
     finally:
         del _HELD[key]
+
+
+@dataclass
+class SorterTraces:
+    """Preprocessed traces held once in memory for a sorter and then for the waveform passes.
+
+    `whitened` is what the sorter reads (its own filtering and whitening turned off); `unwhiten` turns the same
+    arrays, in place, back into the preprocessed uV traces (the whitening matrix inverted), for the passes
+    after the sorter. W is the whitening matrix (traces @ W), `recording` the lazy preprocessed chain.
+    """
+
+    key: str
+    W: np.ndarray
+    radius_um: float
+    recording: BaseRecording
+
+    @property
+    def whitened(self) -> HeldRecording:
+        return HeldRecording(self.key)
+
+    def record_in(self, sorter_folder: Path) -> None:
+        """Replace the held recording the sorter recorded in its folder (valid only in this process) with its
+        lazy equivalent, the preprocessed chain whitened by W, so that the folder opens later
+        (``read_sorter_folder``)."""
+        (sorter_folder / "spikeinterface_recording.pickle").unlink(missing_ok=True)
+        lazy = spre.whiten(self.recording, dtype="float32", mode="local", radius_um=self.radius_um, W=self.W)
+        if lazy.check_serializability("json"):
+            lazy.dump(sorter_folder / "spikeinterface_recording.json")
+        else:
+            lazy.dump(sorter_folder / "spikeinterface_recording.pickle", relative_to=sorter_folder)
+
+    def unwhiten(self) -> HeldRecording | None:
+        """The held traces multiplied back by the inverse of W in place; None (and the traces dropped) when
+        that does not give the preprocessed traces back within UNWHITEN_TOLERANCE of their spread, as with a
+        dead channel's near-singular whitening: read `recording` then."""
+        _multiply_in_place(_HELD[self.key], np.linalg.inv(self.W.astype(np.float64)).astype(np.float32))
+        if not self._matches_recording():
+            del _HELD[self.key]
+            return None
+        return HeldRecording(self.key)
+
+    def _matches_recording(self) -> bool:
+        """The unwhitened traces of one second in the middle of segment 0 against a lazy read of `recording`
+        (the filter's chunk-edge effects, under 0.01 uV, are far inside the tolerance)."""
+        samples = self.recording.get_num_samples(segment_index=0)
+        width = min(samples, int(self.recording.get_sampling_frequency()))
+        start = (samples - width) // 2
+        expected = self.recording.get_traces(segment_index=0, start_frame=start, end_frame=start + width)
+        held = _HELD[self.key].get_traces(segment_index=0, start_frame=start, end_frame=start + width)
+        spread = float(np.std(expected)) or 1.0
+        return float(np.max(np.abs(held - expected), initial=0.0)) <= UNWHITEN_TOLERANCE * spread
+
+
+@contextmanager
+def held_for_sorter(
+    recording: BaseRecording, *, radius_um: float, seed: int | None, max_bytes: int | None = None, n_jobs: int = 1
+) -> Iterator[SorterTraces | None]:
+    """``recording`` (lazy, preprocessed) computed once into memory and whitened there as SpikeInterface's
+    sorters whiten (`whitening_matrix`), in place of the sorter's own cache of its whitened traces; None when
+    it does not fit (the bound of `held_in_memory`): the sorter then filters the raw traces itself. Leaving
+    the block drops the traces."""
+    key = _hold(recording, max_bytes, n_jobs)
+    if key is None:
+        yield None
+        return
+    try:
+        W = whitening_matrix(HeldRecording(key), radius_um=radius_um, seed=seed)
+        _multiply_in_place(_HELD[key], W)
+        yield SorterTraces(key=key, W=W, radius_um=radius_um, recording=recording)
+    finally:
+        _HELD.pop(key, None)
+
+
+def _hold(recording: BaseRecording, max_bytes: int | None, n_jobs: int) -> str | None:
+    """``recording`` computed into memory under a new key of _HELD; None when its float32 size is above
+    max_bytes (default `cache_max_bytes()`) or a quarter of the available memory."""
+    max_bytes = cache_max_bytes() if max_bytes is None else max_bytes
+    size = recording.get_total_samples() * recording.get_num_channels() * np.dtype(np.float32).itemsize
+    if size > min(max_bytes, available_memory() // 4):
+        return None
+    key = uuid.uuid4().hex
+    _HELD[key] = recording.save(format="memory", n_jobs=n_jobs, progress_bar=False)
+    return key
+
+
+def whitening_matrix(recording: BaseRecording, *, radius_um: float, seed: int | None) -> np.ndarray:
+    """The matrix W of SpikeInterface's local whitening (traces @ W) as lupin computes it, `whiten(mode="local",
+    radius_um, seed)`: from the same random chunks, read here from held traces instead of filtered again.
+    SpikeInterface's regularisation eps is 1e-16 unless the median square of the chunks is below 1 (then it is
+    derived from that median): `eps` is given when a count shows the median is not below 1, which spares the
+    median of every sampled value (4 s at 384 channels)."""
+    eps = None if _median_square_below_one(recording, seed) else WHITENING_EPS
+    whitened = spre.whiten(recording, dtype="float32", mode="local", radius_um=radius_um, seed=seed, eps=eps)
+    return np.asarray(whitened._kwargs["W"], dtype=np.float32)
+
+
+def _median_square_below_one(recording: BaseRecording, seed: int | None) -> bool:
+    """Whether most of whitening's random chunks (the same draw) are within (-1, 1), counted chunk by chunk (the
+    chunks are freed before SpikeInterface draws its own copy)."""
+    chunks = get_random_data_chunks(recording, concatenated=False, return_in_uV=False, seed=seed)
+    return 2 * sum(np.count_nonzero(np.abs(chunk) < 1.0) for chunk in chunks) > sum(chunk.size for chunk in chunks)
+
+
+def _multiply_in_place(recording: BaseRecording, matrix: np.ndarray) -> None:
+    """Every segment's traces (a held, shared-memory save) replaced by traces @ matrix, chunk by chunk."""
+    for index in range(recording.get_num_segments()):
+        traces = recording.get_traces(segment_index=index)
+        traces.flags.writeable = True  # a shared-memory save is handed out read-only; this process owns it
+        for start in range(0, traces.shape[0], UNWHITEN_CHUNK_SAMPLES):
+            block = traces[start : start + UNWHITEN_CHUNK_SAMPLES]
+            block[:] = block @ matrix

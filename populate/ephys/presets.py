@@ -10,6 +10,16 @@ PREPROCESSING_PRESETS: dict[str, dict] = {
     # Allen: common-median reference before the sorter, which filters and whitens on its own.
     "allen": {"filter": "highpass", "freq_min": 300.0, "freq_max": None, "common_reference": "median"},
     "bandpass": {"filter": "bandpass", "freq_min": 300.0, "freq_max": 6000.0, "common_reference": "median"},
+    # lupin's own chain (SpikeInterface 0.105), for the preset that filters once for sorting and waveforms
+    "lupin": {
+        "filter": "bandpass",
+        "freq_min": 150.0,
+        "freq_max": 7000.0,
+        "ftype": "bessel",
+        "filter_order": 2,
+        "common_reference": "median",
+        "reference_min_channels": 32,
+    },
 }
 
 # The CPU default was chosen on a generated recording (docs/formats/ephys.md, "Sorter choice"): lupin reached
@@ -18,6 +28,16 @@ PREPROCESSING_PRESETS: dict[str, dict] = {
 SORTER_PRESETS: dict[str, dict] = {
     "cpu_default": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
     "lupin": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
+    # lupin reading brainobs's traces: its own chain (PREPROCESSING_PRESETS["lupin"]) run once, whitened as lupin
+    # does (local, 100 um), held in memory for the sorter and, unwhitened, for the waveforms
+    "lupin_filter_once": {
+        "sorter_name": "lupin",
+        "params": {"seed": 0},
+        "requires_gpu": False,
+        "requires_packages": [],
+        "preprocessing": "lupin",
+        "shared_whitening_radius_um": 100.0,
+    },
     "tridesclous2": {
         "sorter_name": "tridesclous2",
         "params": {"seed": 0},

@@ -67,8 +67,19 @@ def sorter_problems(preset: Mapping | str) -> list[str]:
     return problems
 
 
+def shares_traces(preset: Mapping | str) -> bool:
+    """True when the preset's sorter reads brainobs's traces, whitened (`preprocessing.held_for_sorter`, with the
+    preset's `shared_whitening_radius_um`), with its own filtering off, instead of the raw ones."""
+    return "shared_whitening_radius_um" in resolve_sorter_preset(preset)
+
+
 def run_sorter(
-    recording: BaseRecording, preset: Mapping | str, output_folder: Path, *, n_jobs: int | None = None
+    recording: BaseRecording,
+    preset: Mapping | str,
+    output_folder: Path,
+    *,
+    n_jobs: int | None = None,
+    preprocessed: bool = False,
 ) -> BaseSorting:
     """Sort `recording` into `output_folder` (replaced if present) and return the sorting, held in memory.
 
@@ -76,6 +87,8 @@ def run_sorter(
     when it crashes (the sorter's log stays in output_folder). With n_jobs, BLAS/OpenMP threads are capped
     at n_jobs too, so a worker uses the cores it was given and no more. `recording` is the raw one
     (`preprocessing.sorter_input`): a preset that turns the sorter's own filtering off is refused (ValueError).
+    With preprocessed=True it is a shared preset's whitened traces (`preprocessing.held_for_sorter`), and the
+    sorter's own filtering is turned off (`SORTER_PREPROCESSING_OFF`).
     The sorter runs in this process (its imports and compiled kernels serve the waveform passes after it),
     with the objects alive before it frozen out of the garbage collector's passes (a worker holds four times
     the objects of a bare SpikeInterface process: collections took 3.4 s of a 33 s lupin run, 2.7 s frozen);
@@ -92,6 +105,10 @@ def run_sorter(
     if problems:
         raise SorterUnavailableError("; ".join(problems))
     params = dict(preset.get("params", {}))
+    if preprocessed:
+        if not shares_traces(preset):
+            raise ValueError(f"sorter preset for {preset['sorter_name']} filters the raw traces itself")
+        params["apply_preprocessing"] = False
     if n_jobs is not None:
         params["job_kwargs"] = {**params.get("job_kwargs", {}), "n_jobs": n_jobs}
     name = preset["sorter_name"]
