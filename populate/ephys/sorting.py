@@ -88,7 +88,7 @@ def run_sorter(
     at n_jobs too, so a worker uses the cores it was given and no more. `recording` is the raw one
     (`preprocessing.sorter_input`): a preset that turns the sorter's own filtering off is refused (ValueError).
     With preprocessed=True it is a shared preset's whitened traces (`preprocessing.held_for_sorter`), and the
-    sorter's own filtering is turned off (`SORTER_PREPROCESSING_OFF`).
+    sorter's own filtering is turned off (`apply_preprocessing: false`, the SpikeInterface sorters' switch).
     The sorter runs in this process (its imports and compiled kernels serve the waveform passes after it),
     with the objects alive before it frozen out of the garbage collector's passes (a worker holds four times
     the objects of a bare SpikeInterface process: collections took 3.4 s of a 33 s lupin run, 2.7 s frozen);
