@@ -106,7 +106,8 @@ def test_units_of_a_probe_without_target_are_not_all_outside_the_brain(seeded):
     assert len(units) > 0 and units["in_brain"].all()
     with pytest.warns(UserWarning, match="no targeted_structure"):
         behavior = api.units(preset="visual_behavior")
-    assert len(behavior) == len(units)
+    # the preset drops noise clusters, and nothing for lack of a target (how many are noise varies by sorting)
+    assert len(behavior) > 0 and len(behavior) == (units["quality"] == "good").sum()
 
 
 def test_api_warns_when_qc_withholds_an_experiment(seeded):

@@ -323,3 +323,33 @@ def test_status_reports_throughput():
     worker.run()
     status = worker.status("idle")
     assert status.jobs_done == 5 and status.jobs_per_min == pytest.approx(5 * 60 / 1.0)
+
+
+def test_a_queue_whose_tables_fail_to_attach_is_still_starting():
+    """Opening a job table queries the server; when that fails mid-attach (the server went away between
+    connecting and opening), the queue is not half attached: reconnecting loads the tables again."""
+    from brainobs.worker.queue import TableQueue
+
+    server = {"up": False}
+
+    class Connection:
+        def query(self, sql, reconnect=True):
+            if not server["up"]:
+                raise ConnectionError("server closed the connection unexpectedly")
+
+    class Movie:
+        connection = Connection()
+
+        @property
+        def jobs(self):
+            Movie.connection.query("CREATE TABLE IF NOT EXISTS `~~movie`")
+            return "jobs of Movie"
+
+    queue = TableQueue(lambda: [Movie])
+    with pytest.raises(ConnectionError) as lost:
+        queue.reconnect()
+    assert queue.connection_lost(lost.value) and queue.tables() == []
+    server["up"] = True
+    queue.reconnect()
+    assert queue.tables() == ["test_worker_loop.Movie"] and queue.connection is Movie.connection
+    assert not queue.connection_lost(RuntimeError("a bug in a make"))

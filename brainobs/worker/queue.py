@@ -410,10 +410,12 @@ class TableQueue:
     def _attach(self, tables: Sequence[type[dj.Table]]) -> None:
         if not tables:
             raise WorkerSetupError("a worker needs at least one computed table")
-        self._tables = {table_label(t): t() for t in tables}
-        self._jobs = {label: table.jobs for label, table in self._tables.items()}
-        self._ready: dict[str, list[dict]] = {label: [] for label in self._tables}
-        self.connection = next(iter(self._tables.values())).connection
+        made = {table_label(t): t() for t in tables}
+        jobs = {label: table.jobs for label, table in made.items()}  # may query, and fail, while the server is away
+        connection = next(iter(made.values())).connection
+        # attached only whole: `connection_lost` and `reconnect` read a half-attached queue as a started one
+        self._ready: dict[str, list[dict]] = {label: [] for label in made}
+        self._jobs, self.connection, self._tables = jobs, connection, made
 
     def tables(self) -> list[str]:
         return list(self._tables)
