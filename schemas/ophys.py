@@ -642,12 +642,13 @@ class EventDetection(dj.Computed):
 
 
 def run_decrosstalk(key: dict, partner: int, params: dict) -> decrosstalk.DecrosstalkResult:
-    """The core's decrosstalk of the plane against its partner with ``params``: both registered movies, and for
-    the image-based method both raw movies and this plane's registration offsets."""
+    """The core's decrosstalk of the plane against its partner with ``params``: both registered movies, and
+    when the partner is read at this plane's scan points (``decrosstalk.reads_raw_pair``) both raw movies and
+    this plane's registration offsets."""
     keys = (key, {**key, "experiment_id": partner})
     movie, paired_movie = (open_registered(k)[0] for k in keys)
     plane_rois = roi_records(key)
-    if params.get("decrosstalk_method", "ica") != "image":  # Allen's ICA reads the registered movies only
+    if not decrosstalk.reads_raw_pair(params):  # ophys_etl's ICA reads the registered movies only
         return decrosstalk.decrosstalk_plane(movie, paired_movie, plane_rois, params)
     offsets = tuple(np.asarray(v) for v in (MotionCorrection & key).fetch1("y_offset", "x_offset"))
     raw, paired_raw = (stores.raw_path((Experiment & k).fetch1("movie_file")) for k in keys)
@@ -657,12 +658,12 @@ def run_decrosstalk(key: dict, partner: int, params: dict) -> decrosstalk.Decros
         )
 
 
-def decrosstalk_as(key: dict, preset: str) -> decrosstalk.DecrosstalkResult:
+def decrosstalk_as(key: dict, preset: str, **overrides: object) -> decrosstalk.DecrosstalkResult:
     """The plane's stored Decrosstalk row rerun on the same ROIs and movies with the ``decrosstalk_*``
-    parameters of another preset: two methods compared on the same ROIs (benchmarks, tests)."""
+    parameters of another preset, then ``overrides``: methods compared on the same ROIs (benchmarks, tests)."""
     partner = (Decrosstalk & key).fetch1("paired_experiment_id")
     method = {name: value for name, value in OPHYS_PRESETS[preset][0].items() if name.startswith("decrosstalk_")}
-    return run_decrosstalk(key, partner, {**_params(key), **method})
+    return run_decrosstalk(key, partner, {**_params(key), **method, **overrides})
 
 
 @schema

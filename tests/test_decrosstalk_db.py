@@ -97,6 +97,22 @@ def test_image_based_method_on_the_same_rois(multiplane):
     assert total.precision >= 0.75 and total.recall >= 0.75, total
 
 
+def test_allens_ica_with_paired_plane_registration(multiplane):
+    """Allen's ICA reading the partner's raw movie at this plane's scan points (``decrosstalk_paired_movie``
+    "signal_offsets") on the same ROIs: the ghosts are found as well as the bound held for the default."""
+    from brainobs import api
+    from brainobs.schemas import ophys
+
+    scores = []
+    for key in ophys.Decrosstalk.proj().to_dicts(order_by="experiment_id"):
+        result = ophys.decrosstalk_as(key, "allen", decrosstalk_paired_movie="signal_offsets")
+        assert result.converged.any() and 0.0 < result.crosstalk < 0.3, key
+        labels = dict(zip(ophys.roi_ids(key), result.labels, strict=True))
+        scores.append(api.score_decrosstalk(key["experiment_id"], multiplane, labels=labels))
+    total = scores[0] + scores[1]
+    assert total.n_ghosts >= 3 and total.precision >= 0.75 and total.recall >= 0.75, total
+
+
 def test_api_shows_plane_group_and_order(multiplane):
     from brainobs import api
 

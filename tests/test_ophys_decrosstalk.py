@@ -199,6 +199,35 @@ def test_partner_traces_follow_this_planes_registration():
         dx.mask_traces_registered_by(raw, records_from_masks(mask), y_offset[:2], x_offset)
 
 
+def test_ica_can_read_the_partner_at_this_planes_scan_points():
+    """With decrosstalk_paired_movie "signal_offsets" Allen's ICA reads the partner's raw movie moved by this
+    plane's offsets (paired-plane registration), not the partner's own registered movie."""
+    from brainobs.populate.ophys.rois import records_from_masks
+
+    signal, crosstalk = plane_pair(np.random.default_rng(4), 4000, 0.15, 0.1)
+    n_roi, n_frames = signal.shape
+    movie, partner_raw = (t.T.reshape(n_frames, 1, n_roi) for t in (signal, crosstalk))  # ROI i on pixel (0, i)
+    masks = np.zeros((n_roi, 1, n_roi), dtype=bool)
+    masks[np.arange(n_roi), 0, np.arange(n_roi)] = True
+    rois = records_from_masks(masks)
+    misregistered = np.roll(partner_raw, 1, axis=2)  # the partner's own registration one pixel off
+    still = (np.zeros(n_frames), np.zeros(n_frames))
+    params = {**PARAMS, "decrosstalk_paired_movie": "signal_offsets"}
+    moved = dx.decrosstalk_plane(movie, misregistered, rois, params, (movie, partner_raw), still)
+    expected = dx.decrosstalk_traces(signal, crosstalk, PARAMS)
+    assert moved.labels == expected.labels and moved.labels[:4] == [()] * 4
+    np.testing.assert_allclose(moved.mixing, expected.mixing, atol=0.01)  # traces summed in another order
+    registered = dx.decrosstalk_plane(movie, misregistered, rois, PARAMS)
+    assert not np.allclose(registered.mixing, expected.mixing, equal_nan=True)
+    with pytest.raises(ValueError, match="raw movies"):
+        dx.decrosstalk_plane(movie, misregistered, rois, params)
+    with pytest.raises(ValueError, match="'registered' or 'signal_offsets'"):
+        dx.decrosstalk_plane(movie, misregistered, rois, {**PARAMS, "decrosstalk_paired_movie": "own"})
+    image = {**PARAMS, "decrosstalk_method": "image", "decrosstalk_paired_movie": "registered"}
+    with pytest.raises(ValueError, match="does not apply"):
+        dx.decrosstalk_plane(movie, misregistered, rois, image, (movie, partner_raw), still)
+
+
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="must both be"):
         dx.decrosstalk_traces(np.zeros((2, 10)), np.zeros((3, 10)), PARAMS)

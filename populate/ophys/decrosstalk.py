@@ -352,11 +352,13 @@ def decrosstalk_plane(
 ) -> DecrosstalkResult:
     """Decrosstalk the ROIs of the signal plane against its paired plane (both registered movies, same shape).
 
-    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA on the masks' traces in both registered movies, the
-    default) or "image": the pair's mixing estimated from ``raw_pair``, the two planes' raw movies (a raw pixel
-    of both is the same scan point), and the partner's traces taken from its raw movie moved by this plane's
-    registration ``offsets`` (y, x per frame), so that both traces of an ROI see the same scan points whatever
-    the partner's own registration did."""
+    ``decrosstalk_method``: "ica" (Allen's per-ROI ICA on the masks' traces in both movies, the default) or
+    "image": the pair's mixing estimated from ``raw_pair``, the two planes' raw movies (a raw pixel of both is
+    the same scan point). ``decrosstalk_paired_movie`` says which movie of the partner the masks read:
+    "registered", its own registered movie (ophys_etl's production decrosstalk; the ICA default), or
+    "signal_offsets", its raw movie moved by this plane's registration ``offsets`` (y, x per frame), as Allen's
+    later paired-plane registration does, so both traces of an ROI see the same scan points whatever the
+    partner's own registration did (always so for "image")."""
     if tuple(signal_movie.shape) != tuple(paired_movie.shape):
         raise ValueError(
             f"the paired planes' movies differ in shape: {tuple(signal_movie.shape)} and {tuple(paired_movie.shape)}"
@@ -365,11 +367,32 @@ def decrosstalk_plane(
     if method not in ("ica", "image"):
         raise ValueError(f"decrosstalk_method must be 'ica' or 'image', got {method!r}")
     signal = mask_traces(signal_movie, rois)
-    if method == "ica":
+    if not reads_raw_pair(params):
         return decrosstalk_traces(signal, mask_traces(paired_movie, rois), params)
     if raw_pair is None or offsets is None:
         raise ValueError(
-            "the image-based decrosstalk needs both planes' raw movies and this plane's registration offsets"
+            f"decrosstalk_method {method!r} with decrosstalk_paired_movie {paired_movie_source(params)!r} needs both "
+            "planes' raw movies and this plane's registration offsets"
         )
-    pair = estimate_pair_crosstalk(*raw_pair, params)
-    return decrosstalk_traces(signal, mask_traces_registered_by(raw_pair[1], rois, *offsets), params, pair)
+    crosstalk = mask_traces_registered_by(raw_pair[1], rois, *offsets)
+    pair = estimate_pair_crosstalk(*raw_pair, params) if method == "image" else None
+    return decrosstalk_traces(signal, crosstalk, params, pair)
+
+
+def paired_movie_source(params: dict[str, Any]) -> str:
+    """Which movie of the partner the masks read: "registered" or "signal_offsets" (module docstring)."""
+    default = "signal_offsets" if params.get("decrosstalk_method", "ica") == "image" else "registered"
+    source = params.get("decrosstalk_paired_movie", default)
+    if source not in ("registered", "signal_offsets"):
+        raise ValueError(f"decrosstalk_paired_movie must be 'registered' or 'signal_offsets', got {source!r}")
+    if source == "registered" and params.get("decrosstalk_method", "ica") == "image":
+        raise ValueError(
+            "the image-based decrosstalk reads the partner's raw movie: decrosstalk_paired_movie "
+            "'registered' does not apply to it"
+        )
+    return source
+
+
+def reads_raw_pair(params: dict[str, Any]) -> bool:
+    """Whether decrosstalk with ``params`` reads both planes' raw movies and this plane's offsets."""
+    return paired_movie_source(params) == "signal_offsets"
