@@ -183,6 +183,33 @@ def test_one_pair_matrix_unmixes_every_roi():
         dx.decrosstalk_plane(movie, movie, [], {**PARAMS, "decrosstalk_method": "image"})
 
 
+def test_slow_variance_leaves_the_frame_noise_out():
+    rng = np.random.default_rng(8)
+    slow = calcium(rng, 20000, decay=10.0) - 1.0  # transients of 10 frames under noise of twice their spread
+    assert dx.slow_variance(slow + rng.normal(0, 1.0, slow.size)) == pytest.approx(np.var(slow), rel=0.15)
+    assert dx.slow_variance(rng.normal(0, 1.0, 20000)) < 0.02
+
+
+def test_the_leak_test_finds_a_ghost_over_a_dim_cell_of_its_own():
+    """An ROI on a dim firing cell of its own plane and on a bright partner cell whose leaked light varies more:
+    Allen's test keeps it (its own events are independent), the leak test calls it a ghost; real cells stay."""
+    rng = np.random.default_rng(9)
+    n_frames, c_ab, c_ba = 4000, 0.2, 0.1
+    signal, crosstalk = plane_pair(rng, n_frames, c_ab, c_ba)  # 4 cells, 3 pure ghosts
+    dim, bright = 0.15 * (calcium(rng, n_frames) - 1.0), 3.0 * calcium(rng, n_frames)
+    a_here = 1.0 + dim + rng.normal(0, 0.03, n_frames)
+    signal = np.vstack([signal, a_here + c_ab * bright])
+    crosstalk = np.vstack([crosstalk, bright + c_ba * a_here])
+    pair = dxi.pair_mixing(c_ab, c_ba)
+    allen = dx.decrosstalk_traces(signal, crosstalk, PARAMS, pair_mixing=pair)
+    leak = dx.decrosstalk_traces(signal, crosstalk, {**PARAMS, "decrosstalk_leak_ratio": 0.4}, pair_mixing=pair)
+    assert allen.labels[-1] == () and leak.labels[-1] == (dx.GHOST,)
+    assert leak.labels[:7] == allen.labels[:7] and allen.labels[:3] == [()] * 3 and all(allen.labels[4:7])
+    mixing = np.array([[0.8, 0.2], [0.1, 0.9]])
+    assert dx.leak_ratio(mixing, np.zeros((2, 50))) == 0.0
+    assert dx.leak_ratio(mixing, np.vstack([np.zeros(50), np.sin(np.arange(50) / 5)])) == np.inf
+
+
 def test_partner_traces_follow_this_planes_registration():
     """Frame t of this plane's registered movie shows raw p + offset[t] at p: the partner's raw movie, moved by
     the same offsets, gives the traces of the same scan points (edges repeated)."""

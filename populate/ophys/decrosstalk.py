@@ -20,7 +20,10 @@ Labels (Allen's names): ``decrosstalk_invalid_raw`` (NaN or empty raw trace), ``
 
 The `enhanced` preset's alternative (``decrosstalk_method`` "image", `decrosstalk_image`) replaces the per-ROI ICA
 by one mixing matrix estimated for the pair from both raw movies, and reads each ROI's partner trace at the same
-scan points as its own; clipping, activity and the ghost test stay Allen's.
+scan points as its own; clipping and activity stay Allen's. Its ghost test adds the leak test
+(``decrosstalk_leak_ratio``): an unmixed ROI is also a ghost when the partner's light in its signal trace varies
+more than ``decrosstalk_leak_ratio`` times its own plane's (variances less the frame-to-frame noise), which
+finds ghosts that also cover a cell of their own plane and ghosts whose unmixed trace keeps events of its own.
 """
 
 from __future__ import annotations
@@ -134,6 +137,25 @@ def is_cell(signal: np.ndarray, crosstalk: np.ndarray, window: int) -> bool:
     return independent_frames(signal, crosstalk, window).size > 0
 
 
+def slow_variance(trace: np.ndarray) -> float:
+    """The variance of ``trace`` less its frame-to-frame noise: half the variance of successive differences,
+    from their median absolute deviation (transients, slow against the frame rate, barely move it); >= 0."""
+    steps = np.diff(trace)
+    noise = (1.4826 * np.median(np.abs(steps - np.median(steps)))) ** 2 / 2.0
+    return max(float(np.var(trace)) - noise, 0.0)
+
+
+def leak_ratio(mixing: np.ndarray, sources: np.ndarray) -> float:
+    """How much more the partner's light in an ROI's signal trace varies than its own plane's: the slow
+    variance of mixing[0, 1] x crosstalk source over that of mixing[0, 0] x signal source (inf when only the
+    partner's varies, 0 when neither does)."""
+    leaked = slow_variance(mixing[0, 1] * sources[1])
+    own = slow_variance(mixing[0, 0] * sources[0])
+    if own > 0:
+        return leaked / own
+    return np.inf if leaked > 0 else 0.0
+
+
 # ------------------------------------------------------------------------------------ unmixing
 
 
@@ -232,6 +254,7 @@ def decrosstalk_traces(
     n_roi, n_frames = signal.shape
     kernel, threshold = params["decrosstalk_event_kernel"], params["decrosstalk_event_threshold"]
     padding, window = params["decrosstalk_event_padding"], params["decrosstalk_ghost_window"]
+    leak = params.get("decrosstalk_leak_ratio")  # None: Allen's ghost test alone
 
     def active(trace: np.ndarray) -> np.ndarray:
         return active_frames(trace, kernel, threshold, padding)
@@ -290,7 +313,7 @@ def decrosstalk_traces(
             labels[i].add(INVALID_UNMIXED_ACTIVE)
             continue
         unmixed_ratio[i] = _ratio(unmixed[i], sources[i, 1], own)
-        if not is_cell(own, other, window):
+        if not is_cell(own, other, window) or (leak is not None and leak_ratio(mixing[i], sources[i]) > leak):
             labels[i].add(GHOST)
     share = np.median(mixing[converged, 0, 1]) if pair_mixing is None else pair_mixing[0, 1]
     return DecrosstalkResult(mixing, converged, unmixed, _sorted(labels), raw_ratio, unmixed_ratio, float(share))

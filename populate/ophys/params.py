@@ -16,8 +16,8 @@ on the motion border, neuropil contamination ratios by baseline regression, even
 deconvolution tuned on ground-truth movies, and the image-based decrosstalk of mesoscope pairs. Its extra keys
 (``registration_subpixel_rigid``, ``registration_subpixel_whitening``, ``traces_keep_motion_border``,
 ``neuropil_method``, ``events_method``, ``events_rise_time_s``, ``events_min_jump``, ``decrosstalk_method``,
-``decrosstalk_image_*``) are absent from the Allen presets, whose hashes therefore stay the same; the code reads
-them with Allen's behaviour as default.
+``decrosstalk_leak_ratio``, ``decrosstalk_image_*``) are absent from the Allen presets, whose hashes therefore stay
+the same; the code reads them with Allen's behaviour as default.
 """
 
 from __future__ import annotations
@@ -122,6 +122,10 @@ ENHANCED_OPHYS_PARAMS: dict[str, Any] = {
     # plane's registration (the same scan points; the planes are registered separately), then Allen's ghost
     # test (docs/methods.md)
     "decrosstalk_method": "image",
+    # and the leak test: an unmixed ROI whose partner's light varies more than 0.4 x its own plane's is a ghost
+    # too (chosen on seeds 3-5 of the multiplane preset, midway between the largest ratio of a true cell, 0.36,
+    # and the next true ghost's, 0.45; scored on seeds 0-2: docs/methods.md)
+    "decrosstalk_leak_ratio": 0.4,
     **IMAGE_PARAMS,
 }
 
