@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -316,15 +317,19 @@ def _run_worker(settings: Settings, modules: list[str], names: list[str], option
 
 
 def _run_local_workers(count: int, tables: list[str], modules: list[str]) -> int:
-    """Start ``count`` `brainobs worker --until-done` processes and forward stop signals to them; returns the
-    first non-zero exit status (negative: killed by that signal), or 0."""
+    """Start ``count`` `brainobs worker --until-done` processes, each with thread pools sized to its share of the
+    cores (`brainobs.worker.threads`), and forward stop signals to them; returns the first non-zero exit status
+    (negative: killed by that signal), or 0."""
     import signal
     import subprocess
+
+    from brainobs.worker.threads import shared_thread_env
 
     command = [sys.executable, "-m", "brainobs.cli", "worker", "--until-done", *tables]
     for module in modules:
         command += ["--module", module]
-    processes = [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
+    env = {**os.environ, **shared_thread_env(count, os.environ)}
+    processes = [subprocess.Popen(command, start_new_session=True, env=env) for _ in range(count)]
 
     def forward(signum, _frame):
         for process in processes:
@@ -347,7 +352,8 @@ def populate(
     modules: list[str] = typer.Option([], "--module", help=MODULES_HELP),
 ) -> None:
     """Populate the computed tables in dependency order: `brainobs worker --until-done`, in this process
-    (one worker) or in N processes (--workers N) that share the job queues. Either way the scheduler step
+    (one worker) or in N processes (--workers N) that share the job queues and the cores (each one's thread
+    pools sized to an even share, unless OMP_NUM_THREADS and kin are set). Either way the scheduler step
     selects new items for the default parameter sets; failed jobs are retried by the worker's policy and
     left in error after that (see `brainobs jobs errors` and `brainobs jobs retry`)."""
     from brainobs.worker.loop import WorkerOptions
