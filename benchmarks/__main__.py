@@ -20,6 +20,7 @@ QUICK = {
     "bench_matching": ["--frames", "700"],
     "bench_ophys": ["--frames", "700", "--size", "256", "--cells", "60", "--rois", "5", "--hours", "0.2"],
     "bench_ophys_accuracy": ["--presets", "demo"],
+    "bench_planes": ["--pairs", "1", "--size", "64"],
     "bench_workers": ["--jobs", "200", "--burn-jobs", "8", "--burn-s", "0.25"],
 }
 
