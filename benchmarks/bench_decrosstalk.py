@@ -28,6 +28,9 @@ from pathlib import Path
 from benchmarks import ingested_survey, load_average, populate, run_child
 
 TABLES = ["MotionCorrection", "Segmentation", "Decrosstalk"]
+# the prefix of each method's score rows, and its name in the totals
+METHODS = {"": "ICA (allen)", "image ": "image", "paired ": "ICA, partner at this plane's scan points"}
+ROI_SETS = (("valid", {}), ("all", {"valid_only": False}))
 
 
 def child_survey(seed: str) -> dict:
@@ -59,7 +62,7 @@ def child_survey(seed: str) -> dict:
                         vars(api.score_decrosstalk(experiment_id, summary.out_dir, **options, labels=given)).values()
                     )
                     for method, given in labels.items()
-                    for rois, options in (("valid", {}), ("all", {"valid_only": False}))
+                    for rois, options in ROI_SETS
                 }
                 rows.append(
                     {"experiment_id": experiment_id, "true": true_crosstalk[experiment_id],
@@ -105,7 +108,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child_survey(args.child[1])), flush=True)
         return
-    totals = {f"{m}{r}": [0, 0, 0, 0] for m in ("", "image ", "paired ") for r in ("valid", "all")}
+    totals = {f"{method}{rois}": [0, 0, 0, 0] for method in METHODS for rois, _ in ROI_SETS}
     image_errors = []
     for seed in args.seeds:
         result = run_child("benchmarks.bench_decrosstalk", "survey", seed)
@@ -122,13 +125,13 @@ def main() -> None:
             for name in totals:
                 rois, ghosts, flagged, correct = row[name]
                 print(f"    {name} ROIs {rois}: {ghosts} ghosts, {flagged} flagged, {correct} correct", flush=True)
-    for name, (rois, ghosts, flagged, correct) in totals.items():
-        method, _, kind = name.rpartition(" ")
-        method = {"image": "image", "paired": "ICA, partner at this plane's scan points"}.get(method, "ICA (allen)")
-        print(
-            f"total, {method}, {kind} ROIs ({rois}): ghost precision "
-            f"{_ratio(correct, flagged)} recall {_ratio(correct, ghosts)}"
-        )
+    for method, title in METHODS.items():
+        for kind, _ in ROI_SETS:
+            rois, ghosts, flagged, correct = totals[f"{method}{kind}"]
+            print(
+                f"total, {title}, {kind} ROIs ({rois}): ghost precision "
+                f"{_ratio(correct, flagged)} recall {_ratio(correct, ghosts)}"
+            )
     print(f"image-based crosstalk: largest error {max(image_errors):.3f} over {len(image_errors)} planes")
     with tempfile.TemporaryDirectory(prefix="bench-decrosstalk-traces-") as tmp:
         for seed in args.seeds:

@@ -404,11 +404,11 @@ def decrosstalk_plane(
 
 def paired_movie_source(params: dict[str, Any]) -> str:
     """Which movie of the partner the masks read: "registered" or "signal_offsets" (module docstring)."""
-    default = "signal_offsets" if params.get("decrosstalk_method", "ica") == "image" else "registered"
-    source = params.get("decrosstalk_paired_movie", default)
+    image = params.get("decrosstalk_method", "ica") == "image"
+    source = params.get("decrosstalk_paired_movie", "signal_offsets" if image else "registered")
     if source not in ("registered", "signal_offsets"):
         raise ValueError(f"decrosstalk_paired_movie must be 'registered' or 'signal_offsets', got {source!r}")
-    if source == "registered" and params.get("decrosstalk_method", "ica") == "image":
+    if source == "registered" and image:
         raise ValueError(
             "the image-based decrosstalk reads the partner's raw movie: decrosstalk_paired_movie "
             "'registered' does not apply to it"
