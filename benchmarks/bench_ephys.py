@@ -1,7 +1,7 @@
 """Spike sorting: our SpikeSorting (and UnitMetrics) against a plain run_sorter on the raw binary file.
 
     python -m benchmarks.bench_ephys [--quick] [--channels 64 384] [--cores 1 2] [--seconds 60]
-                                     [--preset cpu_default tridesclous2 spykingcircus2] [--repeats 2]
+                                     [--preset cpu_default lupin tridesclous2 spykingcircus2] [--repeats 2]
 
 For each channel count one generated Neuropixels recording (a one-probe survey with the `benchmark` preset's
 recording unless overridden) is written into a temporary folder. Then, for each preset and core count, each
@@ -10,7 +10,8 @@ malloc variables (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=17179869184, MALLOC
 
 - ours: the manifest is ingested into an embedded PostgreSQL under a temporary BRAINOBS_HOME, EphysRecording
   is populated (not timed) and paired with the preset's SortingParamSet row, then SpikeSorting (the sorter
-  on the raw traces in the worker's process, then duplicate removal, brainobs's preprocessing held in memory, mean
+  in the worker's process, on the raw traces or, for a preset that filters once, on brainobs's held traces,
+  then duplicate removal, brainobs's preprocessing held in memory, mean
   waveforms, amplitudes, SortingAnalyzer, rows) and UnitMetrics (the 23 Allen metrics) are populated and
   timed one after the other, with BRAINOBS_EPHYS_JOBS set to the core count; the sorter's own run time (its
   spikeinterface_log.json) is printed next to SpikeSorting's, so the rest is what brainobs adds;
@@ -25,7 +26,7 @@ runs --repeats times, ours and bare alternating; the ratios are of the medians, 
 the repeats. Peak memory is `PeakMemory`'s, the same for both: the measured process and its descendants (job
 workers), without the PostgreSQL server. Targets: SpikeSorting / bare <= 1.1 (SpikeSorting + UnitMetrics is
 printed too), peak memory ours / bare <= 1.2, equal accuracy within the spread. The default presets are the CPU ones
-(cpu_default is lupin with the same parameters, so `lupin` is measured once). --quick: lupin only,
+(cpu_default: lupin filtering once; lupin: the sorter filtering the raw traces itself). --quick: cpu_default only,
 64 channels x 10 s, 1 core, 2 repeats.
 """
 
@@ -220,7 +221,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=2)
-    cpu_presets = [name for name, preset in SORTER_PRESETS.items() if not preset["requires_gpu"] and name != "lupin"]
+    cpu_presets = [name for name, preset in SORTER_PRESETS.items() if not preset["requires_gpu"]]
     parser.add_argument(
         "--preset", nargs="+", default=cpu_presets, choices=sorted(SORTER_PRESETS), metavar="PRESET",
         help=f"sorter presets to measure, each through the pipeline and bare (of {sorted(SORTER_PRESETS)})",

@@ -75,6 +75,29 @@ def test_curate_truth_units(tiny):
     assert order[0, 1] > 0.5
 
 
+def test_pc_features_project_every_channel_on_one_temporal_basis(tiny):
+    """Each random spike on each channel of its unit, projected on the leading temporal PCs of all of them:
+    sklearn's PCA of the same waveforms, up to each component's sign, whatever the chunk size."""
+    from sklearn.decomposition import PCA
+
+    from brainobs.populate.ephys.metrics import temporal_pc_features
+
+    _, recording, truth, _, _ = tiny
+    analyzer = curate_units(recording, truth, with_metrics=False).analyzer
+    features = temporal_pc_features(analyzer, chunk_spikes=7)
+    waveforms = analyzer.get_extension("waveforms").get_data()
+    widths = analyzer.sparsity.mask.sum(axis=1)[
+        analyzer.get_extension("random_spikes").get_random_spikes()["unit_index"]
+    ]
+    assert features.shape == (len(waveforms), 3, waveforms.shape[2]) and features.dtype == np.float32
+    rows = np.concatenate([waveforms[i, :, :width].T for i, width in enumerate(widths)])
+    expected = PCA(n_components=3).fit_transform(rows.astype(np.float64))
+    got = np.concatenate([features[i, :, :width].T for i, width in enumerate(widths)])
+    signs = np.sign((got * expected).sum(axis=0))
+    np.testing.assert_allclose(got, expected * signs, atol=1e-3 * np.abs(expected).max())
+    assert all(not features[i, :, width:].any() for i, width in enumerate(widths))  # past a unit's channels
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["cpu_default", "tridesclous2", "spykingcircus2", "kilosort4"])
 def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
@@ -101,8 +124,8 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
 
 
 def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, monkeypatch):
-    """SpikeSorting's one core call: the sorter on the raw traces in output_dir/sorter, then the units
-    and the SortingAnalyzer (replacing a stale one) from brainobs's own chain."""
+    """SpikeSorting's one core call for a preset whose sorter filters (`lupin`): the sorter on the raw traces in
+    output_dir/sorter, then the units and the SortingAnalyzer (replacing a stale one) from brainobs's own chain."""
     from brainobs.populate.ephys import spike_sorting as core
     from brainobs.populate.ephys.presets import NOISE_TEMPLATE_PARAMS, PREPROCESSING_PRESETS, SORTER_PRESETS
 
@@ -119,7 +142,7 @@ def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, mo
     stale.write_text("from an earlier run")
     params = {
         "preprocessing": PREPROCESSING_PRESETS["allen"],
-        "sorter": SORTER_PRESETS["cpu_default"],
+        "sorter": SORTER_PRESETS["lupin"],
         "noise": NOISE_TEMPLATE_PARAMS,
     }
     units = core.spike_sorting(raw, params, tmp_path, n_jobs=1)
@@ -290,17 +313,17 @@ def test_a_sharing_preset_turns_the_sorters_filter_off_only_for_held_traces(tiny
         return truth
 
     monkeypatch.setattr(ss, "run_sorter", fake_run_sorter)
-    assert shares_traces("lupin_filter_once") and not shares_traces("cpu_default")
-    run_sorter(raw, "lupin_filter_once", tmp_path / "raw", n_jobs=1)  # too large to hold: the sorter filters
+    assert shares_traces("cpu_default") and not shares_traces("lupin")
+    run_sorter(raw, "cpu_default", tmp_path / "raw", n_jobs=1)  # too large to hold: the sorter filters
     assert seen["params"].get("apply_preprocessing", True) is True
-    run_sorter(raw, "lupin_filter_once", tmp_path / "held", n_jobs=1, preprocessed=True)
+    run_sorter(raw, "cpu_default", tmp_path / "held", n_jobs=1, preprocessed=True)
     assert seen["params"]["apply_preprocessing"] is False and seen["params"]["seed"] == 0
     with pytest.raises(ValueError, match="filters the raw traces itself"):
-        run_sorter(raw, "cpu_default", tmp_path / "no", n_jobs=1, preprocessed=True)
+        run_sorter(raw, "lupin", tmp_path / "no", n_jobs=1, preprocessed=True)
 
 
 @pytest.mark.slow
-def test_filter_once_preset_sorts_the_held_traces(tiny, tmp_path):
+def test_the_default_preset_sorts_the_held_traces(tiny, tmp_path):
     """lupin on brainobs's held, whitened traces finds the truth as lupin on the raw file does; its folder
     opens later (the held input is recorded as its lazy chain)."""
     import json
@@ -311,7 +334,7 @@ def test_filter_once_preset_sorts_the_held_traces(tiny, tmp_path):
     from brainobs.schemas.ephys import sorting_params
 
     _, _, truth, truth_units, raw = tiny
-    units = spike_sorting(raw, sorting_params("lupin_filter_once"), tmp_path, n_jobs=1)
+    units = spike_sorting(raw, sorting_params("cpu_default"), tmp_path, n_jobs=1)
     folder = tmp_path / SORTER_FOLDER
     sorter_params = json.loads((folder / "spikeinterface_params.json").read_text())["sorter_params"]
     assert sorter_params["apply_preprocessing"] is False

@@ -124,10 +124,10 @@ def test_preprocess_chain():
         preprocess(recording, {"filter": "lowpass", "freq_min": 1, "common_reference": None})
 
 
-def test_filter_once_preset_is_lupins_own_chain():
-    """lupin_filter_once hands lupin brainobs's traces: they must be lupin's own filter and whitening."""
+def test_the_default_preset_filters_once_with_lupins_own_chain():
+    """cpu_default hands lupin brainobs's traces: they must be lupin's own filter and whitening."""
     lupin = ss.get_default_sorter_params("lupin")
-    preset, chain = SORTER_PRESETS["lupin_filter_once"], PREPROCESSING_PRESETS["lupin"]
+    preset, chain = SORTER_PRESETS["cpu_default"], PREPROCESSING_PRESETS["lupin"]
     assert preset["preprocessing"] == "lupin" and preset["sorter_name"] == "lupin"
     assert preset["shared_whitening_radius_um"] == lupin["whitening_radius_um"]
     assert (chain["freq_min"], chain["freq_max"]) == (lupin["freq_min"], lupin["freq_max"])

@@ -2,10 +2,11 @@
 unit records, through the pure cores `allen_metrics` (quality) and `allen_waveforms` (waveform).
 
 The inputs Allen reads from Kilosort are built from the analyzer: spike times (s from sample 0), unit per
-spike (one template per unit), |spike amplitude| at the peak channel, and 3 principal components per
-channel (SpikeInterface, by_channel_local) of the random spikes (up to 500 per unit) on each unit's 32
-nearest channels (pc_feature_ind). Spike-train metrics use every spike; drift uses SpikeInterface's
-spike locations (um) as depths.
+spike (one template per unit), |spike amplitude| at the peak channel, and the projections of the random
+spikes (up to 500 per unit) on each unit's 32 nearest channels (pc_feature_ind) onto 3 temporal principal
+components shared by every channel, as Kilosort projects onto its global temporal PCs
+(`temporal_pc_features`). Spike-train metrics use every spike; drift uses SpikeInterface's spike locations
+(um) as depths.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ METRIC_COLUMNS = (
 )
 
 NUM_PCA_COMPONENTS = 3  # Kilosort's pc_features, used by Allen's PC metrics
+PC_CHUNK_SPIKES = 4096  # random spikes read per step of the temporal PCA (about 50 MB at 32 channels x 90 samples)
 
 
 def compute_unit_metrics(
@@ -44,9 +46,7 @@ def compute_unit_metrics(
     waveform_params: dict = WAVEFORM_METRIC_PARAMS,
 ) -> pd.DataFrame:
     """All METRIC_COLUMNS, one row per unit (index unit_id); `units` holds unit_id, peak_channel, snr and
-    mean_waveform (samples x every channel) per unit, as waveforms.unit_table gives.
-
-    Adds the principal components (3 per channel, from the stored waveforms) to the analyzer first. BLAS/OpenMP
+    mean_waveform (samples x every channel) per unit, as waveforms.unit_table gives. BLAS/OpenMP
     threads are capped at n_jobs: the many small SVDs, nearest-neighbour and silhouette passes ran ~10x slower
     with uncapped threads on a shared machine (400 s against 34 s for 30 units x 64 channels x 20 s)."""
     with threadpool_limits(limits=n_jobs):
@@ -54,13 +54,6 @@ def compute_unit_metrics(
 
 
 def _unit_metrics(analyzer: SortingAnalyzer, units: pd.DataFrame, params: dict, waveform_params: dict) -> pd.DataFrame:
-    if not analyzer.has_extension("principal_components"):
-        # in one process: SpikeInterface spreads the per-channel fits over a process pool when n_jobs > 1, which
-        # took 23.8 s against 3.1 s in one process for 137 units on 384 channels
-        analyzer.compute(
-            "principal_components", n_components=NUM_PCA_COMPONENTS, mode="by_channel_local", n_jobs=1,
-            progress_bar=False,
-        )  # fmt: skip
     units = units.set_index("unit_id").loc[list(analyzer.unit_ids)]
     quality = quality_metrics(analyzer, units["peak_channel"].to_numpy(), params)
     waveform = pd.DataFrame.from_dict(
@@ -93,7 +86,7 @@ def quality_metrics(analyzer: SortingAnalyzer, peak_channels: np.ndarray, params
     train = allen_metrics.spike_train_metrics(times, units, amplitudes, depths, params)
 
     random = analyzer.get_extension("random_spikes").get_random_spikes()
-    projections = analyzer.get_extension("principal_components").get_data()  # (spikes, PCs, sparse channels)
+    projections = temporal_pc_features(analyzer)  # (spikes, PCs, sparse channels)
     channels = analyzer.sparsity.unit_id_to_channel_indices
     pc_feature_ind = np.array([channels[u] for u in unit_ids], dtype=np.int64)
     width = pc_feature_ind.shape[1]
@@ -110,3 +103,40 @@ def quality_metrics(analyzer: SortingAnalyzer, peak_channels: np.ndarray, params
     table = pcs.join(train)
     table.index = pd.Index([unit_ids[i] for i in table.index], name="unit_id")
     return table.drop(columns="peak_channel")
+
+
+def temporal_pc_features(
+    analyzer: SortingAnalyzer, n_components: int = NUM_PCA_COMPONENTS, chunk_spikes: int = PC_CHUNK_SPIKES
+) -> np.ndarray:
+    """(random spikes, n_components, sparse channels) float32: each random spike's waveform on its unit's sparse
+    channels projected onto the n_components leading temporal principal components of all those waveforms
+    (every spike on every channel of its unit, centred on their mean), one basis shared by every channel as
+    Kilosort's global temporal PCs; 0 past a unit's channels. Exact PCA (eigenvectors of the float64
+    covariance), read chunk_spikes spikes at a time."""
+    waveforms = analyzer.get_extension("waveforms").get_data()  # (spikes, samples, channels), zero-padded
+    unit_index = analyzer.get_extension("random_spikes").get_random_spikes()["unit_index"]
+    channels = analyzer.sparsity.mask.sum(axis=1)[unit_index]
+    valid = np.arange(waveforms.shape[2])[None, :] < channels[:, None]  # (spikes, channels)
+    samples = waveforms.shape[1]
+    total, gram = np.zeros(samples), np.zeros((samples, samples))
+    for start in range(0, len(waveforms), chunk_spikes):
+        block = _chunk_waveforms(waveforms, valid, start, chunk_spikes)
+        total += block.sum(axis=0)
+        gram += block.T @ block
+    count = max(int(valid.sum()), 1)
+    mean = total / count
+    _, vectors = np.linalg.eigh(gram / count - np.outer(mean, mean))  # ascending eigenvalues
+    components = vectors[:, ::-1][:, :n_components]
+    features = np.zeros((len(waveforms), n_components, waveforms.shape[2]), dtype=np.float32)
+    for start in range(0, len(waveforms), chunk_spikes):
+        stop = start + chunk_spikes
+        centred = np.asarray(waveforms[start:stop], dtype=np.float64) - mean[None, :, None]
+        projected = np.einsum("nsc,sk->nkc", centred, components)
+        features[start:stop] = np.where(valid[start:stop, None, :], projected, 0.0)
+    return features
+
+
+def _chunk_waveforms(waveforms: np.ndarray, valid: np.ndarray, start: int, size: int) -> np.ndarray:
+    """(waveforms, samples) float64: the spikes start..start+size on their unit's channels, one row each."""
+    block = np.asarray(waveforms[start : start + size], dtype=np.float64).transpose(0, 2, 1)
+    return block[valid[start : start + size]]

@@ -23,14 +23,13 @@ PREPROCESSING_PRESETS: dict[str, dict] = {
 }
 
 # The CPU default was chosen on a generated recording (docs/formats/ephys.md, "Sorter choice"): lupin reached
-# the best accuracy per unit of time among the SpikeInterface CPU sorters and needs no extra package.
+# the best accuracy per unit of time among the SpikeInterface CPU sorters and needs no extra package. It filters
+# once: brainobs runs lupin's own chain (PREPROCESSING_PRESETS["lupin"]), whitens it as lupin does (local,
+# 100 um) and holds it in memory for the sorter and, unwhitened, for the waveforms. `lupin` is the sorter on the
+# raw traces, filtering them itself, with waveforms on the `allen` 300 Hz high-pass chain (two filter passes).
 # tridesclous2 and spykingcircus2 need the `hdbscan` package.
 SORTER_PRESETS: dict[str, dict] = {
-    "cpu_default": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
-    "lupin": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
-    # lupin reading brainobs's traces: its own chain (PREPROCESSING_PRESETS["lupin"]) run once, whitened as lupin
-    # does (local, 100 um), held in memory for the sorter and, unwhitened, for the waveforms
-    "lupin_filter_once": {
+    "cpu_default": {
         "sorter_name": "lupin",
         "params": {"seed": 0},
         "requires_gpu": False,
@@ -38,6 +37,7 @@ SORTER_PRESETS: dict[str, dict] = {
         "preprocessing": "lupin",
         "shared_whitening_radius_um": 100.0,
     },
+    "lupin": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
     "tridesclous2": {
         "sorter_name": "tridesclous2",
         "params": {"seed": 0},
