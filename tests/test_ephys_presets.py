@@ -134,3 +134,23 @@ def test_the_default_preset_filters_once_with_lupins_own_chain():
     assert (chain["filter"], chain["ftype"], chain["filter_order"]) == ("bandpass", "bessel", 2)
     assert chain["common_reference"] == "median" and chain["reference_min_channels"] == 32
     assert not lupin["apply_motion_correction"]  # lupin corrects motion only on its own chain
+
+
+@pytest.mark.parametrize("name", ["tridesclous2", "spykingcircus2"])
+def test_the_other_cpu_presets_filter_once_with_their_sorters_own_chain(name):
+    """tridesclous2 and spykingcircus2 read brainobs's traces too: each sorter's own band and whitening radius."""
+    import inspect
+
+    import spikeinterface.preprocessing as spre
+
+    defaults = ss.get_default_sorter_params(name)
+    preset = SORTER_PRESETS[name]
+    chain = PREPROCESSING_PRESETS[preset["preprocessing"]]
+    band = defaults.get("filtering", defaults)  # spykingcircus2 nests its filter in "filtering"
+    assert (chain["freq_min"], chain["freq_max"]) == (band["freq_min"], band["freq_max"])
+    assert (chain["ftype"], chain["filter_order"], chain["reference_min_channels"]) == ("bessel", 2, 32)
+    assert band.get("ftype", "bessel") == "bessel" and band.get("filter_order", 2) == 2
+    whitening = defaults.get("whitening", {"mode": "local"})
+    radius = whitening.get("radius_um", inspect.signature(spre.whiten).parameters["radius_um"].default)
+    assert whitening["mode"] == "local" and preset["shared_whitening_radius_um"] == radius
+    assert not preset["params"].get("apply_motion_correction", defaults.get("apply_motion_correction"))

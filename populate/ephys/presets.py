@@ -6,20 +6,26 @@ release filters) are written here once and pinned by tests.
 
 from __future__ import annotations
 
+# SpikeInterface's own sorters' chain (0.105): 2nd-order Bessel band-pass run forward and backward, then a global
+# common median reference from 32 channels (lupin and spykingcircus2 150-7000 Hz, tridesclous2 150-6000 Hz)
+SORTER_CHAIN = {
+    "filter": "bandpass",
+    "freq_min": 150.0,
+    "freq_max": 7000.0,
+    "ftype": "bessel",
+    "filter_order": 2,
+    "common_reference": "median",
+    "reference_min_channels": 32,
+}
+
 PREPROCESSING_PRESETS: dict[str, dict] = {
     # Allen: common-median reference before the sorter, which filters and whitens on its own.
     "allen": {"filter": "highpass", "freq_min": 300.0, "freq_max": None, "common_reference": "median"},
     "bandpass": {"filter": "bandpass", "freq_min": 300.0, "freq_max": 6000.0, "common_reference": "median"},
-    # lupin's own chain (SpikeInterface 0.105), for the preset that filters once for sorting and waveforms
-    "lupin": {
-        "filter": "bandpass",
-        "freq_min": 150.0,
-        "freq_max": 7000.0,
-        "ftype": "bessel",
-        "filter_order": 2,
-        "common_reference": "median",
-        "reference_min_channels": 32,
-    },
+    # the sorters' own chains, for the presets that filter once for sorting and waveforms
+    "lupin": SORTER_CHAIN,
+    "spykingcircus2": SORTER_CHAIN,
+    "tridesclous2": {**SORTER_CHAIN, "freq_max": 6000.0},
 }
 
 # The CPU default was chosen on a generated recording (docs/formats/ephys.md, "Sorter choice"): lupin reached
@@ -27,7 +33,7 @@ PREPROCESSING_PRESETS: dict[str, dict] = {
 # once: brainobs runs lupin's own chain (PREPROCESSING_PRESETS["lupin"]), whitens it as lupin does (local,
 # 100 um) and holds it in memory for the sorter and, unwhitened, for the waveforms. `lupin` is the sorter on the
 # raw traces, filtering them itself, with waveforms on the `allen` 300 Hz high-pass chain (two filter passes).
-# tridesclous2 and spykingcircus2 need the `hdbscan` package.
+# tridesclous2 and spykingcircus2 need the `hdbscan` package; kilosort4 filters the raw traces itself.
 SORTER_PRESETS: dict[str, dict] = {
     "cpu_default": {
         "sorter_name": "lupin",
@@ -38,17 +44,22 @@ SORTER_PRESETS: dict[str, dict] = {
         "shared_whitening_radius_um": 100.0,
     },
     "lupin": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
+    # both filter once as cpu_default does, each on its own chain, whitened as it whitens (local, 100 um)
     "tridesclous2": {
         "sorter_name": "tridesclous2",
         "params": {"seed": 0},
         "requires_gpu": False,
         "requires_packages": ["hdbscan"],
+        "preprocessing": "tridesclous2",
+        "shared_whitening_radius_um": 100.0,
     },
     "spykingcircus2": {
         "sorter_name": "spykingcircus2",
         "params": {"seed": 0, "apply_motion_correction": False},
         "requires_gpu": False,
         "requires_packages": ["hdbscan"],
+        "preprocessing": "spykingcircus2",
+        "shared_whitening_radius_um": 100.0,
     },
     "kilosort4": {"sorter_name": "kilosort4", "params": {}, "requires_gpu": True, "requires_packages": ["kilosort"]},
 }

@@ -20,6 +20,13 @@ from brainobs.populate.ephys.presets import SORTER_PRESETS
 # sorter parameter -> the value that skips the sorter's internal filter (SpikeInterface's lupin, tridesclous2,
 # spykingcircus2, simple; kilosort4)
 SORTER_PREPROCESSING_OFF = {"apply_preprocessing": False, "skip_kilosort_preprocessing": True}
+# what a sorter reading brainobs's held, whitened traces turns off, where it has the switch: its filtering, its
+# whitening (spykingcircus2 whitens even without its filtering) and its own in-memory copy (spykingcircus2)
+HELD_INPUT_PARAMS = {
+    "apply_preprocessing": False,
+    "apply_whitening": False,
+    "cache_preprocessing": {"mode": "no-cache"},
+}
 # module globals in which SpikeInterface keeps a worker's context after a pass run in the calling process
 # (n_jobs=1): lupin's split step leaves its cached traces, features and peaks in itersplit_tools._ctx
 WORKER_CONTEXTS = (("spikeinterface.sortingcomponents.clustering.itersplit_tools", "_ctx"),)
@@ -88,7 +95,7 @@ def run_sorter(
     at n_jobs too, so a worker uses the cores it was given and no more. `recording` is the raw one
     (`preprocessing.sorter_input`): a preset that turns the sorter's own filtering off is refused (ValueError).
     With preprocessed=True it is a shared preset's whitened traces (`preprocessing.held_for_sorter`), and the
-    sorter's own filtering is turned off (`apply_preprocessing: false`, the SpikeInterface sorters' switch).
+    sorter's own filtering, whitening and cache are turned off (HELD_INPUT_PARAMS, those the sorter has).
     The sorter runs in this process (its imports and compiled kernels serve the waveform passes after it),
     with the objects alive before it frozen out of the garbage collector's passes (a worker holds four times
     the objects of a bare SpikeInterface process: collections took 3.4 s of a 33 s lupin run, 2.7 s frozen);
@@ -108,7 +115,8 @@ def run_sorter(
     if preprocessed:
         if not shares_traces(preset):
             raise ValueError(f"sorter preset for {preset['sorter_name']} filters the raw traces itself")
-        params["apply_preprocessing"] = False
+        defaults = ss.get_default_sorter_params(preset["sorter_name"])
+        params.update({name: value for name, value in HELD_INPUT_PARAMS.items() if name in defaults})
     if n_jobs is not None:
         params["job_kwargs"] = {**params.get("job_kwargs", {}), "n_jobs": n_jobs}
     name = preset["sorter_name"]
