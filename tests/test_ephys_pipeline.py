@@ -365,8 +365,14 @@ def test_the_cpu_presets_sort_the_held_traces(tiny, tmp_path, preset):
     score = score_sorting(read_back, truth, truth_units)
     assert score.fraction_high_snr_well_detected >= 0.7
     assert len(units) and (units["quality"] == "good").sum() >= 3
-    for waveform in units["mean_waveform"]:
-        assert waveform.shape == (82, 16) and np.isfinite(waveform).all()
+    samples = raw.get_num_samples()
+    for row in units.itertuples():
+        assert row.mean_waveform.shape == (82, 16)
+        index = np.round((np.asarray(row.spike_times) - T_START) * FS)
+        if ((index >= 20) & (index + 62 <= samples)).any():  # a spike with a whole window: a mean waveform
+            assert np.isfinite(row.mean_waveform).all()
+        else:  # e.g. one spike on the recording's last samples (tridesclous2 found one there)
+            assert row.quality == "noise"
 
 
 def test_curation_on_held_traces_equals_lazy(tiny, tmp_path):
