@@ -34,7 +34,7 @@ METRIC_COLUMNS = (
 )
 
 NUM_PCA_COMPONENTS = 3  # Kilosort's pc_features, used by Allen's PC metrics
-PC_CHUNK_SPIKES = 4096  # random spikes read per step of the temporal PCA (about 50 MB at 32 channels x 90 samples)
+PC_CHUNK_SPIKES = 4096  # random spikes per step of the temporal PCA (86 MB of float64 at 32 channels x 82 samples)
 
 
 def compute_unit_metrics(
