@@ -102,11 +102,11 @@ def run_sorter(
     when it returns, the memory it held is handed back (`release_sorter_memory`).
     """
     preset = resolve_sorter_preset(preset)
+    name = preset["sorter_name"]
     skipped = own_preprocessing_off(preset)
     if skipped:
         raise ValueError(
-            f"sorter preset for {preset['sorter_name']} sets {skipped}: the sorter reads the raw recording and "
-            "must filter it itself"
+            f"sorter preset for {name} sets {skipped}: the sorter reads the raw recording and must filter it itself"
         )
     problems = sorter_problems(preset)
     if problems:
@@ -114,12 +114,11 @@ def run_sorter(
     params = dict(preset.get("params", {}))
     if preprocessed:
         if not shares_traces(preset):
-            raise ValueError(f"sorter preset for {preset['sorter_name']} filters the raw traces itself")
-        defaults = ss.get_default_sorter_params(preset["sorter_name"])
-        params.update({name: value for name, value in HELD_INPUT_PARAMS.items() if name in defaults})
+            raise ValueError(f"sorter preset for {name} filters the raw traces itself")
+        defaults = ss.get_default_sorter_params(name)
+        params.update({switch: value for switch, value in HELD_INPUT_PARAMS.items() if switch in defaults})
     if n_jobs is not None:
         params["job_kwargs"] = {**params.get("job_kwargs", {}), "n_jobs": n_jobs}
-    name = preset["sorter_name"]
     gc.freeze()  # the worker's own objects (DataJoint, torch, ...) are left out of the collections run during it
     try:
         with threadpool_limits(limits=n_jobs):
