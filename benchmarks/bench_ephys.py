@@ -1,7 +1,7 @@
 """Spike sorting: our SpikeSorting (and UnitMetrics) against a plain run_sorter on the raw binary file.
 
     python -m benchmarks.bench_ephys [--quick] [--channels 64 384] [--cores 1 2] [--seconds 60]
-                                     [--preset cpu_default lupin tridesclous2 spykingcircus2] [--repeats 2]
+                                     [--preset cpu_default tridesclous2 spykingcircus2] [--repeats 2]
 
 For each channel count one generated Neuropixels recording (a one-probe survey with the `benchmark` preset's
 recording unless overridden) is written into a temporary folder. Then, for each preset and core count, each
@@ -26,8 +26,8 @@ runs --repeats times, ours and bare alternating; the ratios are of the medians, 
 the repeats. Peak memory is `PeakMemory`'s, the same for both: the measured process and its descendants (job
 workers), without the PostgreSQL server. Targets: SpikeSorting / bare <= 1.1 (SpikeSorting + UnitMetrics is
 printed too), peak memory ours / bare <= 1.2, equal accuracy within the spread. The default presets are the CPU ones
-(cpu_default: lupin filtering once; lupin: the sorter filtering the raw traces itself). --quick: cpu_default only,
-64 channels x 10 s, 1 core, 2 repeats.
+(cpu_default: lupin; tridesclous2 and spykingcircus2, which need hdbscan), each filtering once. --quick:
+cpu_default only, 64 channels x 10 s, 1 core, 2 repeats.
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ schema = dj.Schema()
 DEFAULT_PARAMSET = "cpu_default"
 PARAMSET_DESCRIPTIONS = {
     DEFAULT_PARAMSET: "CPU default: lupin on brainobs's traces, its Bessel 150-7000 Hz filter run once for all",
-    "lupin": "lupin filtering the raw traces itself; waveforms on the allen 300 Hz high-pass chain",
     "tridesclous2": "tridesclous2 (needs hdbscan: pip install 'brainobs[sorters]')",
     "spykingcircus2": "spykingcircus2, motion correction off (needs hdbscan: pip install 'brainobs[sorters]')",
     "kilosort4": "Kilosort4 (needs a GPU and kilosort: pip install 'brainobs[kilosort]')",

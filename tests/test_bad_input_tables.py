@@ -247,15 +247,15 @@ CRASHING, STAND_IN = "bad_input_crash", "bad_input_truth"
 
 @pytest.fixture
 def sorting_paramsets(database):
-    """A lupin parameter set with an unknown parameter (the sorter refuses it at once) and a stand-in
+    """A lupin (cpu_default) parameter set with an unknown parameter (the sorter refuses it at once) and a stand-in
     "sorter" set that the test answers with the ground truth; both removed afterwards."""
     from brainobs.schemas.ephys import SortingParamSet, sorting_params
     from brainobs.schemas.params import insert_params
 
-    crashing = sorting_params("lupin")
+    crashing = sorting_params("cpu_default")
     crashing["sorter"] = {**crashing["sorter"], "params": {"seed": 0, "no_such_parameter": 1}}
     insert_params(SortingParamSet, CRASHING, crashing, "lupin with an invalid parameter (bad-input test)")
-    stand_in = sorting_params("lupin")
+    stand_in = sorting_params("cpu_default")
     stand_in["sorter"] = {"sorter_name": "ground_truth", "params": {}, "requires_gpu": False}
     insert_params(SortingParamSet, STAND_IN, stand_in, "ground truth in place of a sorter (bad-input test)")
     yield

@@ -27,6 +27,9 @@ from brainobs.populate.ephys.preprocessing import (
 from brainobs.populate.ephys.sorting import run_sorter, shares_traces, sorter_problems
 
 FS = 30000.0
+# a preset whose sorter filters the raw traces itself (as kilosort4 does on a GPU, and cpu_default when the
+# traces are too large to hold), with brainobs's `allen` chain for the waveforms
+RAW_FILTERING = {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []}
 T_START = 100.0
 
 
@@ -125,10 +128,11 @@ def test_each_sorter_preset_finds_the_tiny_truth(tiny, tmp_path, preset):
 
 
 def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, monkeypatch):
-    """SpikeSorting's one core call for a preset whose sorter filters (`lupin`): the sorter on the raw traces in
-    output_dir/sorter, then the units and the SortingAnalyzer (replacing a stale one) from brainobs's own chain."""
+    """SpikeSorting's one core call for a preset whose sorter filters (RAW_FILTERING): the sorter on the raw
+    traces in output_dir/sorter, then the units and the SortingAnalyzer (replacing a stale one) from brainobs's
+    own chain."""
     from brainobs.populate.ephys import spike_sorting as core
-    from brainobs.populate.ephys.presets import NOISE_TEMPLATE_PARAMS, PREPROCESSING_PRESETS, SORTER_PRESETS
+    from brainobs.populate.ephys.presets import NOISE_TEMPLATE_PARAMS, PREPROCESSING_PRESETS
 
     _, _, truth, truth_units, raw = tiny
     calls = []
@@ -143,7 +147,7 @@ def test_spike_sorting_sorts_the_raw_traces_then_curates_once(tiny, tmp_path, mo
     stale.write_text("from an earlier run")
     params = {
         "preprocessing": PREPROCESSING_PRESETS["allen"],
-        "sorter": SORTER_PRESETS["lupin"],
+        "sorter": RAW_FILTERING,
         "noise": NOISE_TEMPLATE_PARAMS,
     }
     units = core.spike_sorting(raw, params, tmp_path, n_jobs=1)
@@ -327,7 +331,7 @@ def test_a_sharing_preset_turns_the_sorters_filter_off_only_for_held_traces(tiny
         return truth
 
     monkeypatch.setattr(ss, "run_sorter", fake_run_sorter)
-    assert shares_traces("cpu_default") and not shares_traces("lupin")
+    assert shares_traces("cpu_default") and not shares_traces(RAW_FILTERING)
     run_sorter(raw, "cpu_default", tmp_path / "raw", n_jobs=1)  # too large to hold: the sorter filters
     assert seen["params"].get("apply_preprocessing", True) is True
     run_sorter(raw, "cpu_default", tmp_path / "held", n_jobs=1, preprocessed=True)
@@ -338,7 +342,7 @@ def test_a_sharing_preset_turns_the_sorters_filter_off_only_for_held_traces(tiny
     # it would whiten the whitened traces again, and copy them into its own cache
     assert seen["params"]["apply_whitening"] is False and seen["params"]["cache_preprocessing"] == {"mode": "no-cache"}
     with pytest.raises(ValueError, match="filters the raw traces itself"):
-        run_sorter(raw, "lupin", tmp_path / "no", n_jobs=1, preprocessed=True)
+        run_sorter(raw, RAW_FILTERING, tmp_path / "no", n_jobs=1, preprocessed=True)
 
 
 @pytest.mark.slow

@@ -124,6 +124,14 @@ def test_preprocess_chain():
         preprocess(recording, {"filter": "lowpass", "freq_min": 1, "common_reference": None})
 
 
+def test_every_cpu_preset_filters_once():
+    """A CPU preset whose sorter filtered the raw traces would filter every sample twice (issue #22)."""
+    cpu = [name for name, preset in SORTER_PRESETS.items() if not preset["requires_gpu"]]
+    assert cpu == ["cpu_default", "tridesclous2", "spykingcircus2"]
+    assert all(sorting_mod.shares_traces(name) for name in cpu)
+    assert not sorting_mod.shares_traces("kilosort4")  # filters on the GPU
+
+
 def test_the_default_preset_filters_once_with_lupins_own_chain():
     """cpu_default hands lupin brainobs's traces: they must be lupin's own filter and whitening."""
     lupin = ss.get_default_sorter_params("lupin")

@@ -31,9 +31,9 @@ PREPROCESSING_PRESETS: dict[str, dict] = {
 # The CPU default was chosen on a generated recording (docs/formats/ephys.md, "Sorter choice"): lupin reached
 # the best accuracy per unit of time among the SpikeInterface CPU sorters and needs no extra package. It filters
 # once: brainobs runs lupin's own chain (PREPROCESSING_PRESETS["lupin"]), whitens it as lupin does (local,
-# 100 um) and holds it in memory for the sorter and, unwhitened, for the waveforms. `lupin` is the sorter on the
-# raw traces, filtering them itself, with waveforms on the `allen` 300 Hz high-pass chain (two filter passes).
-# tridesclous2 and spykingcircus2 need the `hdbscan` package; kilosort4 filters the raw traces itself.
+# 100 um) and holds it in memory for the sorter and, unwhitened, for the waveforms. Every CPU preset filters
+# once; tridesclous2 and spykingcircus2 need the `hdbscan` package. kilosort4 filters the raw traces itself on
+# the GPU, and its waveforms are on the `allen` 300 Hz high-pass chain.
 SORTER_PRESETS: dict[str, dict] = {
     "cpu_default": {
         "sorter_name": "lupin",
@@ -43,7 +43,6 @@ SORTER_PRESETS: dict[str, dict] = {
         "preprocessing": "lupin",
         "shared_whitening_radius_um": 100.0,
     },
-    "lupin": {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []},
     # both filter once as cpu_default does, each on its own chain, whitened as it whitens (local, 100 um)
     "tridesclous2": {
         "sorter_name": "tridesclous2",
