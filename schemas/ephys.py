@@ -133,7 +133,7 @@ class SortingParamSet(dj.Lookup):
 
     @classmethod
     def insert_defaults(cls) -> None:
-        """One row per sorter preset (the `lupin` preset is the CPU default's row)."""
+        """One row per sorter preset, named as the preset (DEFAULT_PARAMSET is the one new recordings get)."""
         for name, description in PARAMSET_DESCRIPTIONS.items():
             insert_params(cls, name, sorting_params(name), description)
 

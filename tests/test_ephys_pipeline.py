@@ -27,10 +27,10 @@ from brainobs.populate.ephys.preprocessing import (
 from brainobs.populate.ephys.sorting import run_sorter, shares_traces, sorter_problems
 
 FS = 30000.0
-# a preset whose sorter filters the raw traces itself (as kilosort4 does on a GPU, and cpu_default when the
-# traces are too large to hold), with brainobs's `allen` chain for the waveforms
-RAW_FILTERING = {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []}
 T_START = 100.0
+# a preset whose sorter filters the raw traces itself, as kilosort4 does (and cpu_default's lupin when the traces
+# are too large to hold)
+RAW_FILTERING = {"sorter_name": "lupin", "params": {"seed": 0}, "requires_gpu": False, "requires_packages": []}
 
 
 @pytest.fixture(scope="module")
